@@ -1,0 +1,124 @@
+"""The app-facing API: `edgeseq.load(artifact)` -> Model with generate() and stream(). No torch."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import manifest as mf
+from .errors import ArtifactError, InputError, MissingDependencyError
+from .generate.config import GenerationConfig
+from .generate.loop import Timings, run, steps
+from .runtimes import BackendOptions, open_backend
+
+
+@dataclass
+class Generation:
+    """One generate() call: the new token ids and text per prompt, and the loop's timings."""
+
+    ids: list[list[int]]
+    texts: list[str]
+    timings: Timings
+
+
+class Model:
+    """A loaded artifact: immutable and shareable; every call builds its own cache state."""
+
+    def __init__(self, path: Path, manifest: mf.Manifest, backend: Any, tokenizer: Any) -> None:
+        self.path, self.manifest, self.backend, self.tokenizer = path, manifest, backend, tokenizer
+        self.gen_defaults: dict[str, Any] = manifest.generation
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    # -- text <-> ids ------------------------------------------------------------------------------
+    def encode(self, prompt: str, chat: bool = False) -> list[int]:
+        """Prompt text -> token ids. `chat=True` applies the artifact's chat template first."""
+        if not isinstance(prompt, str):
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise InputError("empty prompt", "pass some text to generate from")
+        g = self.gen_defaults
+        if chat:
+            prompt = self._apply_template(prompt)
+            return list(self.tokenizer.encode(prompt, add_special_tokens=False).ids)
+        ids = list(self.tokenizer.encode(prompt, add_special_tokens=self.kind == "encoder-decoder").ids)
+        if g.get("add_bos") and g.get("bos_token_id") is not None and (not ids or ids[0] != g["bos_token_id"]):
+            ids = [int(g["bos_token_id"])] + ids
+        eos = g.get("eos_token_ids") or []
+        if self.kind == "encoder-decoder" and eos and (not ids or ids[-1] != eos[0]):
+            ids = ids + [int(eos[0])]  # T5 encoders were trained on inputs that end with </s>
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _apply_template(self, prompt: str) -> str:
+        template = self.gen_defaults.get("chat_template")
+        if not template:
+            raise InputError("this artifact has no chat template", "generate without --chat (raw prompt)")
+        try:
+            import jinja2
+        except ImportError as e:
+            raise MissingDependencyError("chat templates need jinja2", "pip install jinja2") from e
+        env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(template).render(messages=[{"role": "user", "content": prompt}],
+                                                add_generation_prompt=True, bos_token="", eos_token="")
+
+    # -- generation ------------------------------------------------------------------------------------
+    def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None) -> Generation:
+        cfg = (config or GenerationConfig()).validate()
+        ids, timings = run(self.backend, rows, cfg, self.gen_defaults)
+        return Generation(ids, [self.decode(r) for r in ids], timings)
+
+    def generate(self, prompt: str | list[str], chat: bool = False, config: GenerationConfig | None = None,
+                 **options: Any) -> Generation:
+        """Generate for one prompt or a batch (padded correctly; each row stops on its own)."""
+        cfg = config or GenerationConfig(**options)
+        t = time.perf_counter()
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise InputError("no prompts given")
+        rows = [self.encode(p, chat) for p in prompts]
+        tok_ms = (time.perf_counter() - t) * 1e3
+        out = self.generate_ids(rows, cfg)
+        out.timings.tokenize_ms = tok_ms
+        return out
+
+    def stream(self, prompt: str, chat: bool = False, config: GenerationConfig | None = None,
+               **options: Any) -> Iterator[str]:
+        """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character."""
+        cfg = (config or GenerationConfig(**options)).validate()
+        rows = [self.encode(prompt, chat)]
+        eos = set(self.gen_defaults.get("eos_token_ids") or []) if cfg.stop_token_ids is None \
+            else set(cfg.stop_token_ids)
+        ids: list[int] = []
+        shown = ""
+        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, Timings()):
+            t = int(tokens[0])
+            if t in eos and not cfg.ignore_eos:
+                break
+            ids.append(t)
+            text = self.decode(ids)
+            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next byte token
+                continue
+            if len(text) > len(shown) and text.startswith(shown):
+                yield text[len(shown):]
+            shown = text
+
+
+def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None) -> Model:
+    """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor])."""
+    p = Path(path)
+    manifest = mf.read(p)
+    try:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(p / mf.TOKENIZER))
+    except Exception as e:  # a missing or corrupt tokenizer.json: tokenizers raises a bare Exception
+        raise ArtifactError(f"cannot read {p / mf.TOKENIZER} ({e})", "re-export the artifact") from e
+    backend = open_backend(p, manifest, device, engine, BackendOptions(threads=threads))
+    return Model(p, manifest, backend, tokenizer)

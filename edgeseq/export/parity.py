@@ -1,0 +1,82 @@
+"""Parity gate: the exported artifact against the PyTorch model over many greedy decode steps.
+
+The artifact generates greedily with its KV cache (EOS masked so every run has `steps` tokens);
+the PyTorch model then scores the same sequence in one teacher-forced pass without a cache. Per
+step we record the max abs logits difference and whether the token the artifact chose is the
+reference's argmax. A disagreement counts only when it is not a near-tie: the reference's margin
+between the two tokens exceeds the tolerance.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Tolerance on max |logits_artifact - logits_torch|: atol + rtol * max|logits_torch|, per weight dtype.
+TOLERANCE = {"float32": {"atol": 1e-4, "rtol": 1e-4}}
+PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
+
+
+def check(backend: Any, spec: Any, steps: int = 32, dtype: str = "float32", prompt: str = PROMPT,
+          progress: Any = None) -> dict[str, Any]:
+    import torch
+    from tokenizers import Tokenizer
+
+    from ..generate.config import GenerationConfig
+    from ..generate.loop import Timings, steps as loop_steps
+
+    tok = Tokenizer.from_str(spec.tokenizer_json)
+    ids = tok.encode(prompt, add_special_tokens=spec.kind == "encoder-decoder").ids
+    gen = spec.generation.as_dict()
+    if spec.kind == "decoder-only" and gen.get("add_bos") and gen.get("bos_token_id") is not None:
+        ids = [gen["bos_token_id"]] + ids
+    ids = [i % spec.dims.vocab_size for i in ids]  # a tokenizer larger than a test model's vocab
+    cfg = GenerationConfig(max_new_tokens=steps, ignore_eos=True)
+
+    got_logits: list[np.ndarray] = []
+    real_select = backend.decode, backend.prefill
+    # record the logits the loop sees at every step
+    def wrap(fn: Any) -> Any:
+        def inner(*a: Any, **k: Any) -> Any:
+            out = fn(*a, **k)
+            got_logits.append(np.array(out[0], np.float32))
+            if progress is not None:
+                progress.update(1)
+            return out
+        return inner
+    backend.decode, backend.prefill = wrap(real_select[0]), wrap(real_select[1])
+    try:
+        tokens = [int(t[0]) for t in loop_steps(backend, [ids], cfg, gen, Timings())]
+    finally:
+        backend.decode, backend.prefill = real_select
+    got = np.stack(got_logits[: len(tokens)])  # [steps, V]
+
+    with torch.no_grad():
+        m = spec.model
+        if spec.kind == "decoder-only":
+            seq = torch.tensor([ids + tokens[:-1]])
+            ref = m(input_ids=seq).logits[0, len(ids) - 1:].float().numpy()
+        else:
+            dec = torch.tensor([[gen["decoder_start_token_id"]] + tokens[:-1]])
+            ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0].float().numpy()
+    tol = TOLERANCE[dtype]
+    limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
+    per_step = np.abs(got - ref).max(axis=-1)
+    ref_top = ref.argmax(-1)
+    margins = ref[np.arange(len(tokens)), ref_top] - ref[np.arange(len(tokens)), tokens]
+    agree = [bool(a == b) for a, b in zip(tokens, ref_top.tolist())]
+    real_mismatch = [i for i, (ok, mg) in enumerate(zip(agree, margins)) if not ok and mg > limit]
+    passed = bool(per_step.max() <= limit) and not real_mismatch
+    return {
+        "status": "passed" if passed else "failed",
+        "steps": len(tokens),
+        "prompt_tokens": len(ids),
+        "max_abs_diff": float(per_step.max()),
+        "tolerance": limit,
+        "tolerance_rule": tol,
+        "per_step_max_abs_diff": [float(f"{x:.3g}") for x in per_step],
+        "tokens_agree": all(agree),
+        "token_mismatch_steps": [i for i, ok in enumerate(agree) if not ok],
+        "near_tie_steps": [i for i, ok in enumerate(agree) if not ok and i not in real_mismatch],
+        "reference": f"transformers {type(spec.model).__name__}, float32, teacher-forced without cache",
+    }

@@ -1,0 +1,124 @@
+"""export(): model source -> step modules -> graphs -> parity -> artifact directory, atomically.
+
+Everything is written into a hidden temporary directory next to the target and renamed into place
+only after the manifest (written last) is complete, so an interrupted export leaves nothing that
+loads. A failed parity check raises ParityError unless keep_failed=True, which keeps the artifact
+with `parity.status = "failed"` in its manifest.
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import manifest as mf
+from ..errors import ExportError, ParityError, UsageError, require
+
+# format -> (exporter module, default engine)
+FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime")}
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
+           keep_failed: bool = False, seed: int = 0, quiet: bool = False) -> mf.Manifest:
+    if format not in FORMATS:
+        raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
+    if parity_steps < 0:
+        raise UsageError("--parity-steps must be >= 0 (0 skips the check, which the manifest records)")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"output directory {out} already exists", "pass --overwrite or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory", "choose another --out")
+    require("torch", "export")
+    require("onnx", "export")
+
+    from ..models import resolve
+
+    _say(f"[1/4] loading {source}", quiet)
+    spec = resolve(source, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        m = _write(spec, tmp, format, parity_steps, quiet)
+        if m.parity["status"] == "failed" and not keep_failed:
+            p = m.parity
+            raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
+                              f"{p['tolerance']:.3g}; token mismatches at steps {p['token_mismatch_steps']}",
+                              "report this with the model config; --keep-failed keeps the artifact marked failed")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _say(f"wrote {out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)", quiet)
+    return m
+
+
+def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool) -> mf.Manifest:
+    from tqdm import tqdm
+
+    from ..runtimes import BackendOptions, open_backend
+    from . import parity
+    from .steps import components
+
+    exporter = importlib.import_module(FORMATS[format][0])
+    comps = components(spec)
+    _say(f"[2/4] exporting {len(comps)} graph(s) to {format}", quiet)
+    infos = {}
+    for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
+        infos[c.name] = exporter.export_component(c, tmp)
+    (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
+    m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec),
+                    dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
+                    tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
+    if parity_steps:
+        _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)
+        backend = open_backend(tmp, m, "cpu", None, BackendOptions())
+        with tqdm(total=parity_steps, desc="parity", unit="step", disable=quiet, file=sys.stderr) as bar:
+            m.parity = parity.check(backend, spec, parity_steps, m.dtype, progress=bar)
+        del backend
+        p = m.parity
+        _say(f"      parity {p['status']}: max |logits diff| {p['max_abs_diff']:.3g} (tolerance {p['tolerance']:.3g}), "
+             f"tokens agree: {p['tokens_agree']}", quiet)
+    else:
+        m.parity = {"status": "skipped", "reason": "--parity-steps 0"}
+    _say("[4/4] writing manifest", quiet)
+    m.files = {f.name: mf.file_record(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+    m.write(tmp)  # last: a directory with a manifest is a finished export
+    return m
+
+
+def _model_info(spec: Any) -> dict[str, Any]:
+    return {"name": spec.name, "family": spec.family, "source": spec.source, "source_kind": spec.source_kind,
+            "source_hash": spec.source_hash, "random_weights": spec.random_weights, "params": spec.num_params,
+            "notes": spec.notes}
+
+
+def _bytes_per_token(spec: Any, m: mf.Manifest) -> int:
+    """Weight bytes one decode step reads: the step graph's weights, less an untied input embedding
+    (only one row of it is read per token)."""
+    step = m.components["decoder" if spec.kind == "decoder-only" else "decoder_step"]
+    emb, head = spec.model.get_input_embeddings(), spec.model.get_output_embeddings()
+    tied = head is not None and emb.weight.data_ptr() == head.weight.data_ptr()
+    return int(step.weight_bytes - (0 if tied else emb.weight.numel() * emb.weight.element_size()))
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("edgeseq", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "numpy"):
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except (ImportError, AttributeError):
+            pass
+    return out

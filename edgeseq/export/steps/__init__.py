@@ -1,0 +1,90 @@
+"""Step modules: plain-tensor torch modules with the KV cache explicit, one set per family.
+
+Every format's exporter converts these same modules, so all formats share input/output names,
+shapes and semantics. `components(spec)` lists them with names, example inputs and dynamic axes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...models.spec import ModelSpec
+
+# Example sizes for tracing: all different and > 1 so no dimension is specialised to a constant.
+_B, _T, _P, _S = 2, 3, 5, 7
+
+
+@dataclass
+class Component:
+    name: str
+    module: nn.Module
+    inputs: list[str]
+    outputs: list[str]
+    example: tuple[torch.Tensor, ...]
+    dynamic: dict[str, dict[int, str]]  # tensor name -> {axis: symbolic dim name}
+    cache_inputs: list[str] = field(default_factory=list)
+    cache_outputs: list[str] = field(default_factory=list)
+
+
+def kv_names(prefix: str, layers: int) -> list[str]:
+    return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+
+
+def components(spec: ModelSpec) -> list[Component]:
+    if spec.family == "t5":
+        return _t5(spec)
+    return [_decoder_only(spec)]
+
+
+def _decoder_only(spec: ModelSpec) -> Component:
+    from .gpt2 import GPT2Step
+    from .llama import LlamaStep
+
+    step: Any = {"llama": LlamaStep, "gpt2": GPT2Step}[spec.family](spec.model)
+    d = spec.dims
+    past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
+    ids = torch.randint(4, 50, (_B, _T))
+    mask = torch.ones(_B, _P + _T, dtype=torch.int64)
+    pos = torch.arange(_P, _P + _T)[None].repeat(_B, 1)
+    past = tuple(torch.randn(_B, d.num_kv_heads, _P, d.head_dim) for _ in past_in)
+    dyn: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
+                                      "position_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch"}}
+    dyn.update({n: {0: "batch", 2: "past"} for n in past_in})
+    dyn.update({n: {0: "batch", 2: "total"} for n in present_out})
+    return Component("decoder", step, ["input_ids", "attention_mask", "position_ids", *past_in],
+                     ["logits", *present_out], (ids, mask, pos, *past), dyn, past_in, present_out)
+
+
+def _t5(spec: ModelSpec) -> list[Component]:
+    from .t5 import T5DecoderInit, T5DecoderStep, T5Encoder
+
+    d = spec.dims
+    ids = torch.randint(4, 50, (_B, _S))
+    enc_mask = torch.ones(_B, _S, dtype=torch.int64)
+    hidden = torch.randn(_B, _S, d.hidden_size)
+    cross = kv_names("cross", d.num_layers)
+    past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
+    encoder = Component("encoder", T5Encoder(spec.model), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
+                        (ids, enc_mask), {"input_ids": {0: "batch", 1: "enc_seq"},
+                                          "attention_mask": {0: "batch", 1: "enc_seq"},
+                                          "encoder_hidden_states": {0: "batch", 1: "enc_seq"}})
+    init = Component("decoder_init", T5DecoderInit(spec.model), ["encoder_hidden_states"], cross, (hidden,),
+                     {"encoder_hidden_states": {0: "batch", 1: "enc_seq"},
+                      **{n: {0: "batch", 2: "enc_seq"} for n in cross}}, cache_outputs=cross)
+    dec_ids = torch.randint(4, 50, (_B, _T))
+    dec_mask = torch.ones(_B, _P + _T, dtype=torch.int64)
+    self_kv = tuple(torch.randn(_B, d.num_heads, _P, d.head_dim) for _ in past_in)
+    cross_kv = tuple(torch.randn(_B, d.num_heads, _S, d.head_dim) for _ in cross)
+    dyn: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
+                                      "encoder_attention_mask": {0: "batch", 1: "enc_seq"}, "logits": {0: "batch"}}
+    dyn.update({n: {0: "batch", 2: "past"} for n in past_in})
+    dyn.update({n: {0: "batch", 2: "enc_seq"} for n in cross})
+    dyn.update({n: {0: "batch", 2: "total"} for n in present_out})
+    step = Component("decoder_step", T5DecoderStep(spec.model),
+                     ["input_ids", "attention_mask", "encoder_attention_mask", *past_in, *cross],
+                     ["logits", *present_out], (dec_ids, dec_mask, enc_mask, *self_kv, *cross_kv), dyn,
+                     [*past_in, *cross], present_out)
+    return [encoder, init, step]

@@ -1,0 +1,57 @@
+"""Llama family (SmolLM2 and other Llama-shaped checkpoints): one step module for prefill and decode."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .attention import attend, causal_bias, heads
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class LlamaStep(nn.Module):
+    """step(input_ids [B,T], attention_mask [B,P+T], position_ids [B,T], *past_kv [B,Hkv,P,D])
+    -> logits of the last position [B,V], *present_kv [B,Hkv,P+T,D] (key, value per layer)."""
+
+    def __init__(self, hf: Any) -> None:
+        super().__init__()
+        cfg = hf.config
+        self.embed = hf.model.embed_tokens
+        self.layers = hf.model.layers
+        self.norm = hf.model.norm
+        self.lm_head = hf.lm_head
+        self.rotary = hf.model.rotary_emb  # holds inv_freq and the rope-scaling factor
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads or cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.embed(input_ids)  # [B, T, H]
+        bias = causal_bias(attention_mask, input_ids.shape[1])
+        freqs = position_ids[..., None].float() * self.rotary.inv_freq  # [B, T, D/2]
+        angles = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, D]
+        cos = angles.cos() * self.rotary.attention_scaling
+        sin = angles.sin() * self.rotary.attention_scaling
+        presents: list[torch.Tensor] = []
+        d, scale = self.head_dim, self.head_dim**-0.5
+        for i, layer in enumerate(self.layers):
+            a = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = heads(a.q_proj(h), self.n_heads, d)
+            k = heads(a.k_proj(h), self.n_kv, d)
+            v = heads(a.v_proj(h), self.n_kv, d)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            k = torch.cat([past[2 * i], k], dim=2)
+            v = torch.cat([past[2 * i + 1], v], dim=2)
+            presents += [k, v]
+            x = x + a.o_proj(attend(q, k, v, bias, scale))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        logits = self.lm_head(self.norm(x[:, -1]))  # only the last position: prefill skips T-1 LM heads
+        return (logits, *presents)

@@ -1,0 +1,130 @@
+"""The generation loop over a backend's steps, with its clock (DESIGN.md "Timing").
+
+Clock starts when the loop receives token ids (tokenization is timed on its own):
+  encode_ms  encoder + cross-attention cache (encoder-decoder)
+  prefill_ms until the prompt's logits exist;  ttft_ms until the first new token id exists
+  token_ms   the time each new token id exists, from the same start;  e2e_ms the whole loop
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..runtimes.base import StepBackend
+from .config import GenerationConfig
+from .search import select
+
+now = time.perf_counter
+
+
+@dataclass
+class Timings:
+    tokenize_ms: float = 0.0
+    encode_ms: float = 0.0
+    prefill_ms: float = 0.0
+    token_ms: list[float] = field(default_factory=list)  # per new token, from the clock's start
+    e2e_ms: float = 0.0
+
+    @property
+    def ttft_ms(self) -> float:
+        return self.token_ms[0] if self.token_ms else float("nan")
+
+    @property
+    def tpot_ms(self) -> float:
+        gaps = [b - a for a, b in zip(self.token_ms, self.token_ms[1:])]
+        return statistics.median(gaps) if gaps else float("nan")
+
+    @property
+    def decode_tok_s(self) -> float:
+        n = len(self.token_ms)
+        span = (self.token_ms[-1] - self.token_ms[0]) / 1e3 if n > 1 else 0.0
+        return (n - 1) / span if span > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(tokenize_ms=self.tokenize_ms, encode_ms=self.encode_ms, prefill_ms=self.prefill_ms,
+                    ttft_ms=self.ttft_ms, tpot_ms=self.tpot_ms, decode_tok_s=self.decode_tok_s, e2e_ms=self.e2e_ms)
+
+
+@dataclass
+class Request:
+    """Token ids for one batch: rows of prompt ids (already tokenized)."""
+
+    rows: list[list[int]]
+
+
+def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
+          timings: Timings) -> Iterator[np.ndarray]:
+    """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
+
+    `gen` is the manifest's generation section (eos ids, pad id, decoder start id).
+    """
+    m = backend.manifest
+    limit = int(m.dims["max_positions"])
+    if not rows or any(len(r) == 0 for r in rows):
+        raise InputError("empty prompt", "pass at least one token of text")
+    longest = max(len(r) for r in rows)
+    need = longest + cfg.max_new_tokens if m.kind == "decoder-only" else max(longest, cfg.max_new_tokens + 1)
+    if need > limit:
+        raise InputError(f"prompt of {longest} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
+                         f"maximum of {limit} positions", "shorten the prompt or lower --max-new-tokens")
+    eos = list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
+    pad = int(gen.get("pad_token_id") or 0)
+    rng = np.random.default_rng(cfg.seed)
+    banned = eos if cfg.ignore_eos else None
+    b = len(rows)
+    t0 = now()
+    state = backend.new_state(b)
+    if m.kind == "decoder-only":
+        ids, mask = _pad(rows, pad, left=True)
+        logits = backend.prefill(state, ids, mask)
+    else:
+        ids, mask = _pad(rows, pad, left=False)
+        backend.encode(state, ids, mask)
+        timings.encode_ms = (now() - t0) * 1e3
+        start = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
+        logits = backend.prefill(state, start)
+    timings.prefill_ms = (now() - t0) * 1e3
+    done = np.zeros(b, bool)
+    for i in range(cfg.max_new_tokens):
+        tokens = select(logits, cfg, rng, banned)
+        tokens = np.where(done, pad, tokens)
+        timings.token_ms.append((now() - t0) * 1e3)
+        if eos and not cfg.ignore_eos:
+            done |= np.isin(tokens, eos)
+        yield tokens
+        if done.all() or i == cfg.max_new_tokens - 1:
+            break
+        logits = backend.decode(state, tokens)
+    timings.e2e_ms = (now() - t0) * 1e3
+
+
+def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        sl = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, sl], mask[i, sl] = r, 1
+    return ids, mask
+
+
+def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
+        on_tokens: Callable[[np.ndarray], None] | None = None) -> tuple[list[list[int]], Timings]:
+    """Run the loop to the end; returns the new ids per row (cut at and including the stop token)."""
+    timings = Timings()
+    out: list[list[int]] = [[] for _ in rows]
+    stopped = [False] * len(rows)
+    eos = set(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else set(cfg.stop_token_ids)
+    for tokens in steps(backend, rows, cfg, gen, timings):
+        for i, t in enumerate(tokens.tolist()):
+            if not stopped[i]:
+                out[i].append(t)
+                stopped[i] = (t in eos) and not cfg.ignore_eos
+        if on_tokens:
+            on_tokens(tokens)
+    return out, timings

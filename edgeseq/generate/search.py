@@ -1,0 +1,37 @@
+"""Next-token selection over logits [B, V], written once for every engine (numpy only)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import GenerationConfig
+
+
+def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
+           banned: list[int] | None = None) -> np.ndarray:
+    """Greedy argmax, or a sample after temperature, top-k and top-p filtering. Returns int64 [B]."""
+    logits = logits.astype(np.float32, copy=True)
+    if banned:
+        logits[:, banned] = -np.inf
+    if not cfg.do_sample:
+        return logits.argmax(axis=-1).astype(np.int64)
+    logits /= cfg.temperature
+    if cfg.top_k and cfg.top_k < logits.shape[-1]:
+        kth = np.partition(logits, -cfg.top_k, axis=-1)[:, -cfg.top_k][:, None]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = _softmax(logits)
+    if cfg.top_p < 1.0:
+        order = np.argsort(-probs, axis=-1)
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        # keep the smallest prefix whose mass reaches top_p (the token that crosses it stays in)
+        drop_sorted = np.cumsum(sorted_p, axis=-1) - sorted_p >= cfg.top_p
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        probs = np.where(drop, 0.0, probs)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    u = rng.random((probs.shape[0], 1))
+    return np.minimum((np.cumsum(probs, axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1).astype(np.int64)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

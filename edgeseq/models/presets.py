@@ -1,0 +1,49 @@
+"""Presets: public architecture shapes with random weights (timing depends on shape, not weights).
+
+Special token ids point at edgeseq's small preset tokenizer (models/tokenizer.py); vocab sizes,
+widths, depths and heads are those of the public checkpoints.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .tokenizer import BOS, EOS, PAD
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # T5 v1.0 small: 60M parameters, ReLU MLP, tied embeddings with scaled decoder output.
+    "t5-small": dict(model_type="t5", d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6,
+                     num_decoder_layers=6, vocab_size=32128, feed_forward_proj="relu",
+                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                     n_positions=512),
+    # Flan-T5 base: 248M parameters, gated-GELU MLP, separate LM head, no output scaling.
+    "flan-t5-base": dict(model_type="t5", d_model=768, d_ff=2048, d_kv=64, num_heads=12, num_layers=12,
+                         num_decoder_layers=12, vocab_size=32128, feed_forward_proj="gated-gelu",
+                         tie_word_embeddings=False, relative_attention_num_buckets=32,
+                         relative_attention_max_distance=128, n_positions=512),
+    "smollm2-135m": dict(model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                         max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
+                         tie_word_embeddings=True),
+    "smollm2-360m": dict(model_type="llama", hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                         num_attention_heads=15, num_key_value_heads=5, vocab_size=49152,
+                         max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
+                         tie_word_embeddings=True),
+    "gpt2": dict(model_type="gpt2", n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024),
+}
+
+_SPECIAL_IDS: dict[str, dict[str, int]] = {
+    "t5": dict(pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD),
+    "llama": dict(pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS),
+    "gpt2": dict(pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS),
+}
+
+
+def preset_config(name: str) -> Any:
+    """A transformers config for preset `name` (KeyError if unknown)."""
+    from transformers import AutoConfig
+
+    kw = dict(PRESETS[name])
+    model_type = kw.pop("model_type")
+    if model_type == "llama":
+        kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
+    return AutoConfig.for_model(model_type, **kw, **_SPECIAL_IDS[model_type])

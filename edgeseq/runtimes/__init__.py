@@ -1,0 +1,43 @@
+"""Engines, registered in one table as names mapped to lazily imported implementations."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError, MissingDependencyError, UsageError
+from ..manifest import Manifest
+from .base import BackendOptions, State, StepBackend
+
+# engine -> (module, class, pip extra / package that brings it, formats it reads)
+ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "onnxruntime": ("edgeseq.runtimes.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
+}
+DEFAULT_ENGINE = {"onnx": "onnxruntime"}
+
+
+def engine_module(engine: str) -> Any:
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine '{engine}'", f"engines: {', '.join(ENGINES)}")
+    module, _, package, _ = ENGINES[engine]
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(f"engine {engine} needs a package that is not installed ({e.name})",
+                                     f"pip install {package}") from e
+
+
+def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine: str | None = None,
+                 options: BackendOptions | None = None) -> StepBackend:
+    engine = engine or DEFAULT_ENGINE.get(manifest.format, "")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine '{engine}'", f"engines: {', '.join(ENGINES)}")
+    if manifest.format not in ENGINES[engine][3]:
+        raise ArtifactError(f"engine {engine} cannot run a {manifest.format} artifact",
+                            f"use --engine {DEFAULT_ENGINE.get(manifest.format, '?')} or export with --format "
+                            f"{ENGINES[engine][3][0]}")
+    cls = getattr(engine_module(engine), ENGINES[engine][1])
+    return cls(Path(artifact), manifest, device, options or BackendOptions())  # type: ignore[no-any-return]
+
+
+__all__ = ["ENGINES", "DEFAULT_ENGINE", "BackendOptions", "State", "StepBackend", "open_backend", "engine_module"]

@@ -1,0 +1,112 @@
+"""The Backend contract: engines expose only the model's steps; the generation loop is written once.
+
+`StepBackend` holds the engine-independent bookkeeping (attention masks, positions, cache hand-over)
+on top of one engine hook, `run(component, feeds) -> outputs`, so an engine module only loads graphs
+and runs them. A loaded backend is immutable and may be shared; each request owns a `State`.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..manifest import Manifest
+
+
+@dataclass
+class State:
+    """One request's cache and positions. Shapes: caches [B, Hkv, L, D], masks [B, L]."""
+
+    batch: int
+    caches: dict[str, np.ndarray] = field(default_factory=dict)  # input name -> tensor for the next step
+    mask: np.ndarray | None = None  # decoder self-attention key mask, int64 [B, L]
+    positions: np.ndarray | None = None  # next position per row, int64 [B]
+    encoder_mask: np.ndarray | None = None  # int64 [B, S] (encoder-decoder)
+    cross: dict[str, np.ndarray] = field(default_factory=dict)  # cross-attention caches (encoder-decoder)
+
+    @property
+    def length(self) -> int:
+        return 0 if self.mask is None else int(self.mask.shape[1])
+
+
+@dataclass
+class BackendOptions:
+    threads: int | None = None  # intra-op threads; None = engine default
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StepBackend(ABC):
+    """Runs an artifact's components. Subclasses implement `_load` and `run`."""
+
+    engine: str = "?"
+
+    def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
+        self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
+        t = time.perf_counter()
+        self._load()
+        self.load_ms = (time.perf_counter() - t) * 1e3
+        d = manifest.dims
+        self.kv_heads = d["num_kv_heads"] if manifest.kind == "decoder-only" else d["num_heads"]
+        self.head_dim = d["head_dim"]
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one graph; return its outputs by name."""
+
+    def placement(self) -> dict[str, Any] | None:
+        """Which device ran which part of the graphs, where the engine can tell."""
+        return None
+
+    # -- the steps -------------------------------------------------------------------------------
+    def new_state(self, batch: int) -> State:
+        state = State(batch=batch)
+        step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
+        for name in self.manifest.components[step].cache_inputs:
+            if name.startswith("past."):
+                state.caches[name] = np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32)
+        state.mask = np.zeros((batch, 0), np.int64)
+        state.positions = np.zeros(batch, np.int64)
+        return state
+
+    def encode(self, state: State, ids: np.ndarray, mask: np.ndarray) -> None:
+        """Encoder-decoder: run the encoder and build the cross-attention cache. ids, mask [B, S]."""
+        hidden = self.run("encoder", {"input_ids": ids, "attention_mask": mask})["encoder_hidden_states"]
+        state.cross = self.run("decoder_init", {"encoder_hidden_states": hidden})
+        state.encoder_mask = mask
+
+    def prefill(self, state: State, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Feed prompt tokens [B, T] (left-padded where mask is 0); return next-token logits [B, V]."""
+        if mask is None:
+            mask = np.ones_like(ids)
+        # a left-pad slot gets position 0; real tokens count from 0 after the padding
+        pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0) + state.positions[:, None]
+        return self._step(state, ids, mask, pos)
+
+    def decode(self, state: State, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per row [B]; return next-token logits [B, V]."""
+        ids = tokens.reshape(state.batch, 1).astype(np.int64)
+        return self._step(state, ids, np.ones_like(ids), state.positions[:, None])
+
+    def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        assert state.mask is not None and state.positions is not None
+        full_mask = np.concatenate([state.mask, new_mask], axis=1)
+        feeds = {"input_ids": ids, "attention_mask": full_mask, **state.caches}
+        if self.manifest.kind == "decoder-only":
+            feeds["position_ids"] = pos
+            out = self.run("decoder", feeds)
+        else:
+            if state.encoder_mask is None:
+                raise InputError("encoder-decoder model: call encode() before prefill()")
+            out = self.run("decoder_step", {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
+        state.caches = {name.replace("present.", "past.", 1): v for name, v in out.items() if name != "logits"}
+        state.mask = full_mask
+        state.positions = pos[:, -1] + 1
+        return out["logits"]

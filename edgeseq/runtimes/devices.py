@@ -1,0 +1,51 @@
+"""The one device table: (engine, device) -> what the engine is asked for, and a probe per row.
+
+Devices are `cpu | gpu | npu`, optionally with a vendor suffix (`gpu:cuda`, `npu:qnn`). A row lists
+the engine's providers in order of preference; the first one present on this host is used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import DeviceError
+
+DEVICES = ("cpu", "gpu", "npu")
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    engine: str
+    device: str  # cpu | gpu | npu
+    vendor: str  # suffix accepted after "device:"
+    target: str  # what the engine is asked for (onnxruntime: execution provider name)
+    install: str  # what brings it to a host that lacks it
+
+
+TABLE: list[DeviceRow] = [
+    DeviceRow("onnxruntime", "cpu", "", "CPUExecutionProvider", "pip install onnxruntime"),
+    DeviceRow("onnxruntime", "gpu", "cuda", "CUDAExecutionProvider", "pip install onnxruntime-gpu (NVIDIA CUDA)"),
+    DeviceRow("onnxruntime", "gpu", "tensorrt", "TensorrtExecutionProvider", "pip install onnxruntime-gpu + TensorRT"),
+    DeviceRow("onnxruntime", "gpu", "dml", "DmlExecutionProvider", "pip install onnxruntime-directml (Windows)"),
+    DeviceRow("onnxruntime", "gpu", "coreml", "CoreMLExecutionProvider", "onnxruntime on macOS"),
+    DeviceRow("onnxruntime", "npu", "qnn", "QNNExecutionProvider", "pip install onnxruntime-qnn (Qualcomm HTP)"),
+    DeviceRow("onnxruntime", "npu", "openvino", "OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
+    DeviceRow("onnxruntime", "npu", "vitisai", "VitisAIExecutionProvider", "AMD Ryzen AI software"),
+]
+
+
+def parse(device: str) -> tuple[str, str]:
+    """'gpu:cuda' -> ('gpu', 'cuda'); validates the device class."""
+    kind, _, vendor = device.lower().partition(":")
+    if kind not in DEVICES:
+        raise DeviceError(f"unknown device '{device}'", f"use one of {', '.join(DEVICES)} (optionally with a "
+                          "vendor suffix such as gpu:cuda or npu:qnn); `edgeseq devices` lists this host's")
+    return kind, vendor
+
+
+def rows(engine: str, device: str) -> list[DeviceRow]:
+    kind, vendor = parse(device)
+    found = [r for r in TABLE if r.engine == engine and r.device == kind and (not vendor or r.vendor == vendor)]
+    if not found:
+        known = sorted({f"{r.device}:{r.vendor}" if r.vendor else r.device for r in TABLE if r.engine == engine})
+        raise DeviceError(f"engine {engine} has no device '{device}'", f"{engine} devices: {', '.join(known)}")
+    return found
