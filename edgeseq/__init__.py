@@ -6,7 +6,7 @@
     for piece in model.stream("Tell me a story", chat=True):
         print(piece, end="")
 
-Loading and generating import no torch; `edgeseq.export` needs the `export` extra.
+Loading and generating import no torch; `edgeseq.export_model` needs the `export` extra.
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from .generate.config import GenerationConfig
 __version__ = "0.1.0"
 
 
-def export(source: str, out: str, **options: Any) -> Any:
+def export_model(source: str, out: str, **options: Any) -> Any:
     """Export `source` (preset:NAME, a packaged name, a HF dir, a .gguf) to an artifact directory."""
     from .export.pipeline import export as _export
 
     return _export(source, out, **options)
 
 
-__all__ = ["load", "export", "Model", "Generation", "GenerationConfig", "EdgeseqError", "__version__"]
+__all__ = ["load", "export_model", "Model", "Generation", "GenerationConfig", "EdgeseqError", "__version__"]

@@ -1,6 +1,7 @@
 """T5 family (T5, Flan-T5): encoder, cross-attention cache builder, and decoder step.
 
-Components (names follow DESIGN.md; no weight is stored twice):
+Components (names follow DESIGN.md; no decoder weight is stored twice, only the shared
+embedding sits in both the encoder and decoder_step graphs):
   encoder(input_ids [B,S], attention_mask [B,S]) -> encoder_hidden_states [B,S,E]
   decoder_init(encoder_hidden_states) -> cross_kv (key, value per decoder layer) [B,H,S,D]
       the cross-attention cache, computed once per request

@@ -1,0 +1,245 @@
+"""`edgeseq export | generate | profile | devices | demo`: the command line.
+
+Every user-facing failure is an EdgeseqError: printed as one line naming the fix, with a distinct
+exit code per class; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import EdgeseqError, UsageError
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got '{text}'") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return vals
+
+
+def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
+    p.add_argument("--device", default="cpu", help="cpu | gpu | npu, optionally with a vendor: gpu:cuda, npu:qnn "
+                   "(default: cpu; `edgeseq devices` lists this host's)")
+    p.add_argument("--engine", default=None, help="runtime engine (default: the artifact format's own, "
+                   "onnxruntime for onnx)")
+    p.add_argument("--threads", type=int, default=threads_default,
+                   help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import known_names
+
+    ap = argparse.ArgumentParser(prog="edgeseq", description="Export, run and profile small language models "
+                                 "(encoder-decoder and decoder-only) for edge devices.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    ap.add_argument("--version", action="version", version=f"edgeseq {_version()}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser("export", help="convert a model to an artifact directory, checked against PyTorch",
+                       description="Export MODEL with its KV cache, run the parity check against PyTorch, and write "
+                       "a self-describing artifact directory (graphs, tokenizer, edgeseq.json).")
+    e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
+                   f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
+    e.add_argument("--format", default="onnx", help="artifact format (default: onnx)")
+    e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    e.add_argument("--parity-steps", type=int, default=32,
+                   help="greedy decode steps compared with PyTorch (default: 32; 0 skips, recorded as skipped)")
+    e.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails parity, marked failed")
+    e.add_argument("--seed", type=int, default=0, help="seed for preset random weights (default: 0)")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
+
+    g = sub.add_parser("generate", help="generate text from an artifact, streaming tokens",
+                       description="Generate from PROMPT with an exported artifact; tokens are printed as they come.")
+    g.add_argument("artifact", help="artifact directory written by `edgeseq export`")
+    g.add_argument("prompt", help="prompt text")
+    g.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many new tokens (default: 128)")
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy (implied by the options below)")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0 (default: 1.0)")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0 = off)")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] (1 = off)")
+    g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    g.add_argument("--raw", action="store_true", help="do not apply the artifact's chat template")
+    g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
+    _runtime_args(g, None)
+
+    pr = sub.add_parser("profile", help="measure TTFT, TPOT, throughput, memory and size",
+                        description="Profile one or more artifacts under the same protocol: forced decoding of "
+                        "--output-len tokens after a prompt of exactly --input-len tokens; medians of --reps runs "
+                        "after --warmup runs. Several artifacts print side by side with ratios against the first.")
+    pr.add_argument("artifacts", nargs="+", help="artifact directories")
+    pr.add_argument("--input-len", type=_ints, default=[128], help="prompt tokens; comma list sweeps (default: 128)")
+    pr.add_argument("--output-len", type=_ints, default=[64], help="new tokens; comma list sweeps (default: 64)")
+    pr.add_argument("--batch", type=_ints, default=[1], help="batch sizes; comma list sweeps (default: 1)")
+    pr.add_argument("--reps", type=int, default=5, help="timed runs per case (default: 5)")
+    pr.add_argument("--warmup", type=int, default=1, help="untimed runs per case (default: 1)")
+    pr.add_argument("--json", dest="json_path", default=None, help="write the full report (raw samples) as JSON")
+    pr.add_argument("--markdown", default=None, help="write the table as Markdown")
+    pr.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    _runtime_args(pr, 2)
+
+    sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
+
+    d = sub.add_parser("demo", help="the README's main job: export SmolLM2-135M-Instruct and t5-small, profile both",
+                       description="Export the packaged SmolLM2-135M-Instruct (real weights) and the t5-small preset "
+                       "(random weights) to ONNX under --out (reusing finished exports), then profile both.")
+    d.add_argument("--out", default="edgeseq-demo", help="working directory (default: ./edgeseq-demo)")
+    d.add_argument("--reps", type=int, default=5)
+    d.add_argument("--warmup", type=int, default=1)
+    d.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export.pipeline import export
+
+    m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
+               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet)
+    return 0 if m.parity.get("status") != "failed" else 8
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from .api import load
+    from .generate.config import GenerationConfig
+
+    sample = a.sample or any(v is not None for v in (a.temperature, a.top_k, a.top_p))
+    cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, do_sample=sample,
+                           temperature=1.0 if a.temperature is None else a.temperature,
+                           top_k=a.top_k or 0, top_p=1.0 if a.top_p is None else a.top_p, seed=a.seed).validate()
+    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads)
+    if model.manifest.parity.get("status") == "failed":
+        print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
+    chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
+    import time
+
+    t = time.perf_counter()
+    n = 0
+    first = None
+    for piece in model.stream(a.prompt, chat=chat, config=cfg):
+        first = first or time.perf_counter()
+        n += 1
+        print(piece, end="", flush=True)
+    print()
+    if a.stats and first:
+        print(f"[first text after {(first - t) * 1e3:.1f} ms (incl. tokenization); {n} pieces]", file=sys.stderr)
+    return 0
+
+
+def cmd_profile(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import __version__
+    from .profile.bandwidth import copy_gb_s
+    from .profile.report import add_ratios, markdown, table, write_json
+    from .profile.runner import ProfileConfig, host_info, profile_artifact
+
+    cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
+                        reps=a.reps, threads=a.threads, device=a.device, engine=a.engine).validate()
+    for art in a.artifacts:  # fail on a bad artifact before spending minutes on the good ones
+        from .manifest import read
+
+        read(art)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
+    results: list[dict[str, Any]] = []
+    total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps)
+    with tqdm(total=total, desc="profile", unit="run", file=sys.stderr) as bar:
+        for art in a.artifacts:
+            bar.set_postfix_str(Path(art).name)
+            results += profile_artifact(art, cfg, tick=lambda: bar.update(1), bandwidth_gb_s=bw)
+    add_ratios(results)
+    doc = {"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": round(bw, 2) if bw else None,
+           "protocol": cfg.__dict__, "results": results}
+    print(table(results))
+    if a.json_path:
+        write_json(doc, a.json_path)
+        print(f"wrote {a.json_path}", file=sys.stderr)
+    if a.markdown:
+        Path(a.markdown).write_text(markdown(doc))
+        print(f"wrote {a.markdown}", file=sys.stderr)
+    return 0
+
+
+def cmd_devices(a: argparse.Namespace) -> int:
+    from .runtimes import ENGINES, engine_module
+    from .runtimes.devices import TABLE
+
+    print(f"{'engine':<12} {'device':<14} {'status':<10} detail")
+    for row in TABLE:
+        name = f"{row.device}:{row.vendor}" if row.vendor else row.device
+        try:
+            why = engine_module(row.engine).probe(row)
+        except EdgeseqError as e:
+            why = e.message
+        status = "available" if why is None else "missing"
+        detail = row.target if why is None else f"{why}; to get it: {row.install}"
+        print(f"{row.engine:<12} {name:<14} {status:<10} {detail}")
+    print(f"\nengines: {', '.join(ENGINES)}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .export.pipeline import export
+    from .manifest import read
+
+    out = Path(a.out)
+    arts = []
+    for source, name in (("smollm2-135m-instruct", "smollm2-135m-instruct-onnx"), ("preset:t5-small", "t5-small-onnx")):
+        target = out / name
+        try:
+            read(target)
+            print(f"reusing {target}", file=sys.stderr)
+        except EdgeseqError:
+            export(source, target, overwrite=True)
+        arts.append(str(target))
+    ns = argparse.Namespace(artifacts=arts, input_len=[128], output_len=[64], batch=[1], reps=a.reps,
+                            warmup=a.warmup, threads=a.threads, device="cpu", engine=None,
+                            json_path=str(out / "profile.json"), markdown=str(out / "profile.md"), no_bandwidth=False)
+    return cmd_profile(ns)
+
+
+COMMANDS = {"export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
+            "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not a.command:
+        ap.print_help()
+        return 2
+    try:
+        return COMMANDS[a.command](a)
+    except EdgeseqError as e:
+        if a.debug:
+            traceback.print_exc()
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a user error: say so, keep the trace one flag away
+        if a.debug:
+            raise
+        print(f"internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("hint: re-run with --debug and report the traceback", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

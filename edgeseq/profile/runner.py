@@ -1,0 +1,137 @@
+"""The profiling protocol: per artifact and case, load, cold run, warm-up, timed repetitions.
+
+Every number comes from the generation loop's one clock (generate/loop.py), so it means the same
+on every engine. Decoding is forced to the full output length (EOS masked) so runs are comparable.
+"""
+from __future__ import annotations
+
+import itertools
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import manifest as mf
+from ..errors import UsageError
+from ..generate.config import GenerationConfig
+from ..generate.loop import Timings, run
+from ..runtimes import BackendOptions, open_backend
+from .memory import PeakRSS, rss_mb
+from .prompts import prompt_ids
+from .stats import summarize
+
+METRICS = ("tokenize_ms", "encode_ms", "prefill_ms", "ttft_ms", "tpot_ms", "decode_tok_s", "e2e_ms")
+
+
+@dataclass
+class ProfileConfig:
+    input_lens: list[int] = field(default_factory=lambda: [128])
+    output_lens: list[int] = field(default_factory=lambda: [64])
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    warmup: int = 1
+    reps: int = 5
+    threads: int | None = 2
+    device: str = "cpu"
+    engine: str | None = None
+
+    def validate(self) -> "ProfileConfig":
+        for name in ("input_lens", "output_lens", "batch_sizes"):
+            vals = getattr(self, name)
+            if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
+                raise UsageError(f"{name.replace('_', '-')} must be positive integers, got {vals}")
+        if any(v < 2 for v in self.output_lens):
+            raise UsageError("output length must be >= 2: time per output token needs two tokens")
+        if self.warmup < 0 or self.reps < 1:
+            raise UsageError(f"need --warmup >= 0 and --reps >= 1, got {self.warmup} and {self.reps}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        return self
+
+    def cases(self) -> list[tuple[int, int, int]]:
+        return list(itertools.product(self.input_lens, self.output_lens, self.batch_sizes))
+
+
+def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
+                     bandwidth_gb_s: float | None = None) -> list[dict[str, Any]]:
+    """Profile one artifact over every case of `cfg`; one result dict per case."""
+    from tokenizers import Tokenizer
+
+    p = Path(path)
+    m = mf.read(p)
+    tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
+    results = []
+    rss_before = rss_mb()
+    with PeakRSS() as peak:
+        backend = open_backend(p, m, cfg.device, cfg.engine, BackendOptions(threads=cfg.threads))
+        for in_len, out_len, batch in cfg.cases():
+            rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
+            gcfg = GenerationConfig(max_new_tokens=out_len, ignore_eos=True).validate()
+            runs: list[Timings] = []
+            first_run_ms = None
+            for r in range(cfg.warmup + cfg.reps):
+                t = time.perf_counter()
+                ids, timings = run(backend, rows, gcfg, m.generation)
+                if first_run_ms is None:
+                    first_run_ms = (time.perf_counter() - t) * 1e3
+                if r >= cfg.warmup:
+                    runs.append(timings)
+                if tick:
+                    tick()
+            results.append(_result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or 0.0,
+                                   ids[0], bandwidth_gb_s))
+    for r in results:
+        r["peak_rss_mb"] = round(peak.peak_mb, 1)
+        r["rss_before_load_mb"] = round(rss_before, 1)
+    return results
+
+
+def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: int, out_len: int, batch: int,
+            runs: list[Timings], first_run_ms: float, gen_ids: list[int], bw: float | None) -> dict[str, Any]:
+    samples = {k: [round(getattr(t, k), 4) for t in runs] for k in METRICS}
+    stats = {k: summarize(v) for k, v in samples.items()}
+    res: dict[str, Any] = {
+        "artifact": str(p), "model": m.model.get("name"), "label": m.label, "kind": m.kind,
+        "random_weights": m.random_weights, "format": m.format, "engine": backend.engine, "device": cfg.device,
+        "placement": backend.placement(), "precision": m.dtype, "quantization": m.quantization,
+        "parity": m.parity.get("status"), "threads": cfg.threads,
+        "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,
+        "load_ms": round(backend.load_ms, 2), "first_run_ms": round(first_run_ms, 2),
+        "artifact_bytes": sum(f["bytes"] for f in m.files.values()),
+        **{k: stats[k]["median"] for k in METRICS},
+        "stats": stats, "samples": samples, "gen_head": gen_ids[:8],
+    }
+    res["napkin"] = napkin(m, in_len, out_len, batch, res["decode_tok_s"], bw)
+    return res
+
+
+def napkin(m: mf.Manifest, in_len: int, out_len: int, batch: int, tok_s: float, bw: float | None) -> dict[str, Any]:
+    """Bytes one decode step reads (weights once + the KV cache at the mean position) and the GB/s
+    that the measured decode rate implies; decode_tok_s counts steps, each producing `batch` tokens."""
+    d = m.dims
+    kv_heads = d["num_kv_heads"] if m.kind == "decoder-only" else d["num_heads"]
+    per_pos = 2 * d["num_layers"] * kv_heads * d["head_dim"] * 4 * batch  # K and V, float32
+    mean_pos = (in_len + out_len / 2) if m.kind == "decoder-only" else out_len / 2
+    cross = 2 * d["num_layers"] * kv_heads * d["head_dim"] * 4 * batch * in_len if m.kind != "decoder-only" else 0
+    weights = int(m.model.get("bytes_read_per_token", 0))
+    per_step = weights + int(per_pos * mean_pos) + cross
+    out: dict[str, Any] = {"weight_bytes_per_token": weights, "kv_bytes_per_token": int(per_pos * mean_pos) + cross,
+                           "bytes_per_token": per_step, "achieved_gb_s": round(per_step * tok_s / 1e9, 2)}
+    if bw:
+        out["bandwidth_gb_s"] = round(bw, 2)
+        out["share_of_bandwidth"] = round(per_step * tok_s / 1e9 / bw, 3)
+        out["bound_tok_s"] = round(bw * 1e9 / per_step, 1)
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
