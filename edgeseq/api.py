@@ -38,7 +38,7 @@ class Model:
     def encode(self, prompt: str, chat: bool = False) -> list[int]:
         """Prompt text -> token ids. `chat=True` applies the artifact's chat template first."""
         if not isinstance(prompt, str):
-            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}", "pass text; for ids use generate_ids()")
         if not prompt.strip():
             raise InputError("empty prompt", "pass some text to generate from")
         g = self.gen_defaults
@@ -81,7 +81,7 @@ class Model:
         t = time.perf_counter()
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
-            raise InputError("no prompts given")
+            raise InputError("no prompts given", "pass a string or a non-empty list of strings")
         rows = [self.encode(p, chat) for p in prompts]
         tok_ms = (time.perf_counter() - t) * 1e3
         out = self.generate_ids(rows, cfg)

@@ -32,7 +32,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     if format not in FORMATS:
         raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
     if parity_steps < 0:
-        raise UsageError("--parity-steps must be >= 0 (0 skips the check, which the manifest records)")
+        raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
+                         "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"output directory {out} already exists", "pass --overwrite or choose another --out")

@@ -47,3 +47,19 @@ def preset_config(name: str) -> Any:
     if model_type == "llama":
         kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
     return AutoConfig.for_model(model_type, **kw, **_SPECIAL_IDS[model_type])
+
+
+def build(name: str) -> Any:
+    """A float32 model of preset `name` with random weights (seed torch before calling)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    config = preset_config(name)
+    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = cls.from_config(config, dtype=torch.float32)
+    if PRESETS[name].get("tie_word_embeddings") is False and \
+            model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        # transformers 5 always ties T5's LM head; Flan-T5 checkpoints have their own (24.7M more params)
+        head = model.get_output_embeddings()
+        head.weight = torch.nn.Parameter(torch.empty_like(head.weight).normal_(0.0, 1.0))
+    return model

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFoundError, UnsupportedArchitectureError, require
-from .presets import PRESETS, preset_config
+from .presets import PRESETS
+from .presets import build as build_preset
 from .spec import FAMILIES, Dims, GenerationDefaults, ModelSpec
 from .tokenizer import train_tokenizer
 
@@ -117,10 +118,8 @@ def _from_preset(name: str, seed: int) -> ModelSpec:
 
     if name not in PRESETS:
         raise ModelNotFoundError(f"unknown preset '{name}'", f"presets: {', '.join(PRESETS)}")
-    config = preset_config(name)
-    _family(config, f"preset:{name}")
     torch.manual_seed(seed)
-    model = _auto_class(config).from_config(config, dtype=torch.float32)
+    model = build_preset(name)
     digest = hashlib.sha256(json.dumps({"preset": PRESETS[name], "seed": seed}, sort_keys=True).encode())
     return _build(name, model, train_tokenizer(), f"preset:{name}", "preset", f"sha256:{digest.hexdigest()}",
                   random_weights=True, notes=[f"random weights (seed {seed}); tokenizer: edgeseq's 1k BPE"])

@@ -40,13 +40,16 @@ class ProfileConfig:
         for name in ("input_lens", "output_lens", "batch_sizes"):
             vals = getattr(self, name)
             if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
-                raise UsageError(f"{name.replace('_', '-')} must be positive integers, got {vals}")
+                raise UsageError(f"{name.replace('_', '-')} must be positive integers, got {vals}",
+                                 "pass a comma list such as --input-len 128,512")
         if any(v < 2 for v in self.output_lens):
-            raise UsageError("output length must be >= 2: time per output token needs two tokens")
+            raise UsageError("output length must be >= 2: time per output token needs two tokens",
+                             "pass --output-len 2 or more (64 is the usual protocol)")
         if self.warmup < 0 or self.reps < 1:
-            raise UsageError(f"need --warmup >= 0 and --reps >= 1, got {self.warmup} and {self.reps}")
+            raise UsageError(f"need --warmup >= 0 and --reps >= 1, got {self.warmup} and {self.reps}",
+                             "the usual protocol is --warmup 1 --reps 5")
         if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+            raise UsageError(f"--threads must be >= 1, got {self.threads}", "pass --threads 2, or the core count")
         return self
 
     def cases(self) -> list[tuple[int, int, int]]:
@@ -98,7 +101,7 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
         "parity": m.parity.get("status"), "threads": cfg.threads,
         "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,
         "load_ms": round(backend.load_ms, 2), "first_run_ms": round(first_run_ms, 2),
-        "artifact_bytes": sum(f["bytes"] for f in m.files.values()),
+        "artifact_bytes": sum(f["bytes"] for f in m.files.values()) + (p / mf.MANIFEST).stat().st_size,
         **{k: stats[k]["median"] for k in METRICS},
         "stats": stats, "samples": samples, "gen_head": gen_ids[:8],
     }

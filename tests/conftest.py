@@ -1,0 +1,52 @@
+"""Tiny models built from configs in the tests (no network), saved as Hugging Face directories and
+exported once per session; the real-weight path is covered by the README's main job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=1024, max_position_embeddings=256,
+                  eos_token_id=1, bos_token_id=3, pad_token_id=0),
+    "gpt2": dict(model_type="gpt2", n_embd=64, n_layer=2, n_head=4, vocab_size=1024, n_positions=256,
+                 eos_token_id=1, bos_token_id=3, pad_token_id=0),
+    "t5": dict(model_type="t5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+               vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
+}
+FAMILIES = list(TINY)
+
+
+def make_hf_dir(family: str, path: Path, **overrides: object) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from edgeseq.models.tokenizer import train_tokenizer
+
+    kw = dict(TINY[family], **overrides)
+    cfg = AutoConfig.for_model(kw.pop("model_type"), **kw)
+    torch.manual_seed(0)
+    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
+    cls.from_config(cfg).save_pretrained(path)
+    (path / "tokenizer.json").write_text(train_tokenizer())
+    return path
+
+
+@pytest.fixture(scope="session")
+def hf_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return {f: make_hf_dir(f, root / f) for f in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgeseq.export.pipeline import export
+
+    root = tmp_path_factory.mktemp("art")
+    return {f: (export(str(d), root / f, quiet=True), root / f)[1] for f, d in hf_dirs.items()}
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

