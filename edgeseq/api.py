@@ -29,6 +29,7 @@ class Model:
     def __init__(self, path: Path, manifest: mf.Manifest, backend: Any, tokenizer: Any) -> None:
         self.path, self.manifest, self.backend, self.tokenizer = path, manifest, backend, tokenizer
         self.gen_defaults: dict[str, Any] = manifest.generation
+        self._template: Any = None  # compiled chat template, built on first use
 
     @property
     def kind(self) -> str:
@@ -57,16 +58,18 @@ class Model:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def _apply_template(self, prompt: str) -> str:
-        template = self.gen_defaults.get("chat_template")
-        if not template:
+        source = self.gen_defaults.get("chat_template")
+        if not source:
             raise InputError("this artifact has no chat template", "generate without --chat (raw prompt)")
-        try:
-            import jinja2
-        except ImportError as e:
-            raise MissingDependencyError("chat templates need jinja2", "pip install jinja2") from e
-        env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(template).render(messages=[{"role": "user", "content": prompt}],
-                                                add_generation_prompt=True, bos_token="", eos_token="")
+        if self._template is None or self._template[0] != source:
+            try:
+                import jinja2
+            except ImportError as e:
+                raise MissingDependencyError("chat templates need jinja2", "pip install jinja2") from e
+            env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+            self._template = (source, env.from_string(source))
+        return str(self._template[1].render(messages=[{"role": "user", "content": prompt}],
+                                            add_generation_prompt=True, bos_token="", eos_token=""))
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None) -> Generation:
@@ -89,15 +92,20 @@ class Model:
         return out
 
     def stream(self, prompt: str, chat: bool = False, config: GenerationConfig | None = None,
-               **options: Any) -> Iterator[str]:
-        """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character."""
+               timings: Timings | None = None, **options: Any) -> Iterator[str]:
+        """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character.
+
+        Pass a `Timings()` to have the loop's clock filled in as the stream runs."""
         cfg = (config or GenerationConfig(**options)).validate()
+        timings = timings if timings is not None else Timings()
+        t = time.perf_counter()
         rows = [self.encode(prompt, chat)]
+        timings.tokenize_ms = (time.perf_counter() - t) * 1e3
         eos = set(self.gen_defaults.get("eos_token_ids") or []) if cfg.stop_token_ids is None \
             else set(cfg.stop_token_ids)
         ids: list[int] = []
         shown = ""
-        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, Timings()):
+        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings):
             t = int(tokens[0])
             if t in eos and not cfg.ignore_eos:
                 break

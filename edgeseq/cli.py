@@ -124,18 +124,15 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
-    import time
+    from .generate.loop import Timings
 
-    t = time.perf_counter()
-    n = 0
-    first = None
-    for piece in model.stream(a.prompt, chat=chat, config=cfg):
-        first = first or time.perf_counter()
-        n += 1
+    t = Timings()
+    for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
         print(piece, end="", flush=True)
-    print()
-    if a.stats and first:
-        print(f"[first text after {(first - t) * 1e3:.1f} ms (incl. tokenization); {n} pieces]", file=sys.stderr)
+    print(flush=True)
+    if a.stats:
+        print(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
+              f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,166 @@
+"""edgeseq's ONNX path against Hugging Face transformers `generate` (PyTorch eager), same weights.
+
+Protocol (the foundation issue's and shared/peers'): batch 1, a prompt of exactly 128 tokens, 64
+new tokens forced (EOS masked), greedy, 2 intra-op threads, 1 warm-up + 5 timed runs, medians.
+Each tool runs in its own subprocess, one after the other, so neither's thread pool disturbs the
+other; both get the same prompt ids (edgeseq's profiling passage, cut to length with the
+artifact's tokenizer) and the same weights (the same source resolved the same way).
+
+    python benchmarks/vs_transformers.py                      # smollm2-135m-instruct and preset:t5-small
+    python benchmarks/vs_transformers.py --models preset:gpt2 --reps 3
+
+Prints a Markdown table with ratios and writes every raw number to --out/vs_transformers.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+def hf_worker(a: argparse.Namespace) -> None:
+    """Time transformers generate() with a streamer that stamps each new token id."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer
+    from transformers.generation.streamers import BaseStreamer
+
+    from edgeseq.models import resolve
+    from edgeseq.profile.prompts import prompt_ids
+
+    torch.set_num_threads(a.threads)
+    torch.set_num_interop_threads(1)
+    spec = resolve(a.source, seed=0)
+    model = spec.model.eval()
+    tok = Tokenizer.from_file(str(Path(a.artifact) / "tokenizer.json"))
+    ids = torch.tensor([prompt_ids(tok, a.input_len, spec.dims.vocab_size)])
+
+    class Stamp(BaseStreamer):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.ids: list[int] = []
+            self.skip = True  # generate() first puts the prompt (decoder-only) or the start token
+
+        def put(self, value: torch.Tensor) -> None:
+            t = time.perf_counter()
+            if self.skip:
+                self.skip = False
+                return
+            self.times.append(t)
+            self.ids.append(int(value.reshape(-1)[0]))
+
+        def end(self) -> None:
+            pass
+
+    rows = []
+    for r in range(a.warmup + a.reps):
+        s = Stamp()
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=s, do_sample=False,
+                           num_beams=1, max_new_tokens=a.output_len, min_new_tokens=a.output_len)
+        assert len(s.times) == a.output_len, len(s.times)
+        if r >= a.warmup:
+            gaps = [y - x for x, y in zip(s.times, s.times[1:])]
+            rows.append({"ttft_ms": (s.times[0] - t0) * 1e3, "tpot_ms": statistics.median(gaps) * 1e3,
+                         "decode_tok_s": (len(s.times) - 1) / (s.times[-1] - s.times[0])})
+    print(json.dumps({"tool": "transformers eager", "versions": {"torch": torch.__version__,
+                      "transformers": transformers.__version__}, "gen_ids": s.ids,
+                      **_medians(rows), "samples": rows}))
+
+
+def edgeseq_worker(a: argparse.Namespace) -> None:
+    import edgeseq
+    from edgeseq.generate.config import GenerationConfig
+    from edgeseq.profile.prompts import prompt_ids
+    from edgeseq.profile.runner import ProfileConfig, profile_artifact
+
+    cfg = ProfileConfig(input_lens=[a.input_len], output_lens=[a.output_len], warmup=a.warmup, reps=a.reps,
+                        threads=a.threads)
+    r = profile_artifact(a.artifact, cfg)[0]
+    model = edgeseq.load(a.artifact, threads=a.threads)
+    ids = prompt_ids(model.tokenizer, a.input_len, model.manifest.dims["vocab_size"])
+    gen = model.generate_ids([ids], GenerationConfig(max_new_tokens=a.output_len, ignore_eos=True)).ids[0]
+    print(json.dumps({"tool": "edgeseq onnx", "versions": model.manifest.tools, "gen_ids": gen,
+                      "ttft_ms": r["ttft_ms"], "tpot_ms": r["tpot_ms"], "decode_tok_s": r["decode_tok_s"],
+                      "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"]}))
+
+
+def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
+def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path) -> dict:
+    cmd = [sys.executable, str(HERE), "--worker", tool, "--source", source, "--artifact", str(artifact),
+           "--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
+           "--warmup", str(a.warmup), "--threads", str(a.threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"{tool} worker failed for {source}:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
+    p.add_argument("--work", default="benchmarks/work", help="where artifacts are exported (reused if present)")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--input-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", choices=["hf", "edgeseq"], help=argparse.SUPPRESS)
+    p.add_argument("--source", help=argparse.SUPPRESS)
+    p.add_argument("--artifact", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        (hf_worker if a.worker == "hf" else edgeseq_worker)(a)
+        return
+
+    from edgeseq.errors import EdgeseqError
+    from edgeseq.export.pipeline import export
+    from edgeseq.manifest import read
+    from edgeseq.profile.bandwidth import copy_gb_s
+    from edgeseq.profile.runner import host_info
+
+    rows = []
+    for source in a.models.split(","):
+        art = Path(a.work) / (source.replace("preset:", "") + "-onnx")
+        try:
+            read(art)
+        except EdgeseqError:
+            export(source, art, overwrite=True)
+        hf = _worker("hf", a, source, art)
+        es = _worker("edgeseq", a, source, art)
+        rows.append({"model": source, "random_weights": source.startswith("preset:"), "transformers": hf,
+                     "edgeseq": es, "ttft_speedup": hf["ttft_ms"] / es["ttft_ms"],
+                     "decode_speedup": es["decode_tok_s"] / hf["decode_tok_s"],
+                     "same_greedy_tokens": hf["gen_ids"] == es["gen_ids"]})
+    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
+           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
+           "results": rows}
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "vs_transformers.json").write_text(json.dumps(doc, indent=2))
+    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+    print("| model | transformers TTFT ms | edgeseq TTFT ms | TTFT speed-up | transformers tok/s | edgeseq tok/s "
+          "| decode speed-up | same greedy tokens |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = r["model"] + (" (random weights)" if r["random_weights"] else "")
+        h, e = r["transformers"], r["edgeseq"]
+        print(f"| {name} | {h['ttft_ms']:.1f} | {e['ttft_ms']:.1f} | {r['ttft_speedup']:.2f}x | "
+              f"{h['decode_tok_s']:.1f} | {e['decode_tok_s']:.1f} | {r['decode_speedup']:.2f}x | "
+              f"{'yes' if r['same_greedy_tokens'] else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()
