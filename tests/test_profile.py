@@ -33,7 +33,7 @@ def test_profile_sweep_keeps_raw_samples(artifacts: dict[str, Path], family: str
         assert len(r["samples"]["ttft_ms"]) == 3
         assert r["ttft_ms"] == pytest.approx(float(np.median(r["samples"]["ttft_ms"])))
         assert r["stats"]["tpot_ms"]["n"] == 3
-        assert r["ttft_ms"] >= r["prefill_ms"] > 0 and r["decode_tok_s"] > 0
+        assert r["ttft_ms"] >= r["prefill_ms"] > 0 and r["decode_tok_s"] > 0 and r["tokenize_ms"] > 0
         assert (r["encode_ms"] > 0) == (family == "t5")
         assert r["load_ms"] > 0 and r["first_run_ms"] > 0 and r["peak_rss_mb"] > 0
         assert r["artifact_bytes"] == sum(p.stat().st_size for p in artifacts[family].iterdir())

@@ -80,8 +80,15 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write_json(doc: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(doc, indent=2, default=_nan_safe))
+    Path(path).write_text(json.dumps(_no_nan(doc), indent=2, allow_nan=False, default=str))
 
 
-def _nan_safe(o: Any) -> Any:
-    return str(o)
+def _no_nan(o: Any) -> Any:
+    """NaN (a metric that does not apply, e.g. encode_ms of a decoder-only model) -> null: valid JSON."""
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _no_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_no_nan(v) for v in o]
+    return o

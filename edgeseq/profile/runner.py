@@ -70,12 +70,18 @@ def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], No
         backend = open_backend(p, m, cfg.device, cfg.engine, BackendOptions(threads=cfg.threads))
         for in_len, out_len, batch in cfg.cases():
             rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
+            # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids,
+            # so that every engine is fed exactly the same tokens)
+            text = tok.decode(rows[0], skip_special_tokens=False)
             gcfg = GenerationConfig(max_new_tokens=out_len, ignore_eos=True).validate()
             runs: list[Timings] = []
             first_run_ms = None
             for r in range(cfg.warmup + cfg.reps):
                 t = time.perf_counter()
+                tok.encode_batch([text] * batch, add_special_tokens=False)
+                tokenize_ms = (time.perf_counter() - t) * 1e3
                 ids, timings = run(backend, rows, gcfg, m.generation)
+                timings.tokenize_ms = tokenize_ms
                 if first_run_ms is None:
                     first_run_ms = (time.perf_counter() - t) * 1e3
                 if r >= cfg.warmup:
