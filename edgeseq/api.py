@@ -9,18 +9,22 @@ from typing import Any
 
 from . import manifest as mf
 from .errors import ArtifactError, InputError, MissingDependencyError
+from .generate.beam import beam_search
 from .generate.config import GenerationConfig
+from .generate.generator import Generator
 from .generate.loop import Timings, run, steps
 from .runtimes import BackendOptions, open_backend
 
 
 @dataclass
 class Generation:
-    """One generate() call: the new token ids and text per prompt, and the loop's timings."""
+    """One generate() call: per prompt, the new token ids and text (the best beam under beam
+    search), the loop's timings, and with beams every returned sequence (best first)."""
 
     ids: list[list[int]]
     texts: list[str]
     timings: Timings
+    sequences: list[list[list[int]]] | None = None
 
 
 class Model:
@@ -73,9 +77,22 @@ class Model:
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None) -> Generation:
+        """Generate from token ids (one list per prompt); see generate() for text."""
         cfg = (config or GenerationConfig()).validate()
+        if cfg.num_beams > 1:
+            timings = Timings()
+            seqs = beam_search(self.backend, rows, cfg, self.gen_defaults, timings)
+            best = [s[0] for s in seqs]
+            return Generation(best, [self.decode(r) for r in best], timings, seqs)
         ids, timings = run(self.backend, rows, cfg, self.gen_defaults)
         return Generation(ids, [self.decode(r) for r in ids], timings)
+
+    def generator(self, prompt: str | list[int], chat: bool = False, config: GenerationConfig | None = None,
+                  **options: Any) -> Generator:
+        """A caller-owned loop over one sequence: next_token(), done, append_tokens(), rewind()."""
+        cfg = (config or GenerationConfig(**options)).validate()
+        ids = self.encode(prompt, chat) if isinstance(prompt, str) else [int(i) for i in prompt]
+        return Generator(self.backend, self.gen_defaults, cfg, ids)
 
     def generate(self, prompt: str | list[str], chat: bool = False, config: GenerationConfig | None = None,
                  **options: Any) -> Generation:

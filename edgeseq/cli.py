@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0 = off)")
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] (1 = off)")
     g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default: 1 = off)")
+    g.add_argument("--num-beams", type=int, default=1, help="beam search with N beams (printed when done, "
+                   "not streamed; default: 1 = off)")
+    g.add_argument("--num-beam-groups", type=int, default=1, help="diverse beam search: split beams into groups")
+    g.add_argument("--diversity-penalty", type=float, default=0.0, help="diverse beam search: penalty per token "
+                   "already chosen by an earlier group at the same step")
+    g.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam score = sum log p / length ** this (default: 1.0)")
     g.add_argument("--raw", action="store_true", help="do not apply the artifact's chat template")
     g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
     _runtime_args(g, None)
@@ -119,17 +127,25 @@ def cmd_generate(a: argparse.Namespace) -> int:
     sample = a.sample or any(v is not None for v in (a.temperature, a.top_k, a.top_p))
     cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, do_sample=sample,
                            temperature=1.0 if a.temperature is None else a.temperature,
-                           top_k=a.top_k or 0, top_p=1.0 if a.top_p is None else a.top_p, seed=a.seed).validate()
+                           top_k=a.top_k or 0, top_p=1.0 if a.top_p is None else a.top_p, seed=a.seed,
+                           repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
+                           num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
+                           length_penalty=a.length_penalty).validate()
     model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads)
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
     from .generate.loop import Timings
 
-    t = Timings()
-    for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
-        print(piece, end="", flush=True)
-    print(flush=True)
+    if cfg.num_beams > 1:  # the best beam is known only at the end
+        out = model.generate(a.prompt, chat=chat, config=cfg)
+        print(out.texts[0], flush=True)
+        t = out.timings
+    else:
+        t = Timings()
+        for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
+            print(piece, end="", flush=True)
+        print(flush=True)
     if a.stats:
         print(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
               f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]", file=sys.stderr)

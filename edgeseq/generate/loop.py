@@ -82,17 +82,21 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
     if m.kind == "decoder-only":
         ids, mask = _pad(rows, pad, left=True)
         logits = backend.prefill(state, ids, mask)
+        history = ids
     else:
         ids, mask = _pad(rows, pad, left=False)
         backend.encode(state, ids, mask)
         timings.encode_ms = (now() - t0) * 1e3
-        start = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
-        logits = backend.prefill(state, start)
+        history = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
+        logits = backend.prefill(state, history)
     timings.prefill_ms = (now() - t0) * 1e3
     done = np.zeros(b, bool)
+    track = cfg.repetition_penalty != 1.0
     for i in range(cfg.max_new_tokens):
-        tokens = select(logits, cfg, rng, banned)
+        tokens = select(logits, cfg, rng, banned, history if track else None)
         tokens = np.where(done, pad, tokens)
+        if track:
+            history = np.concatenate([history, tokens[:, None]], axis=1)
         timings.token_ms.append((now() - t0) * 1e3)
         if eos and not cfg.ignore_eos:
             done |= np.isin(tokens, eos)

@@ -6,10 +6,24 @@ import numpy as np
 from .config import GenerationConfig
 
 
+def penalize_repeats(scores: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
+    """CTRL's repetition penalty: a score of a token already in the row's history [B, L] is divided
+    by `penalty` when positive, multiplied when negative (so it always drops for penalty > 1)."""
+    rows = np.arange(scores.shape[0])[:, None]
+    seen = scores[rows, history]
+    out = scores.copy()
+    out[rows, history] = np.where(seen < 0, seen * penalty, seen / penalty)
+    return out
+
+
 def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
-           banned: list[int] | None = None) -> np.ndarray:
-    """Greedy argmax, or a sample after temperature, top-k and top-p filtering. Returns int64 [B]."""
+           banned: list[int] | None = None, history: np.ndarray | None = None) -> np.ndarray:
+    """Greedy argmax, or a sample after temperature, top-k and top-p filtering. Returns int64 [B].
+
+    history [B, L]: the ids so far (prompt included), for the repetition penalty."""
     logits = logits.astype(np.float32, copy=True)
+    if cfg.repetition_penalty != 1.0 and history is not None:
+        logits = penalize_repeats(logits, history, cfg.repetition_penalty)
     if banned:
         logits[:, banned] = -np.inf
     if not cfg.do_sample:

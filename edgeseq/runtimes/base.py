@@ -95,6 +95,28 @@ class StepBackend(ABC):
         ids = tokens.reshape(state.batch, 1).astype(np.int64)
         return self._step(state, ids, np.ones_like(ids), state.positions[:, None])
 
+    def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
+        """Make row i of the state a copy of row rows[i] (beam search). The cross-attention cache is
+        reordered only when asked: beams of one prompt share it, so it changes only when tiling."""
+        state.caches = {k: v[rows] for k, v in state.caches.items()}
+        state.batch = len(rows)
+        assert state.mask is not None and state.positions is not None
+        state.mask, state.positions = state.mask[rows], state.positions[rows]
+        if cross:
+            state.cross = {k: v[rows] for k, v in state.cross.items()}
+            state.encoder_mask = None if state.encoder_mask is None else state.encoder_mask[rows]
+
+    def trim(self, state: State, n: int) -> None:
+        """Forget the last n cached positions of every row (caller-owned loops: rewind)."""
+        if not 0 <= n <= state.length:
+            raise InputError(f"cannot rewind {n} positions of a cache holding {state.length}",
+                             "rewind at most as many tokens as were fed")
+        keep = state.length - n
+        state.caches = {k: v[:, :, :keep] for k, v in state.caches.items()}
+        assert state.mask is not None and state.positions is not None
+        state.positions = state.positions - state.mask[:, keep:].sum(axis=1)
+        state.mask = state.mask[:, :keep]
+
     def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
         assert state.mask is not None and state.positions is not None
         full_mask = np.concatenate([state.mask, new_mask], axis=1)

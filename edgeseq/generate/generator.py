@@ -1,0 +1,98 @@
+"""Generator: a caller-owned loop over one sequence (append tokens, next token, done, rewind)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..runtimes.base import StepBackend
+from .config import GenerationConfig
+from .search import select
+
+
+class Generator:
+    """Owns one request's cache. The caller drives it:
+
+        gen = model.generator("Once upon a time")
+        while not gen.done:
+            token = gen.next_token()
+        gen.rewind(3)               # forget the last 3 tokens (cache included)
+        gen.append_tokens([...])    # feed more ids (a user's turn, a forced prefix)
+
+    `max_new_tokens` counts the tokens produced since the last append_tokens() (or the start).
+    """
+
+    def __init__(self, backend: StepBackend, gen: dict, cfg: GenerationConfig, prompt: list[int]) -> None:
+        if not prompt:
+            raise InputError("empty prompt", "pass at least one token of text")
+        if cfg.num_beams > 1:
+            raise InputError("a Generator follows one sequence; beam search keeps several",
+                             "use model.generate(..., num_beams=N) for beam search")
+        self.backend, self.cfg = backend, cfg.validate()
+        self.limit = int(backend.manifest.dims["max_positions"])
+        self.eos = set(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else set(cfg.stop_token_ids)
+        self._banned = sorted(self.eos) if cfg.ignore_eos else None
+        self._rng = np.random.default_rng(cfg.seed)
+        self.state = backend.new_state(1)
+        self.tokens: list[int] = []  # tokens this generator produced (not the prompt or appended ids)
+        if backend.manifest.kind == "decoder-only":
+            self._check_len(len(prompt))
+            self._seq = list(prompt)  # decoder-side ids: fed to the cache, or pending
+        else:
+            ids = np.array([prompt], np.int64)
+            backend.encode(self.state, ids, np.ones_like(ids))
+            self._seq = [int(gen["decoder_start_token_id"])]
+        self._pending = list(self._seq)
+        self._new = 0
+        self.done = False
+
+    @property
+    def sequence(self) -> list[int]:
+        """Every decoder-side id so far: the prompt (decoder-only) or the start token, then the rest."""
+        return list(self._seq)
+
+    def _check_len(self, n: int) -> None:
+        if n > self.limit:
+            raise InputError(f"{n} positions exceed the model's maximum of {self.limit}",
+                             "rewind, or start a new generator with a shorter prompt")
+
+    def append_tokens(self, ids: list[int]) -> None:
+        """Feed more ids; generation continues after them (done is cleared)."""
+        if not ids:
+            raise InputError("append_tokens() got no ids", "pass a non-empty list of token ids")
+        self._check_len(len(self._seq) + len(ids))
+        self._seq += [int(i) for i in ids]
+        self._pending += [int(i) for i in ids]
+        self._new, self.done = 0, False
+
+    def next_token(self) -> int:
+        """Run the pending ids through the model and pick the next token."""
+        if self.done:
+            raise InputError("the generator is done (stop token or max_new_tokens reached)",
+                             "append_tokens() to continue, rewind(), or start a new generator")
+        logits = self.backend.prefill(self.state, np.array([self._pending], np.int64))
+        history = np.array([self._seq], np.int64)
+        token = int(select(logits, self.cfg, self._rng, self._banned, history)[0])
+        self._seq.append(token)
+        self.tokens.append(token)
+        self._pending = [token]
+        self._new += 1
+        self.done = (token in self.eos and not self.cfg.ignore_eos) or self._new >= self.cfg.max_new_tokens \
+            or len(self._seq) >= self.limit
+        return token
+
+    def rewind(self, n: int) -> None:
+        """Forget the last n ids (generated or appended) and their cache entries."""
+        if not 0 <= n < len(self._seq):
+            raise InputError(f"cannot rewind {n} of {len(self._seq)} ids", "keep at least one id")
+        if n == 0:
+            return
+        from_pending = min(n, len(self._pending))
+        cached = n - from_pending
+        del self._seq[-n:]
+        self.tokens = self.tokens[: max(0, len(self.tokens) - n)]
+        self._pending = self._pending[: len(self._pending) - from_pending]
+        if not self._pending:  # re-feed the last kept id so the next step has its logits
+            cached += 1
+            self._pending = [self._seq[-1]]
+        self.backend.trim(self.state, cached)
+        self._new, self.done = max(0, self._new - n), False
