@@ -13,6 +13,7 @@ from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps
+from .generate.text import TextStream
 from .runtimes import BackendOptions, open_backend
 
 
@@ -48,8 +49,7 @@ class Model:
             raise InputError("empty prompt", "pass some text to generate from")
         g = self.gen_defaults
         if chat:
-            prompt = self._apply_template(prompt)
-            return list(self.tokenizer.encode(prompt, add_special_tokens=False).ids)
+            return self.encode_chat([{"role": "user", "content": prompt}])
         ids = list(self.tokenizer.encode(prompt, add_special_tokens=self.kind == "encoder-decoder").ids)
         if g.get("add_bos") and g.get("bos_token_id") is not None and (not ids or ids[0] != g["bos_token_id"]):
             ids = [int(g["bos_token_id"])] + ids
@@ -61,7 +61,17 @@ class Model:
     def decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def _apply_template(self, prompt: str) -> str:
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """A conversation ([{"role": "user" | "assistant" | "system", "content": ...}]) rendered with
+        the artifact's chat template, ready for the assistant's next turn, as token ids."""
+        if not messages or any(not isinstance(m, dict) or "role" not in m or "content" not in m for m in messages):
+            raise InputError("messages must be a non-empty list of {'role': ..., 'content': ...}",
+                             "e.g. [{'role': 'user', 'content': 'Hello'}]")
+        if not str(messages[-1]["content"]).strip():
+            raise InputError("empty prompt", "pass some text to generate from")
+        return list(self.tokenizer.encode(self._apply_template(messages), add_special_tokens=False).ids)
+
+    def _apply_template(self, messages: list[dict[str, str]]) -> str:
         source = self.gen_defaults.get("chat_template")
         if not source:
             raise InputError("this artifact has no chat template", "generate without --chat (raw prompt)")
@@ -72,8 +82,8 @@ class Model:
                 raise MissingDependencyError("chat templates need jinja2", "pip install jinja2") from e
             env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
             self._template = (source, env.from_string(source))
-        return str(self._template[1].render(messages=[{"role": "user", "content": prompt}],
-                                            add_generation_prompt=True, bos_token="", eos_token=""))
+        return str(self._template[1].render(messages=messages, add_generation_prompt=True, bos_token="",
+                                            eos_token=""))
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None) -> Generation:
@@ -120,19 +130,14 @@ class Model:
         timings.tokenize_ms = (time.perf_counter() - t) * 1e3
         eos = set(self.gen_defaults.get("eos_token_ids") or []) if cfg.stop_token_ids is None \
             else set(cfg.stop_token_ids)
-        ids: list[int] = []
-        shown = ""
+        text = TextStream(self.tokenizer)
         for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings):
             t = int(tokens[0])
             if t in eos and not cfg.ignore_eos:
                 break
-            ids.append(t)
-            text = self.decode(ids)
-            if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next byte token
-                continue
-            if len(text) > len(shown) and text.startswith(shown):
-                yield text[len(shown):]
-            shown = text
+            piece = text.push(t)
+            if piece:
+                yield piece
 
 
 def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None) -> Model:
