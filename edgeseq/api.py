@@ -12,7 +12,7 @@ from .errors import ArtifactError, InputError, MissingDependencyError
 from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
-from .generate.loop import Timings, run, steps
+from .generate.loop import Timings, run, steps, stop_ids
 from .generate.text import TextStream
 from .runtimes import BackendOptions, open_backend
 
@@ -128,8 +128,7 @@ class Model:
         t = time.perf_counter()
         rows = [self.encode(prompt, chat)]
         timings.tokenize_ms = (time.perf_counter() - t) * 1e3
-        eos = set(self.gen_defaults.get("eos_token_ids") or []) if cfg.stop_token_ids is None \
-            else set(cfg.stop_token_ids)
+        eos = set(stop_ids(cfg, self.gen_defaults))
         text = TextStream(self.tokenizer)
         for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings):
             t = int(tokens[0])

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import Timings, _pad, now
+from .loop import Timings, check_rows, now, start, stop_ids
 from .search import penalize_repeats
 
 NEG = -1.0e9
@@ -34,24 +34,11 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
                 timings: Timings) -> list[list[list[int]]]:
     """Returns, per prompt, cfg.num_return_sequences token lists (best first)."""
-    m = backend.manifest
+    check_rows(backend, rows, cfg)
     b, k, groups = len(rows), cfg.num_beams, cfg.num_beam_groups
     kg = k // groups
-    eos = list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
-    pad = int(gen.get("pad_token_id") or 0)
-    t0 = now()
-    state = backend.new_state(b)
-    if m.kind == "decoder-only":
-        ids, mask = _pad(rows, pad, left=True)
-        logits = backend.prefill(state, ids, mask)
-        history = ids
-    else:
-        ids, mask = _pad(rows, pad, left=False)
-        backend.encode(state, ids, mask)
-        timings.encode_ms = (now() - t0) * 1e3
-        history = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
-        logits = backend.prefill(state, history)
-    timings.prefill_ms = (now() - t0) * 1e3
+    eos = stop_ids(cfg, gen)
+    state, logits, history, t0 = start(backend, rows, gen, timings)
     prompt_len = history.shape[1]
     max_len = prompt_len + cfg.max_new_tokens
     tile = np.repeat(np.arange(b), k)  # every prompt's state copied to its k beams

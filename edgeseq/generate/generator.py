@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
+from .loop import stop_ids
 from .search import select
 
 
@@ -29,7 +30,7 @@ class Generator:
                              "use model.generate(..., num_beams=N) for beam search")
         self.backend, self.cfg = backend, cfg.validate()
         self.limit = int(backend.manifest.dims["max_positions"])
-        self.eos = set(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else set(cfg.stop_token_ids)
+        self.eos = set(stop_ids(cfg, gen))
         self._banned = sorted(self.eos) if cfg.ignore_eos else None
         self._rng = np.random.default_rng(cfg.seed)
         self.state = backend.new_state(1)

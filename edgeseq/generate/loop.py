@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..runtimes.base import StepBackend
+from ..runtimes.base import State, StepBackend
 from .config import GenerationConfig
 from .search import select
 
@@ -57,12 +57,12 @@ class Request:
     rows: list[list[int]]
 
 
-def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-          timings: Timings) -> Iterator[np.ndarray]:
-    """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
+def stop_ids(cfg: GenerationConfig, gen: dict) -> list[int]:
+    """The ids that end a row: the config's, else the artifact's EOS ids."""
+    return list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
 
-    `gen` is the manifest's generation section (eos ids, pad id, decoder start id).
-    """
+
+def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig) -> None:
     m = backend.manifest
     limit = int(m.dims["max_positions"])
     if not rows or any(len(r) == 0 for r in rows):
@@ -72,14 +72,18 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
     if need > limit:
         raise InputError(f"prompt of {longest} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
                          f"maximum of {limit} positions", "shorten the prompt or lower --max-new-tokens")
-    eos = list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
-    pad = int(gen.get("pad_token_id") or 0)
-    rng = np.random.default_rng(cfg.seed)
-    banned = eos if cfg.ignore_eos else None
-    b = len(rows)
+
+
+def start(backend: StepBackend, rows: list[list[int]], gen: dict,
+          timings: Timings) -> tuple[State, np.ndarray, np.ndarray, float]:
+    """Encode (encoder-decoder) and prefill a batch of prompts on the clock started here.
+
+    Returns the state, next-token logits [B, V], the decoder-side ids so far [B, L] (the padded
+    prompt, or the decoder start token) and the clock's start."""
+    b, pad = len(rows), int(gen.get("pad_token_id") or 0)
     t0 = now()
     state = backend.new_state(b)
-    if m.kind == "decoder-only":
+    if backend.manifest.kind == "decoder-only":
         ids, mask = _pad(rows, pad, left=True)
         logits = backend.prefill(state, ids, mask)
         history = ids
@@ -90,6 +94,22 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
         history = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
         logits = backend.prefill(state, history)
     timings.prefill_ms = (now() - t0) * 1e3
+    return state, logits, history, t0
+
+
+def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
+          timings: Timings) -> Iterator[np.ndarray]:
+    """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
+
+    `gen` is the manifest's generation section (eos ids, pad id, decoder start id).
+    """
+    check_rows(backend, rows, cfg)
+    eos = stop_ids(cfg, gen)
+    pad = int(gen.get("pad_token_id") or 0)
+    rng = np.random.default_rng(cfg.seed)
+    banned = eos if cfg.ignore_eos else None
+    b = len(rows)
+    state, logits, history, t0 = start(backend, rows, gen, timings)
     done = np.zeros(b, bool)
     track = cfg.repetition_penalty != 1.0
     for i in range(cfg.max_new_tokens):
@@ -123,7 +143,7 @@ def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen:
     timings = Timings()
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
-    eos = set(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else set(cfg.stop_token_ids)
+    eos = set(stop_ids(cfg, gen))
     for tokens in steps(backend, rows, cfg, gen, timings):
         for i, t in enumerate(tokens.tolist()):
             if not stopped[i]:
