@@ -47,6 +47,7 @@ class Model:
             raise InputError(f"prompt must be a string, got {type(prompt).__name__}", "pass text; for ids use generate_ids()")
         if not prompt.strip():
             raise InputError("empty prompt", "pass some text to generate from")
+        _check_unicode(prompt)
         g = self.gen_defaults
         if chat:
             return self.encode_chat([{"role": "user", "content": prompt}])
@@ -69,7 +70,9 @@ class Model:
                              "e.g. [{'role': 'user', 'content': 'Hello'}]")
         if not str(messages[-1]["content"]).strip():
             raise InputError("empty prompt", "pass some text to generate from")
-        return list(self.tokenizer.encode(self._apply_template(messages), add_special_tokens=False).ids)
+        text = self._apply_template(messages)
+        _check_unicode(text)
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _apply_template(self, messages: list[dict[str, str]]) -> str:
         source = self.gen_defaults.get("chat_template")
@@ -137,6 +140,14 @@ class Model:
             piece = text.push(t)
             if piece:
                 yield piece
+
+
+def _check_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates, e.g. from bytes decoded with surrogateescape
+        raise InputError(f"prompt is not valid Unicode text ({e.reason} at position {e.start})",
+                         "decode the input bytes as UTF-8 with errors='replace'") from e
 
 
 def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None) -> Model:

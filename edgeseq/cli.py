@@ -92,9 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", dest="json_path", default=None, help="write the full report (raw samples) as JSON")
     pr.add_argument("--markdown", default=None, help="write the table as Markdown")
     pr.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    pr.add_argument("--resume", action="store_true", help="continue an interrupted sweep: skip the cases already "
+                    "in --json's partial file (needs the same --json and options)")
+    pr.add_argument("--time-limit", type=float, default=None, help="seconds per case (warm-up + reps); a case "
+                    "past it is reported as timeout and the sweep goes on")
     _runtime_args(pr, 2)
 
     sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
+
+    v = sub.add_parser("verify", help="check an artifact's files against the sizes and SHA-256 in its manifest",
+                       description="Check every file of ARTIFACT against the size and full SHA-256 recorded at "
+                       "export (loading checks sizes and the first/last MiB only).")
+    v.add_argument("artifacts", nargs="+", help="artifact directories")
 
     d = sub.add_parser("demo", help="the README's main job: export SmolLM2-135M-Instruct and t5-small, profile both",
                        description="Export the packaged SmolLM2-135M-Instruct (real weights) and the t5-small preset "
@@ -156,34 +165,54 @@ def cmd_profile(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import __version__
+    from .manifest import read
     from .profile.bandwidth import copy_gb_s
+    from .profile.partial import PartialReport
     from .profile.report import add_ratios, markdown, table, write_json
-    from .profile.runner import ProfileConfig, host_info, profile_artifact
+    from .profile.runner import ProfileConfig, check_cases, host_info, iter_profile
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine).validate()
-    for art in a.artifacts:  # fail on a bad artifact before spending minutes on the good ones
-        from .manifest import read
-
-        read(art)
+    if a.time_limit is not None and a.time_limit <= 0:
+        raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
+    if a.resume and not a.json_path:
+        raise UsageError("--resume needs --json PATH: the partial results live next to it", "add --json PATH")
+    for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
+        check_cases(read(art), cfg, art)
+    partial = PartialReport(a.json_path, {"protocol": cfg.__dict__, "artifacts": a.artifacts}, a.resume) \
+        if a.json_path else None
+    results: list[dict[str, Any]] = list(partial.results) if partial else []
+    done = frozenset(r["key"] for r in results)
     bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
-    results: list[dict[str, Any]] = []
-    total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps)
-    with tqdm(total=total, desc="profile", unit="run", file=sys.stderr) as bar:
-        for art in a.artifacts:
-            bar.set_postfix_str(Path(art).name)
-            results += profile_artifact(art, cfg, tick=lambda: bar.update(1), bandwidth_gb_s=bw)
+    total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps) - len(done) * (cfg.warmup + cfg.reps)
+    interrupted = False
+    try:
+        with tqdm(total=total, desc="profile", unit="run", file=sys.stderr) as bar:
+            for art in a.artifacts:
+                bar.set_postfix_str(Path(art).name)
+                for r in iter_profile(art, cfg, lambda: bar.update(1), bw, done, a.time_limit):
+                    results.append(r)
+                    if partial:
+                        partial.add(r)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: {len(results)} case(s) finished", file=sys.stderr)
+    if not results:
+        return 130 if interrupted else 0
     add_ratios(results)
     doc = {"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": round(bw, 2) if bw else None,
-           "protocol": cfg.__dict__, "results": results}
+           "protocol": cfg.__dict__, "complete": not interrupted, "results": results}
     print(table(results))
     if a.json_path:
         write_json(doc, a.json_path)
-        print(f"wrote {a.json_path}", file=sys.stderr)
+        if not interrupted and partial:
+            partial.remove()
+        print(f"wrote {a.json_path}" + (" (partial; re-run with --resume to finish)" if interrupted else ""),
+              file=sys.stderr)
     if a.markdown:
         Path(a.markdown).write_text(markdown(doc))
         print(f"wrote {a.markdown}", file=sys.stderr)
-    return 0
+    return 130 if interrupted else 0
 
 
 def cmd_devices(a: argparse.Namespace) -> int:
@@ -229,7 +258,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return cmd_profile(ns)
 
 
-COMMANDS = {"export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .manifest import verify
+
+    for art in a.artifacts:
+        m = verify(art)
+        size = sum(f["bytes"] for f in m.files.values()) / 1e6
+        print(f"ok  {art}: {len(m.files)} files, {size:.1f} MB, parity {m.parity.get('status')}")
+    return 0
+
+
+COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
             "demo": cmd_demo}
 
 

@@ -73,16 +73,57 @@ class Manifest:
             raise ArtifactError(f"{where} has schema version {version}; this edgeseq reads up to {SCHEMA_VERSION}",
                                 "upgrade edgeseq: pip install -U edgeseq")
         try:
+            _check_types(data)
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
             optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ArtifactError(f"{where} is missing or has a malformed field ({e})", "re-export the artifact") from e
 
 
-def read(directory: str | Path) -> Manifest:
+_DIMS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size", "max_positions")
+_STEP = {"decoder-only": ("decoder",), "encoder-decoder": ("encoder", "decoder_init", "decoder_step")}
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """Reject a manifest whose fields have the wrong types before anything relies on them."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(what)
+
+    for key in ("format", "engine", "kind"):
+        need(isinstance(data[key], str), f"'{key}' must be a string")
+    need(data["kind"] in _STEP, f"'kind' must be one of {list(_STEP)}")
+    for key in ("model", "dims", "generation", "components"):
+        need(isinstance(data[key], dict), f"'{key}' must be an object")
+    for key in _DIMS:
+        v = data["dims"].get(key)
+        need(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"dims.{key} must be a positive integer")
+    for name in _STEP[data["kind"]]:
+        comp = data["components"].get(name)
+        need(isinstance(comp, dict) and isinstance(comp.get("file"), str), f"components.{name}.file is missing")
+        for key in ("cache_inputs", "cache_outputs"):
+            need(all(isinstance(x, str) for x in comp.get(key, [])) and isinstance(comp.get(key, []), list),
+                 f"components.{name}.{key} must be a list of names")
+    gen = data["generation"]
+    need(isinstance(gen.get("eos_token_ids", []), list) and all(isinstance(x, int) for x in gen.get("eos_token_ids", [])),
+         "generation.eos_token_ids must be a list of integers")
+    for key in ("pad_token_id", "decoder_start_token_id", "bos_token_id"):
+        need(gen.get(key) is None or isinstance(gen[key], int), f"generation.{key} must be an integer")
+    need(data["kind"] == "decoder-only" or isinstance(gen.get("decoder_start_token_id"), int),
+         "generation.decoder_start_token_id is missing")
+    need(gen.get("chat_template") is None or isinstance(gen["chat_template"], str), "chat_template must be text")
+    files = data.get("files", {})
+    need(isinstance(files, dict) and all(isinstance(v, dict) and isinstance(v.get("bytes"), int)
+                                         for v in files.values()), "files must map names to {bytes, sha256}")
+    need(all(isinstance(k, str) and "/" not in k and "\\" not in k and k not in ("", ".", "..")
+             for k in files), "files must be plain file names inside the artifact")
+    need(isinstance(data.get("parity", {}), dict), "'parity' must be an object")
+
+
+def read(directory: str | Path, check_files: bool = True) -> Manifest:
     """Read and check an artifact directory's manifest and that its files exist with the recorded sizes."""
     d = Path(directory)
     if not d.is_dir():
@@ -96,19 +137,54 @@ def read(directory: str | Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is not valid JSON ({e})", "re-export the artifact") from e
     m = Manifest.from_dict(data, str(path))
-    for name, info in m.files.items():
-        f = d / name
-        if not f.exists():
-            raise ArtifactError(f"artifact {d} is missing {name}", "copy the whole directory again or re-export")
-        if f.stat().st_size != info.get("bytes"):
-            raise ArtifactError(f"{f} has {f.stat().st_size} bytes, the manifest says {info.get('bytes')}: "
-                                "truncated or replaced", "copy the whole directory again or re-export")
+    if check_files:
+        for name, info in m.files.items():
+            _check_file(d, name, info, full=False)
     return m
 
 
-def file_record(path: Path) -> dict[str, Any]:
+def _check_file(d: Path, name: str, info: dict[str, Any], full: bool) -> None:
+    f = d / name
+    hint = "copy the whole directory again or re-export"
+    if not f.is_file():
+        raise ArtifactError(f"artifact {d} is missing {name}", hint)
+    if f.stat().st_size != info.get("bytes"):
+        raise ArtifactError(f"{f} has {f.stat().st_size} bytes, the manifest says {info.get('bytes')}: "
+                            "truncated or replaced", hint)
+    if full and info.get("sha256") and _sha256(f) != info["sha256"]:
+        raise ArtifactError(f"{f} does not match the SHA-256 in the manifest: altered or corrupted", hint)
+    if not full and info.get("quick_sha256") and _quick_sha256(f) != info["quick_sha256"]:
+        raise ArtifactError(f"{f} does not match the manifest (first/last MiB differ): altered or replaced", hint)
+
+
+def verify(directory: str | Path) -> Manifest:
+    """Check every file's size and full SHA-256 against the manifest (`edgeseq verify`)."""
+    m = read(directory, check_files=False)
+    for name, info in m.files.items():
+        _check_file(Path(directory), name, info, full=True)
+    return m
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    return h.hexdigest()
+
+
+def _quick_sha256(path: Path, span: int = 1 << 20) -> str:
+    """Hash of the first and last MiB: cheap enough for every load, catches a replaced file whose
+    size happens to match (a full hash of a 500 MB graph would add ~1 s to each load)."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        h.update(fh.read(span))
+        if size > span:
+            fh.seek(max(span, size - span))
+            h.update(fh.read(span))
+    return h.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path), "quick_sha256": _quick_sha256(path)}

@@ -8,6 +8,7 @@ with `parity.status = "failed"` in its manifest.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import sys
 import tempfile
@@ -47,7 +48,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _say(f"[1/4] loading {source}", quiet)
     spec = resolve(source, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         m = _write(spec, tmp, format, parity_steps, quiet)
         if m.parity["status"] == "failed" and not keep_failed:
@@ -63,6 +65,27 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
             shutil.rmtree(tmp, ignore_errors=True)
     _say(f"wrote {out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)", quiet)
     return m
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Delete temporary directories left by exports to `out` that were killed (their pid is gone)."""
+    for d in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(d.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool) -> mf.Manifest:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import EdgeseqError, InputError
+from ..resources import check_fits, kv_bytes
 from ..runtimes.base import State, StepBackend
 from .config import GenerationConfig
 from .search import select
@@ -72,6 +73,9 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
     if need > limit:
         raise InputError(f"prompt of {longest} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
                          f"maximum of {limit} positions", "shorten the prompt or lower --max-new-tokens")
+    check_fits(kv_bytes(m, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
+               f"the KV cache of {len(rows)} x {cfg.num_beams} rows of {longest} + {cfg.max_new_tokens} tokens",
+               "use a smaller batch, fewer beams or shorter lengths")
 
 
 def start(backend: StepBackend, rows: list[list[int]], gen: dict,
@@ -97,8 +101,14 @@ def start(backend: StepBackend, rows: list[list[int]], gen: dict,
     return state, logits, history, t0
 
 
+class TimeLimitError(EdgeseqError):
+    """A generation that ran past its deadline (profiling sweeps: --time-limit)."""
+
+    exit_code = 12
+
+
 def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-          timings: Timings) -> Iterator[np.ndarray]:
+          timings: Timings, deadline: float | None = None) -> Iterator[np.ndarray]:
     """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
 
     `gen` is the manifest's generation section (eos ids, pad id, decoder start id).
@@ -123,6 +133,9 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
         yield tokens
         if done.all() or i == cfg.max_new_tokens - 1:
             break
+        if deadline is not None and now() > deadline:
+            raise TimeLimitError(f"generation passed its time limit after {i + 1} tokens",
+                                 "raise --time-limit or profile shorter lengths")
         logits = backend.decode(state, tokens)
     timings.e2e_ms = (now() - t0) * 1e3
 
@@ -138,13 +151,14 @@ def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[np.ndarray, np.nd
 
 
 def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-        on_tokens: Callable[[np.ndarray], None] | None = None) -> tuple[list[list[int]], Timings]:
+        on_tokens: Callable[[np.ndarray], None] | None = None,
+        deadline: float | None = None) -> tuple[list[list[int]], Timings]:
     """Run the loop to the end; returns the new ids per row (cut at and including the stop token)."""
     timings = Timings()
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
     eos = set(stop_ids(cfg, gen))
-    for tokens in steps(backend, rows, cfg, gen, timings):
+    for tokens in steps(backend, rows, cfg, gen, timings, deadline):
         for i, t in enumerate(tokens.tolist()):
             if not stopped[i]:
                 out[i].append(t)

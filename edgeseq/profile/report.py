@@ -61,6 +61,10 @@ def footnotes(results: list[dict[str, Any]]) -> str:
     bad = sorted({r["label"] for r in results if r["parity"] != "passed"})
     if bad:
         notes.append(f"WARNING: parity not passed for {', '.join(bad)}: its outputs are not checked against PyTorch.")
+    late = [f"{r['label']} in={r['input_len']} out={r['output_len']} b={r['batch']}" for r in results
+            if r.get("status") == "timeout"]
+    if late:
+        notes.append(f"TIMEOUT (past --time-limit, no figures): {'; '.join(late)}.")
     r0 = results[0]
     notes.append(f"medians of {r0['reps']} runs after {r0['warmup']} warm-up; forced decoding (EOS masked); "
                  f"threads {r0['threads']}; precision {r0['precision']}.")
@@ -80,15 +84,16 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write_json(doc: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(_no_nan(doc), indent=2, allow_nan=False, default=str))
+    Path(path).write_text(json.dumps(json_safe(doc), indent=2, allow_nan=False, default=str))
 
 
-def _no_nan(o: Any) -> Any:
-    """NaN (a metric that does not apply, e.g. encode_ms of a decoder-only model) -> null: valid JSON."""
+def json_safe(o: Any) -> Any:
+    """NaN (a metric that does not apply or a timed-out case) -> null, tuples -> lists: valid JSON
+    that reads back equal to what was written."""
     if isinstance(o, float) and math.isnan(o):
         return None
     if isinstance(o, dict):
-        return {k: _no_nan(v) for k, v in o.items()}
+        return {k: json_safe(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_no_nan(v) for v in o]
+        return [json_safe(v) for v in o]
     return o

@@ -6,9 +6,10 @@ on every engine. Decoding is forced to the full output length (EOS masked) so ru
 from __future__ import annotations
 
 import itertools
+import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from .. import manifest as mf
 from ..errors import UsageError
 from ..generate.config import GenerationConfig
-from ..generate.loop import Timings, run
+from ..generate.loop import TimeLimitError, Timings, run
+from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
 from ..runtimes import BackendOptions, open_backend
 from .memory import PeakRSS, rss_mb
 from .prompts import prompt_ids
@@ -56,19 +58,50 @@ class ProfileConfig:
         return list(itertools.product(self.input_lens, self.output_lens, self.batch_sizes))
 
 
+def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
+    """Refuse, before anything runs, a case longer than the model's maximum positions."""
+    limit = int(m.dims["max_positions"])
+    for in_len, out_len, _ in cfg.cases():
+        need = in_len + out_len if m.kind == "decoder-only" else max(in_len, out_len + 1)
+        if need > limit:
+            raise UsageError(f"{where}: --input-len {in_len} with --output-len {out_len} exceeds the model's "
+                             f"maximum of {limit} positions", "profile shorter lengths for this artifact")
+
+
+def case_key(artifact: str | Path, in_len: int, out_len: int, batch: int) -> str:
+    """Identifies a finished case in a partial report, for --resume."""
+    return f"{Path(artifact).resolve()}|{in_len}|{out_len}|{batch}"
+
+
 def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
                      bandwidth_gb_s: float | None = None) -> list[dict[str, Any]]:
     """Profile one artifact over every case of `cfg`; one result dict per case."""
+    return list(iter_profile(path, cfg, tick, bandwidth_gb_s))
+
+
+def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
+                 bandwidth_gb_s: float | None = None, skip: frozenset[str] = frozenset(),
+                 time_limit_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Yield each case's result as soon as it is measured (so an interrupted sweep keeps them).
+
+    Cases whose key is in `skip` are not run. A case that passes `time_limit_s` (warm-up and
+    repetitions together) yields a result with status "timeout" and the sweep goes on."""
     from tokenizers import Tokenizer
 
     p = Path(path)
     m = mf.read(p)
+    check_cases(m, cfg, str(p))
+    cases = [c for c in cfg.cases() if case_key(p, *c) not in skip]
+    if not cases:
+        return
+    worst = max(kv_bytes(m, b, i, o) for i, o, b in cases)
+    check_fits(int(weight_bytes(m) * LOAD_FACTOR) + worst, f"profiling {p.name} (weights + largest case's cache)",
+               "profile smaller batches or lengths, or close other programs")
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
-    results = []
     rss_before = rss_mb()
     with PeakRSS() as peak:
         backend = open_backend(p, m, cfg.device, cfg.engine, BackendOptions(threads=cfg.threads))
-        for in_len, out_len, batch in cfg.cases():
+        for in_len, out_len, batch in cases:
             rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
             # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids,
             # so that every engine is fed exactly the same tokens)
@@ -76,11 +109,17 @@ def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], No
             gcfg = GenerationConfig(max_new_tokens=out_len, ignore_eos=True).validate()
             runs: list[Timings] = []
             first_run_ms = None
+            deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
+            status, ids = "ok", [[]]
             for r in range(cfg.warmup + cfg.reps):
                 t = time.perf_counter()
                 tok.encode_batch([text] * batch, add_special_tokens=False)
                 tokenize_ms = (time.perf_counter() - t) * 1e3
-                ids, timings = run(backend, rows, gcfg, m.generation)
+                try:
+                    ids, timings = run(backend, rows, gcfg, m.generation, deadline=deadline)
+                except TimeLimitError:
+                    status = "timeout"
+                    break
                 timings.tokenize_ms = tokenize_ms
                 if first_run_ms is None:
                     first_run_ms = (time.perf_counter() - t) * 1e3
@@ -88,17 +127,18 @@ def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], No
                     runs.append(timings)
                 if tick:
                     tick()
-            results.append(_result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or 0.0,
-                                   ids[0], bandwidth_gb_s))
-    for r in results:
-        r["peak_rss_mb"] = round(peak.peak_mb, 1)
-        r["rss_before_load_mb"] = round(rss_before, 1)
-    return results
+            res = _result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or math.nan, ids[0],
+                          bandwidth_gb_s)
+            res.update(status=status, key=case_key(p, in_len, out_len, batch), peak_rss_mb=round(peak.peak_mb, 1),
+                       rss_before_load_mb=round(rss_before, 1))
+            if status == "timeout":
+                res["time_limit_s"] = time_limit_s
+            yield res
 
 
 def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: int, out_len: int, batch: int,
             runs: list[Timings], first_run_ms: float, gen_ids: list[int], bw: float | None) -> dict[str, Any]:
-    samples = {k: [round(getattr(t, k), 4) for t in runs] for k in METRICS}
+    samples = {k: [round(getattr(t, k), 4) for t in runs] for k in METRICS}  # empty after a timeout
     stats = {k: summarize(v) for k, v in samples.items()}
     res: dict[str, Any] = {
         "artifact": str(p), "model": m.model.get("name"), "label": m.label, "kind": m.kind,

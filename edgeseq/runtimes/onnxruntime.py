@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import ArtifactError, DeviceError
 from . import devices
 from .base import StepBackend
 
@@ -54,7 +54,12 @@ class OnnxRuntimeBackend(StepBackend):
         providers = [self.provider] + (["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else [])
         self.sessions: dict[str, Any] = {}
         for name, comp in self.manifest.components.items():
-            self.sessions[name] = ort.InferenceSession(str(self.artifact / comp.file), so, providers=providers)
+            try:
+                self.sessions[name] = ort.InferenceSession(str(self.artifact / comp.file), so, providers=providers)
+            except Exception as e:  # ORT raises its own pybind types for unreadable or invalid graphs
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise ArtifactError(f"onnxruntime cannot load {comp.file} of {self.artifact}: {first}",
+                                    f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self._inputs = {n: {i.name for i in s.get_inputs()} for n, s in self.sessions.items()}
 

@@ -1,0 +1,137 @@
+"""Faults a user meets: altered artifacts, killed exports, interrupted and resumed sweeps, time
+and memory limits. Each either works or fails with its documented error, and nothing is lost."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import edgeseq
+from edgeseq import manifest as mf
+from edgeseq.cli import main
+from edgeseq.errors import ArtifactError
+
+EDGESEQ = [sys.executable, "-m", "edgeseq"]
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_verify_catches_a_flipped_byte(artifacts: dict[str, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    art = shutil.copytree(artifacts["llama"], tmp_path / "a")
+    assert main(["verify", str(art)]) == 0 and "ok" in capsys.readouterr().out
+    size = (art / "decoder.onnx").stat().st_size
+    _flip_byte(art / "decoder.onnx", size // 2)  # same size: only a hash can tell
+    assert main(["verify", str(art)]) == 6
+    assert "does not match the SHA-256" in capsys.readouterr().err
+
+
+def test_load_catches_a_replaced_file_of_the_same_size(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    art = shutil.copytree(artifacts["gpt2"], tmp_path / "a")
+    _flip_byte(art / "decoder.onnx", 10)  # inside the first MiB that every load hashes
+    with pytest.raises(ArtifactError, match="altered or replaced"):
+        edgeseq.load(art)
+
+
+def test_garbage_graph_is_an_artifact_error(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    art = shutil.copytree(artifacts["gpt2"], tmp_path / "a")
+    g = art / "decoder.onnx"
+    g.write_bytes(os.urandom(g.stat().st_size))
+    data = json.loads((art / "edgeseq.json").read_text())
+    data["files"]["decoder.onnx"].pop("quick_sha256")  # as if the manifest predates quick hashes
+    (art / "edgeseq.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load decoder.onnx"):
+        edgeseq.load(art)
+
+
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_export_leaves_nothing_that_loads(sig: int, hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    proc = subprocess.Popen([*EDGESEQ, "export", str(hf_dirs["t5"]), "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: any(p.suffix == ".onnx" for d in tmp_path.glob(".x.partial-*") for p in d.iterdir()))
+    proc.send_signal(sig)
+    code = proc.wait(60)
+    assert not out.exists()
+    leftovers = list(tmp_path.glob(".x.partial-*"))
+    if sig == signal.SIGINT:
+        assert code == 130 and not leftovers  # cleaned up on the way out
+    for d in leftovers:  # SIGKILL cannot be caught: what stays has no manifest, so nothing loads it
+        assert not (d / "edgeseq.json").exists()
+        with pytest.raises(ArtifactError):
+            edgeseq.load(d)
+    # the next export to the same place removes the dead process's directory
+    subprocess.run([*EDGESEQ, "export", str(hf_dirs["gpt2"]), "--out", str(out), "--quiet", "--parity-steps", "0"],
+                   check=True)
+    assert not list(tmp_path.glob(".x.partial-*")) and mf.read(out)
+
+
+def test_interrupted_sweep_keeps_results_and_resumes(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    j = tmp_path / "r.json"
+    args = [*EDGESEQ, "profile", str(artifacts["t5"]), str(artifacts["llama"]), "--input-len", "8,16,24,32",
+            "--output-len", "48", "--reps", "40", "--warmup", "0", "--threads", "1", "--no-bandwidth", "--json", str(j)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = Path(f"{j}.partial.jsonl")
+    _wait_for(lambda: partial.exists() and len(partial.read_text().splitlines()) >= 3)  # header + 2 cases
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "re-run with --resume" in err
+    first = json.loads(j.read_text())
+    assert first["complete"] is False and 2 <= len(first["results"]) < 8
+    r = subprocess.run([*args, "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    final = json.loads(j.read_text())
+    assert final["complete"] is True and len(final["results"]) == 8 and not partial.exists()
+    keys = [x["key"] for x in final["results"]]
+    assert len(set(keys)) == 8  # nothing measured twice
+    assert [x["key"] for x in final["results"][: len(first["results"])]] == [x["key"] for x in first["results"]]
+
+
+def test_resume_with_other_options_is_refused(artifacts: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    j = tmp_path / "r.json"
+    Path(f"{j}.partial.jsonl").write_text(json.dumps({"header": {"protocol": {}, "artifacts": []}}) + "\n")
+    code = main(["profile", str(artifacts["gpt2"]), "--json", str(j), "--resume", "--no-bandwidth"])
+    assert code == 2 and "written with other options" in capsys.readouterr().err
+
+
+def test_time_limit_marks_case_and_goes_on(artifacts: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    j = tmp_path / "r.json"
+    code = main(["profile", str(artifacts["gpt2"]), "--input-len", "8", "--output-len", "40", "--reps", "2",
+                 "--time-limit", "0.000001", "--no-bandwidth", "--json", str(j)])
+    out = capsys.readouterr().out
+    assert code == 0 and "TIMEOUT" in out
+    res = json.loads(j.read_text())["results"][0]
+    assert res["status"] == "timeout" and res["ttft_ms"] is None
+
+
+def test_memory_that_cannot_fit_is_refused_up_front(artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseq import resources
+
+    monkeypatch.setattr(resources, "available_bytes", lambda: 1024)
+    assert main(["profile", str(artifacts["gpt2"]), "--no-bandwidth"]) == 11
+    assert "only 0 MiB of memory is available" in capsys.readouterr().err
+    model = edgeseq.load(artifacts["gpt2"])
+    with pytest.raises(resources.ResourceError, match="KV cache"):
+        model.generate("hello", max_new_tokens=4)
