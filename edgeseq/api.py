@@ -150,8 +150,12 @@ def _check_unicode(text: str) -> None:
                          "decode the input bytes as UTF-8 with errors='replace'") from e
 
 
-def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None) -> Model:
-    """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor])."""
+def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None,
+         precision: str = "f32") -> Model:
+    """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor] | auto).
+
+    `precision` is the compute precision for engines that choose one (OpenVINO: f32, bf16, f16 or
+    default); ONNX Runtime's CPU provider computes in the graph's float32."""
     p = Path(path)
     manifest = mf.read(p)
     try:
@@ -160,5 +164,6 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
         tokenizer = Tokenizer.from_file(str(p / mf.TOKENIZER))
     except Exception as e:  # a missing or corrupt tokenizer.json: tokenizers raises a bare Exception
         raise ArtifactError(f"cannot read {p / mf.TOKENIZER} ({e})", "re-export the artifact") from e
-    backend = open_backend(p, manifest, device, engine, BackendOptions(threads=threads))
+    backend = open_backend(p, manifest, device, engine, BackendOptions(threads=threads,
+                                                                      extra={"precision": precision}))
     return Model(p, manifest, backend, tokenizer)

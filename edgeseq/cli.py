@@ -32,6 +32,8 @@ def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> No
                    "onnxruntime for onnx)")
     p.add_argument("--threads", type=int, default=threads_default,
                    help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
+    p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
+                   "default (the device's choice: bf16 on CPUs that have it); recorded in every profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "a self-describing artifact directory (graphs, tokenizer, edgeseq.json).")
     e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
-    e.add_argument("--format", default="onnx", help="artifact format (default: onnx)")
+    e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino (default: onnx)")
+    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); with --format openvino also "
+                   "fp16, int8, int4 (NNCF weight compression, needs the compress extra)")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     e.add_argument("--parity-steps", type=int, default=32,
@@ -125,7 +129,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .export.pipeline import export
 
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
-               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet)
+               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights)
     return 0 if m.parity.get("status") != "failed" else 8
 
 
@@ -140,7 +144,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
                            repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
                            num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
                            length_penalty=a.length_penalty).validate()
-    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads)
+    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision)
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
@@ -172,7 +176,8 @@ def cmd_profile(a: argparse.Namespace) -> int:
     from .profile.runner import ProfileConfig, check_cases, host_info, iter_profile
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
-                        reps=a.reps, threads=a.threads, device=a.device, engine=a.engine).validate()
+                        reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
+                        precision=a.precision).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:
@@ -233,6 +238,9 @@ def cmd_devices(a: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SOURCES = [("smollm2-135m-instruct", "smollm2-135m-instruct-onnx"), ("preset:t5-small", "t5-small-onnx")]
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     import subprocess
 
@@ -240,7 +248,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     arts = []
-    for source, name in (("smollm2-135m-instruct", "smollm2-135m-instruct-onnx"), ("preset:t5-small", "t5-small-onnx")):
+    for source, name in DEMO_SOURCES:
         target = out / name
         try:
             read(target)
@@ -252,10 +260,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
             if code:
                 return code
         arts.append(str(target))
-    ns = argparse.Namespace(artifacts=arts, input_len=[128], output_len=[64], batch=[1], reps=a.reps,
-                            warmup=a.warmup, threads=a.threads, device="cpu", engine=None,
-                            json_path=str(out / "profile.json"), markdown=str(out / "profile.md"), no_bandwidth=False)
-    return cmd_profile(ns)
+    # through the parser, so the profile gets every option's default
+    return cmd_profile(build_parser().parse_args(
+        ["profile", *arts, "--reps", str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads),
+         "--json", str(out / "profile.json"), "--markdown", str(out / "profile.md")]))
 
 
 def cmd_verify(a: argparse.Namespace) -> int:

@@ -136,3 +136,16 @@ def test_hub_id_offline_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run_cli(capsys, "export", "someone/some-model", "--out", str(tmp_path / "x"))
     assert code == 3 and "could not fetch 'someone/some-model'" in err
+
+
+def test_demo_runs_the_main_job(hf_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's main job, on tiny models: exports in child processes, then one profile table."""
+    from edgeseq import cli
+
+    monkeypatch.setattr(cli, "DEMO_SOURCES", [(str(hf_dirs["llama"]), "a"), (str(hf_dirs["t5"]), "b")])
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--reps", "1", "--warmup", "0")
+    assert code == 0 and "tok/s vs 1st" in out
+    assert json.loads((tmp_path / "profile.json").read_text())["complete"] is True
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--reps", "1", "--warmup", "0")
+    assert code == 0 and err.count("reusing") == 2

@@ -19,7 +19,7 @@ OPSET = 18
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
-def export_component(c: Component, out_dir: Path) -> ComponentInfo:
+def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> ComponentInfo:
     import onnx
     import torch
     from torch.export import Dim

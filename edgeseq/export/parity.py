@@ -12,12 +12,16 @@ from typing import Any
 
 import numpy as np
 
-# Tolerance on max |logits_artifact - logits_torch|: atol + rtol * max|logits_torch|, per weight dtype.
-TOLERANCE = {"float32": {"atol": 1e-4, "rtol": 1e-4}}
+# Tolerance on max |logits_artifact - logits_torch|: atol + rtol * max|logits_torch|, per weight
+# format. fp32 is exact up to float rounding; compressed weights change the logits by design, so
+# their bounds are set from what the real SmolLM2-135M-Instruct and t5-small showed here (about a
+# third of each bound) and mainly catch a broken graph, not a quantization choice.
+TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 0.05, "rtol": 0.01},
+             "int8": {"atol": 0.5, "rtol": 0.05}, "int4": {"atol": 2.0, "rtol": 0.25}}
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
 
 
-def check(backend: Any, spec: Any, steps: int = 32, dtype: str = "float32", prompt: str = PROMPT,
+def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", prompt: str = PROMPT,
           progress: Any = None) -> dict[str, Any]:
     import torch
     from tokenizers import Tokenizer
@@ -59,7 +63,7 @@ def check(backend: Any, spec: Any, steps: int = 32, dtype: str = "float32", prom
         else:
             dec = torch.tensor([[gen["decoder_start_token_id"]] + tokens[:-1]])
             ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0].float().numpy()
-    tol = TOLERANCE[dtype]
+    tol = TOLERANCE[weights]
     limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
     per_step = np.abs(got - ref).max(axis=-1)
     ref_top = ref.argmax(-1)

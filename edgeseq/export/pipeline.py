@@ -20,7 +20,10 @@ from .. import manifest as mf
 from ..errors import ExportError, ParityError, UsageError, require
 
 # format -> (exporter module, default engine)
-FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime")}
+FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime"),
+                                       "openvino": ("edgeseq.export.openvino", "openvino")}
+# weight formats each exporter writes
+WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32",), "openvino": ("fp32", "fp16", "int8", "int4")}
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -29,9 +32,13 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
-           keep_failed: bool = False, seed: int = 0, quiet: bool = False) -> mf.Manifest:
+           keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32") -> mf.Manifest:
     if format not in FORMATS:
         raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
+    if weights not in WEIGHTS[format]:
+        raise UsageError(f"--weights {weights} is not available for --format {format}",
+                         f"{format} weights: {', '.join(WEIGHTS[format])}"
+                         + ("; compressed weights: --format openvino" if format == "onnx" else ""))
     if parity_steps < 0:
         raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
                          "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
@@ -42,6 +49,10 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
     require("torch", "export")
     require("onnx", "export")
+    if format == "openvino":
+        require("openvino", "openvino")
+        if weights in ("int8", "int4"):
+            require("nncf", "compress")
 
     from ..models import resolve
 
@@ -51,7 +62,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
-        m = _write(spec, tmp, format, parity_steps, quiet)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
@@ -88,7 +99,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool) -> mf.Manifest:
+def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
@@ -100,17 +111,19 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool) ->
     _say(f"[2/4] exporting {len(comps)} graph(s) to {format}", quiet)
     infos = {}
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
-        infos[c.name] = exporter.export_component(c, tmp)
+        infos[c.name] = exporter.export_component(c, tmp, weights)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
     m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
+                    quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
     if parity_steps:
         _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)
-        backend = open_backend(tmp, m, "cpu", None, BackendOptions())
+        backend = open_backend(tmp, m, "cpu", None, BackendOptions(extra={"precision": "f32"}))
         with tqdm(total=parity_steps, desc="parity", unit="step", disable=quiet, file=sys.stderr) as bar:
-            m.parity = parity.check(backend, spec, parity_steps, m.dtype, progress=bar)
+            m.parity = parity.check(backend, spec, parity_steps, weights, progress=bar)
+        m.parity["engine"] = f"{backend.engine} cpu, precision {backend.precision}"
         del backend
         p = m.parity
         _say(f"      parity {p['status']}: max |logits diff| {p['max_abs_diff']:.3g} (tolerance {p['tolerance']:.3g}), "
@@ -139,10 +152,13 @@ def _bytes_per_token(spec: Any, m: mf.Manifest) -> int:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {}
-    for name in ("edgeseq", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "numpy"):
+    for name in ("edgeseq", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf",
+                 "tokenizers", "numpy"):
         try:
-            out[name] = importlib.import_module(name).__version__
-        except (ImportError, AttributeError):
+            out[name] = version(name)
+        except PackageNotFoundError:
             pass
     return out

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = [  # (header, key or function, format)
-    ("artifact", "label", "{}"), ("engine", "engine", "{}"), ("dev", "device", "{}"),
+    ("artifact", "label", "{}"), ("engine", "engine", "{}"), ("dev", "device", "{}"), ("weights", "weights", "{}"),
+    ("prec", "precision", "{}"),
     ("in", "input_len", "{}"), ("out", "output_len", "{}"), ("b", "batch", "{}"),
     ("TTFT ms", "ttft_ms", "{:.1f}"), ("TPOT ms", "tpot_ms", "{:.2f}"), ("tok/s", "decode_tok_s", "{:.1f}"),
     ("e2e ms", "e2e_ms", "{:.0f}"), ("load ms", "load_ms", "{:.0f}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
@@ -48,7 +49,7 @@ def table(results: list[dict[str, Any]]) -> str:
     multi = len({r["artifact"] for r in results}) > 1
     rows = [_headers(multi)] + [_cells(r, multi) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if j >= 3 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(c.rjust(w) if j >= 5 else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines) + "\n" + footnotes(results)
@@ -67,7 +68,7 @@ def footnotes(results: list[dict[str, Any]]) -> str:
         notes.append(f"TIMEOUT (past --time-limit, no figures): {'; '.join(late)}.")
     r0 = results[0]
     notes.append(f"medians of {r0['reps']} runs after {r0['warmup']} warm-up; forced decoding (EOS masked); "
-                 f"threads {r0['threads']}; precision {r0['precision']}.")
+                 f"threads {r0['threads']}; prec = the compute precision the engine reports.")
     return "\n".join(notes)
 
 

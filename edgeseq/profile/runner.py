@@ -37,6 +37,7 @@ class ProfileConfig:
     threads: int | None = 2
     device: str = "cpu"
     engine: str | None = None
+    precision: str = "f32"  # engines that choose a compute precision (OpenVINO) are told this one
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -100,7 +101,11 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
     rss_before = rss_mb()
     with PeakRSS() as peak:
-        backend = open_backend(p, m, cfg.device, cfg.engine, BackendOptions(threads=cfg.threads))
+        options = BackendOptions(threads=cfg.threads, extra={"precision": cfg.precision})
+        backend = open_backend(p, m, cfg.device, cfg.engine, options)
+        warm_ms = None
+        if backend.compile_cache:  # load again: the compiled blobs are cached now
+            warm_ms = round(open_backend(p, m, cfg.device, cfg.engine, options).load_ms, 2)
         for in_len, out_len, batch in cases:
             rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
             # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids,
@@ -130,7 +135,7 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
             res = _result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or math.nan, ids[0],
                           bandwidth_gb_s)
             res.update(status=status, key=case_key(p, in_len, out_len, batch), peak_rss_mb=round(peak.peak_mb, 1),
-                       rss_before_load_mb=round(rss_before, 1))
+                       rss_before_load_mb=round(rss_before, 1), load_warm_ms=warm_ms)
             if status == "timeout":
                 res["time_limit_s"] = time_limit_s
             yield res
@@ -143,7 +148,8 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
     res: dict[str, Any] = {
         "artifact": str(p), "model": m.model.get("name"), "label": m.label, "kind": m.kind,
         "random_weights": m.random_weights, "format": m.format, "engine": backend.engine, "device": cfg.device,
-        "placement": backend.placement(), "precision": m.dtype, "quantization": m.quantization,
+        "placement": backend.placement(), "precision": backend.precision, "weights": m.quantization or "fp32",
+        "quantization": m.quantization,
         "parity": m.parity.get("status"), "threads": cfg.threads,
         "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,
         "load_ms": round(backend.load_ms, 2), "first_run_ms": round(first_run_ms, 2),

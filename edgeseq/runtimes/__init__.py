@@ -12,8 +12,10 @@ from .base import BackendOptions, State, StepBackend
 # engine -> (module, class, pip extra / package that brings it, formats it reads)
 ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "onnxruntime": ("edgeseq.runtimes.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
+    # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
+    "openvino": ("edgeseq.runtimes.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
 }
-DEFAULT_ENGINE = {"onnx": "onnxruntime"}
+DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino"}
 
 
 def engine_module(engine: str) -> Any:

@@ -44,9 +44,11 @@ class StepBackend(ABC):
     """Runs an artifact's components. Subclasses implement `_load` and `run`."""
 
     engine: str = "?"
+    compile_cache: bool = False  # True where a second load reuses compiled blobs (reported as load_warm_ms)
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
+        self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
         self._load()
         self.load_ms = (time.perf_counter() - t) * 1e3

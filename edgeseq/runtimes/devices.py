@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..errors import DeviceError
 
-DEVICES = ("cpu", "gpu", "npu")
+DEVICES = ("cpu", "gpu", "npu", "auto")  # auto: the engine picks (OpenVINO AUTO)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ TABLE: list[DeviceRow] = [
     DeviceRow("onnxruntime", "npu", "qnn", "QNNExecutionProvider", "pip install onnxruntime-qnn (Qualcomm HTP)"),
     DeviceRow("onnxruntime", "npu", "openvino", "OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
     DeviceRow("onnxruntime", "npu", "vitisai", "VitisAIExecutionProvider", "AMD Ryzen AI software"),
+    DeviceRow("openvino", "cpu", "", "CPU", "pip install openvino"),
+    DeviceRow("openvino", "gpu", "intel", "GPU", "Intel GPU driver (compute runtime) + pip install openvino"),
+    DeviceRow("openvino", "npu", "intel", "NPU", "Intel NPU driver + pip install openvino"),
+    DeviceRow("openvino", "auto", "", "AUTO", "pip install openvino"),
 ]
 
 

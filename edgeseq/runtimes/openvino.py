@@ -1,0 +1,107 @@
+"""OpenVINO engine: one compiled model per component, device from the device table.
+
+Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
+pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
+blobs are cached in CACHE_DIR, so a second load of the same graphs skips compilation.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, DeviceError, UsageError
+from . import devices
+from .base import StepBackend
+
+PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgeseq" / "openvino"
+
+
+def probe(row: devices.DeviceRow) -> str | None:
+    try:
+        import openvino as ov
+    except ImportError:
+        return "openvino is not installed"
+    if row.target == "AUTO":
+        return None
+    have = ov.Core().available_devices
+    return None if any(d.split(".")[0] == row.target for d in have) else f"OpenVINO sees no {row.target} " \
+        f"(has: {', '.join(have)})"
+
+
+class OpenVinoBackend(StepBackend):
+    engine = "openvino"
+    compile_cache = True
+
+    def _load(self) -> None:
+        import openvino as ov
+
+        rows = devices.rows(self.engine, self.device)
+        usable = [r for r in rows if probe(r) is None]
+        if not usable:
+            raise DeviceError(f"OpenVINO on this host has no {self.device} device "
+                              f"(has: {', '.join(ov.Core().available_devices)})",
+                              "install one of: " + "; ".join(r.install for r in rows))
+        self.target = usable[0].target
+        if self.target == "NPU":
+            raise DeviceError("edgeseq's graphs have dynamic shapes; the OpenVINO NPU plugin needs static ones",
+                              "a static-shape export for NPU is not implemented yet: use --device cpu or gpu")
+        wanted = str(self.options.extra.get("precision") or "f32")
+        if wanted not in PRECISIONS:
+            raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                                  "CACHE_DIR": str(cache_dir())}
+        if PRECISIONS[wanted]:
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
+        if self.options.threads and self.target == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
+        core = ov.Core()
+        self.compiled: dict[str, Any] = {}
+        for name, comp in self.manifest.components.items():
+            try:
+                self.compiled[name] = core.compile_model(str(self.artifact / comp.file), self.target, config)
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
+                raise ArtifactError(f"OpenVINO cannot load {comp.file} of {self.artifact}: {first}",
+                                    f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
+        any_model = next(iter(self.compiled.values()))
+        try:
+            hint = any_model.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
+            self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        except RuntimeError:  # a device without the property (e.g. some GPU drivers)
+            self.precision = PRECISIONS[wanted] or "device default"
+        self._outputs = {n: [o.get_any_name() for o in c.outputs] for n, c in self.compiled.items()}
+        self._inputs = {n: {i.get_any_name() for i in c.inputs} for n, c in self.compiled.items()}
+        self._local = threading.local()  # an infer request per thread: one model shared by threads
+
+    def _request(self, component: str) -> Any:
+        reqs = getattr(self._local, "requests", None)
+        if reqs is None:
+            reqs = self._local.requests = {}
+        if component not in reqs:
+            reqs[component] = self.compiled[component].create_infer_request()
+        return reqs[component]
+
+    def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        wanted = self._inputs[component]
+        req = self._request(component)
+        # share_outputs=False: results are copies, so a cache fed back next step is never overwritten
+        res = req.infer({k: v for k, v in feeds.items() if k in wanted}, share_outputs=False)
+        return {name: np.asarray(res[i]) for i, name in enumerate(self._outputs[component])}
+
+    def placement(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"device": self.target, "precision": self.precision}
+        if self.target == "AUTO":
+            try:
+                out["execution_devices"] = list(next(iter(self.compiled.values())).get_property("EXECUTION_DEVICES"))
+            except RuntimeError:
+                pass
+        return out

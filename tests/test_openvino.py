@@ -1,0 +1,120 @@
+"""OpenVINO: export to IR for both kinds and every weight format, run on the openvino engine.
+Skips through a probe when openvino (or NNCF, for int8/int4) is not installed."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import edgeseq
+from edgeseq.cli import main
+from edgeseq.export.pipeline import export
+
+needs_ov = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                              reason="openvino not installed: pip install 'edgeseq[openvino]'")
+needs_nncf = pytest.mark.skipif(importlib.util.find_spec("nncf") is None,
+                                reason="nncf not installed: pip install 'edgeseq[compress]'")
+CFG = edgeseq.GenerationConfig(max_new_tokens=16, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def ov_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino not installed: pip install 'edgeseq[openvino]'")
+    root = tmp_path_factory.mktemp("ov")
+    return {f: (export(str(d), root / f, format="openvino", quiet=True), root / f)[1] for f, d in hf_dirs.items()}
+
+
+@needs_ov
+def test_ir_artifact_and_parity(ov_artifacts: dict[str, Path], family: str) -> None:
+    d = ov_artifacts[family]
+    data = json.loads((d / "edgeseq.json").read_text())
+    assert data["format"] == "openvino" and data["engine"] == "openvino" and data["quantization"] is None
+    step = "decoder" if family != "t5" else "decoder_step"
+    assert data["components"][step]["file"] == f"{step}.xml" and f"{step}.bin" in data["files"]
+    assert not list(d.glob("*.onnx")) and not list(d.glob(".*staging"))
+    assert data["parity"]["status"] == "passed" and "precision f32" in data["parity"]["engine"]
+
+
+@needs_ov
+def test_same_tokens_as_onnx_runtime(ov_artifacts: dict[str, Path], artifacts: dict[str, Path], family: str) -> None:
+    ov = edgeseq.load(ov_artifacts[family])
+    ort = edgeseq.load(artifacts[family])
+    assert ov.backend.engine == "openvino" and ov.backend.precision == "f32"
+    for p in ("The quick brown fox", "A lighthouse keeper"):
+        assert ov.generate(p, config=CFG).ids == ort.generate(p, config=CFG).ids
+    beams = edgeseq.GenerationConfig(max_new_tokens=8, num_beams=3)
+    assert ov.generate("one two", config=beams).ids == ort.generate("one two", config=beams).ids
+
+
+@needs_ov
+def test_onnx_artifact_on_openvino_engine(artifacts: dict[str, Path]) -> None:
+    ov = edgeseq.load(artifacts["gpt2"], engine="openvino")
+    ort = edgeseq.load(artifacts["gpt2"])
+    assert ov.generate("hello", config=CFG).ids == ort.generate("hello", config=CFG).ids
+
+
+@needs_ov
+@needs_nncf
+@pytest.mark.parametrize("weights", ["fp16", "int8", "int4"])
+def test_compressed_weights(weights: str, hf_dirs: dict[str, Path], tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    m = export(str(hf_dirs["llama"]), tmp_path / "a", format="openvino", weights=weights, quiet=True)
+    assert m.quantization == weights and m.parity["status"] == "passed"
+    assert m.parity["tolerance_rule"] == {"fp16": {"atol": 0.05, "rtol": 0.01}, "int8": {"atol": 0.5, "rtol": 0.05},
+                                          "int4": {"atol": 2.0, "rtol": 0.25}}[weights]
+    if weights == "int4":  # a tiny model: warned, not refused
+        assert "int4 saves little" in capsys.readouterr().err
+    assert m.files["decoder.bin"]["bytes"] > 0
+    out = edgeseq.load(tmp_path / "a").generate("hello", config=CFG)
+    assert len(out.ids[0]) == 16
+
+
+@needs_ov
+def test_profile_records_precision(ov_artifacts: dict[str, Path], artifacts: dict[str, Path], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    j = tmp_path / "p.json"
+    code = main(["profile", str(artifacts["llama"]), str(ov_artifacts["llama"]), "--input-len", "8",
+                 "--output-len", "4", "--reps", "1", "--warmup", "0", "--no-bandwidth", "--json", str(j)])
+    assert code == 0
+    res = json.loads(j.read_text())["results"]
+    assert [r["engine"] for r in res] == ["onnxruntime", "openvino"]
+    assert res[1]["precision"] == "f32" and res[1]["placement"]["device"] == "CPU"
+    assert res[1]["load_warm_ms"] > 0
+    code = main(["profile", str(ov_artifacts["llama"]), "--precision", "default", "--input-len", "8",
+                 "--output-len", "4", "--reps", "1", "--warmup", "0", "--no-bandwidth", "--json", str(j)])
+    assert code == 0 and json.loads(j.read_text())["results"][0]["precision"] in ("bf16", "f32", "f16")
+
+
+@needs_ov
+@pytest.mark.parametrize("args, code, message", [
+    (["--device", "npu"], 9, "no npu device"),
+    (["--device", "gpu"], 9, "no gpu device"),
+    (["--precision", "f8"], 2, "unknown --precision 'f8'"),
+])
+def test_openvino_bad_input(args: list[str], code: int, message: str, ov_artifacts: dict[str, Path],
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    got = main(["generate", str(ov_artifacts["gpt2"]), "hi", "--max-new-tokens", "2", *args])
+    err = capsys.readouterr().err
+    if got == 0:
+        pytest.skip(f"this host has the device: {args}")
+    assert got == code and message in err
+
+
+def test_onnx_format_has_no_compressed_weights(hf_dirs: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--weights", "int8"]) == 2
+    assert "--format openvino" in capsys.readouterr().err
+
+
+def test_missing_openvino_names_the_extra(hf_dirs: dict[str, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("openvino", "nncf")
+                        else real(name, *a))
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--format", "openvino"]) == 5
+    assert "edgeseq[openvino]" in capsys.readouterr().err
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "y"), "--format", "openvino",
+                 "--weights", "int8"]) == 5
