@@ -83,24 +83,26 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
     from edgeseq.profile.runner import ProfileConfig, profile_artifact
 
     cfg = ProfileConfig(input_lens=[a.input_len], output_lens=[a.output_len], warmup=a.warmup, reps=a.reps,
-                        threads=a.threads)
+                        threads=a.threads, precision=a.precision)
     r = profile_artifact(a.artifact, cfg)[0]
-    model = edgeseq.load(a.artifact, threads=a.threads)
+    model = edgeseq.load(a.artifact, threads=a.threads, precision=a.precision)
     ids = prompt_ids(model.tokenizer, a.input_len, model.manifest.dims["vocab_size"])
     gen = model.generate_ids([ids], GenerationConfig(max_new_tokens=a.output_len, ignore_eos=True)).ids[0]
-    print(json.dumps({"tool": "edgeseq onnx", "versions": model.manifest.tools, "gen_ids": gen,
+    print(json.dumps({"tool": f"edgeseq {r['engine']}", "versions": model.manifest.tools, "gen_ids": gen,
                       "ttft_ms": r["ttft_ms"], "tpot_ms": r["tpot_ms"], "decode_tok_s": r["decode_tok_s"],
-                      "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"]}))
+                      "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"],
+                      "precision": r["precision"], "weights": r["weights"], "max_abs_diff":
+                      model.manifest.parity.get("max_abs_diff")}))
 
 
 def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path) -> dict:
+def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, precision: str = "f32") -> dict:
     cmd = [sys.executable, str(HERE), "--worker", tool, "--source", source, "--artifact", str(artifact),
            "--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
-           "--warmup", str(a.warmup), "--threads", str(a.threads)]
+           "--warmup", str(a.warmup), "--threads", str(a.threads), "--precision", precision]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -119,6 +121,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--worker", choices=["hf", "edgeseq"], help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
     p.add_argument("--source", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -31,7 +31,7 @@ def test_generate_on_each_device_row(row, artifacts: dict[str, Path]) -> None:
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
     device = f"{row.device}:{row.vendor}" if row.vendor else row.device
-    model = edgeseq.load(artifacts["llama"], device=device)
+    model = edgeseq.load(artifacts["llama"], device=device, engine=row.engine)  # ONNX: both engines read it
     cpu = edgeseq.load(artifacts["llama"], device="cpu")
     cfg = edgeseq.GenerationConfig(max_new_tokens=8, ignore_eos=True)
     assert model.generate("hello world", config=cfg).ids == cpu.generate("hello world", config=cfg).ids

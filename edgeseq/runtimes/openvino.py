@@ -93,8 +93,9 @@ class OpenVinoBackend(StepBackend):
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self._inputs[component]
         req = self._request(component)
+        # share_inputs: the engine reads the numpy buffers in place (infer is synchronous, they outlive it);
         # share_outputs=False: results are copies, so a cache fed back next step is never overwritten
-        res = req.infer({k: v for k, v in feeds.items() if k in wanted}, share_outputs=False)
+        res = req.infer({k: v for k, v in feeds.items() if k in wanted}, share_inputs=True, share_outputs=False)
         return {name: np.asarray(res[i]) for i, name in enumerate(self._outputs[component])}
 
     def placement(self) -> dict[str, Any]:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the peer tools' venvs for benchmarks/vs_openvino.py (they pin transformers versions that
+# conflict with edgeseq's, so each gets its own). Usage: benchmarks/setup_peers.sh [DIR]
+set -euo pipefail
+DIR=${1:-/tmp/edgeseq-peers}
+mkdir -p "$DIR"
+echo "torch==2.13.0" > "$DIR/torch-pin.txt"
+# optimum-intel: exports the peers' OpenVINO IR and runs OVModelForSeq2SeqLM
+[ -x "$DIR/venv-optintel/bin/python" ] || python3 -m venv "$DIR/venv-optintel"
+"$DIR/venv-optintel/bin/pip" install -q torch==2.13.0
+"$DIR/venv-optintel/bin/pip" install -q -c "$DIR/torch-pin.txt" "optimum-intel[openvino]==2.2.0" optimum==2.3.0 \
+    transformers==5.5.4 nncf==3.4.0 openvino==2026.4.1 openvino-tokenizers==2026.4.1.0 onnx==1.23.2 numpy==2.4.6 tokenizers
+# optimum-intel pulls PyPI's torchvision, a CUDA build that breaks the CPU torch ("operator
+# torchvision::nms does not exist" -> transformers cannot import PreTrainedModel); nothing here needs it
+"$DIR/venv-optintel/bin/pip" uninstall -q -y torchvision
+# openvino-genai: LLMPipeline (no torch needed)
+[ -x "$DIR/venv-ovgenai/bin/python" ] || python3 -m venv "$DIR/venv-ovgenai"
+"$DIR/venv-ovgenai/bin/pip" install -q openvino==2026.4.1 openvino-genai==2026.4.1.0 openvino-tokenizers==2026.4.1.0 \
+    numpy==2.4.6 tokenizers==0.23.3
+echo "peer venvs ready in $DIR"

@@ -1,0 +1,143 @@
+"""edgeseq's OpenVINO path against its ONNX Runtime path and the OpenVINO peers, in one run.
+
+Protocol as benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens,
+greedy, 2 threads, 1 warm-up + 5 runs, medians; every tool in its own process, one after the
+other), all at f32 compute:
+  smollm2-135m-instruct: edgeseq ORT fp32, edgeseq OpenVINO fp32 / int8, openvino-genai LLMPipeline
+      on optimum-intel's fp32 / int8 IR (the same weights: the GGUF de-quantized to float32);
+  preset:t5-small: edgeseq ORT fp32, edgeseq OpenVINO fp32 / int8, optimum-intel
+      OVModelForSeq2SeqLM fp32 / int8 (the same random weights, seed 0).
+The peers run the shared peer scripts (../shared/peers) from their own venvs:
+
+    benchmarks/setup_peers.sh /tmp/edgeseq-peers
+    .venv/bin/python benchmarks/vs_openvino.py --peers /tmp/edgeseq-peers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vs_transformers import _worker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hf_dir(source: str, out: Path) -> Path:
+    """The model as a Hugging Face directory, for optimum-cli (same weights edgeseq exports)."""
+    if (out / "config.json").exists():
+        return out
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedTokenizerFast
+
+    from edgeseq.models import resolve
+
+    spec = resolve(source, seed=0)
+    # a GGUF-loaded model refuses save_pretrained: copy its (float32) weights into a plain one
+    config = spec.model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    cls = AutoModelForSeq2SeqLM if spec.kind == "encoder-decoder" else AutoModelForCausalLM
+    plain = cls.from_config(config)
+    plain.load_state_dict(spec.model.state_dict())
+    plain.generation_config = spec.model.generation_config
+    plain.save_pretrained(out)
+    g = spec.generation
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(spec.tokenizer_json))
+    vocab = {i: t for t, i in tok.get_vocab().items()}
+    tok.eos_token = vocab.get(g.eos_token_ids[0]) if g.eos_token_ids else None
+    tok.pad_token = vocab.get(g.pad_token_id)
+    if g.bos_token_id is not None:
+        tok.bos_token = vocab.get(g.bos_token_id)
+    tok.chat_template = g.chat_template
+    tok.save_pretrained(out)
+    return out
+
+
+def ensure_export(source: str, out: Path, fmt: str, weights: str) -> Path:
+    from edgeseq.errors import EdgeseqError
+    from edgeseq.export.pipeline import export
+    from edgeseq.manifest import read
+
+    try:
+        read(out)
+    except EdgeseqError:
+        export(source, out, format=fmt, weights=weights, overwrite=True)
+    return out
+
+
+def peer(cmd: list[str]) -> dict:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--peers", default="/tmp/edgeseq-peers", help="directory made by benchmarks/setup_peers.sh")
+    p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"), help="the peer scripts")
+    p.add_argument("--work", default="benchmarks/work")
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--input-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    from edgeseq.profile.bandwidth import copy_gb_s
+    from edgeseq.profile.runner import host_info
+
+    peers, work = Path(a.peers), Path(a.work)
+    common = ["--in-len", str(a.input_len), "--out-len", str(a.output_len), "--reps", str(a.reps),
+              "--warmup", str(a.warmup), "--threads", str(a.threads), "--precision", "f32"]
+    rows = []
+    for source, name, peer_script, peer_venv in (
+            ("smollm2-135m-instruct", "smollm2-135m-instruct", "peer_ovgenai.py", "venv-ovgenai"),
+            ("preset:t5-small", "t5-small", "peer_optimum_ov.py", "venv-optintel")):
+        hf = hf_dir(source, work / f"{name}-hf")
+        for weights in ("fp32", "int8"):
+            ov_dir = work / f"optimum-ov-{name}-{weights}"
+            if not (ov_dir / "openvino_model.xml").exists() and not (ov_dir / "openvino_encoder_model.xml").exists():
+                task = "text-generation-with-past" if "t5" not in name else "text2text-generation-with-past"
+                subprocess.run([str(peers / "venv-optintel" / "bin" / "optimum-cli"), "export", "openvino",
+                                "--model", str(hf), "--task", task, "--weight-format", weights, str(ov_dir)], check=True,
+                               capture_output=True)
+        tools = [("edgeseq onnxruntime fp32", _worker("edgeseq", a, source, ensure_export(
+                     source, work / f"{name}-onnx", "onnx", "fp32")))]
+        for weights in ("fp32", "int8"):
+            art = ensure_export(source, work / f"{name}-openvino-{weights}", "openvino", weights)
+            tools.append((f"edgeseq openvino {weights}", _worker("edgeseq", a, source, art)))
+        for weights in ("fp32", "int8"):
+            res = peer([str(peers / peer_venv / "bin" / "python"), str(Path(a.shared_peers) / peer_script),
+                        "--model", str(work / f"optimum-ov-{name}-{weights}"), "--tokenizer", str(hf / "tokenizer.json"),
+                        "--name", name, *common])
+            tool = "openvino-genai LLMPipeline" if "genai" in peer_script else "optimum-intel OVModelForSeq2SeqLM"
+            tools.append((f"{tool} {weights}", res))
+        rows.append({"model": name, "random_weights": source.startswith("preset:"), "tools": dict(tools)})
+    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
+           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
+           "results": rows}
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "vs_openvino.json").write_text(json.dumps(doc, indent=2))
+    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+    print("| model | tool | weights | TTFT ms | decode tok/s | TTFT vs edgeseq ORT | tok/s vs edgeseq ORT | parity max diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = r["tools"]["edgeseq onnxruntime fp32"]
+        for tool, res in r["tools"].items():
+            if "error" in res:
+                print(f"| {r['model']} | {tool} | - | failed: {res['error'][:80]} | | | | |")
+                continue
+            diff = res.get("max_abs_diff")
+            print(f"| {r['model']}{' (random weights)' if r['random_weights'] else ''} | {tool.rsplit(' ', 1)[0]} | "
+                  f"{tool.rsplit(' ', 1)[1]} | {res['ttft_ms']:.1f} | {res['decode_tok_s']:.1f} | "
+                  f"{res['ttft_ms'] / base['ttft_ms']:.2f}x | {res['decode_tok_s'] / base['decode_tok_s']:.2f}x | "
+                  f"{'-' if diff is None else f'{diff:.2g}'} |")
+
+
+if __name__ == "__main__":
+    main()
