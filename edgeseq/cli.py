@@ -26,10 +26,10 @@ def _ints(text: str) -> list[int]:
 
 
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
-    p.add_argument("--device", default="cpu", help="cpu | gpu | npu, optionally with a vendor: gpu:cuda, npu:qnn "
-                   "(default: cpu; `edgeseq devices` lists this host's)")
-    p.add_argument("--engine", default=None, help="runtime engine (default: the artifact format's own, "
-                   "onnxruntime for onnx)")
+    p.add_argument("--device", default="cpu", help="cpu | gpu | npu | auto, optionally with a vendor: gpu:cuda, "
+                   "npu:qnn (default: cpu; `edgeseq devices` lists this host's)")
+    p.add_argument("--engine", default=None, help="onnxruntime | openvino (default: the artifact format's own; "
+                   "openvino also runs onnx artifacts)")
     p.add_argument("--threads", type=int, default=threads_default,
                    help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
     p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
