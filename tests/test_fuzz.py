@@ -16,7 +16,10 @@ from edgeseq import manifest as mf
 from edgeseq.cli import main
 from edgeseq.errors import ArtifactError, EdgeseqError, InputError, UsageError
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: CI explores the same examples every run; a failure found by a local random run
+# becomes an explicit case below (as the cache-name one did)
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,17 @@ def test_manifest_mutations(artifacts: dict[str, Path], tmp_path_factory: pytest
         assert e.message
 
 
+@pytest.mark.parametrize("names", [[], ["past.0.key"], ["nope.0.key", "past.0.value"]])
+def test_cache_names_not_matching_the_graph(artifacts: dict[str, Path], tmp_path: Path, names: list[str]) -> None:
+    """Found by test_manifest_mutations: cache names edited in the manifest reached the engine."""
+    art = shutil.copytree(artifacts["llama"], tmp_path / "a")
+    data = json.loads((art / "edgeseq.json").read_text())
+    data["components"]["decoder"]["cache_inputs"] = names
+    (art / "edgeseq.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="cache names for decoder do not match its graph"):
+        edgeseq.load(art)
+
+
 @pytest.mark.parametrize("version", [2, 99, 10**9])
 def test_future_schema(artifacts: dict[str, Path], tmp_path: Path, version: int) -> None:
     art = shutil.copytree(artifacts["gpt2"], tmp_path / "a")
@@ -122,7 +136,8 @@ WORDS = ["export", "generate", "profile", "devices", "verify", "demo", "--out", 
          "--resume", "--time-limit", "-5", "--overwrite", "--parity-steps", "preset:nope", "hello", "", "--help"]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=st.lists(st.sampled_from(WORDS + ["{art}", "{tmp}"]), max_size=7))
 def test_cli_arguments(artifacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
                        argv: list[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ArtifactError, InputError
 from ..manifest import Manifest
 
 
@@ -52,6 +52,7 @@ class StepBackend(ABC):
         t = time.perf_counter()
         self._load()
         self.load_ms = (time.perf_counter() - t) * 1e3
+        self._check_contract()
         d = manifest.dims
         self.kv_heads = d["num_kv_heads"] if manifest.kind == "decoder-only" else d["num_heads"]
         self.head_dim = d["head_dim"]
@@ -62,6 +63,22 @@ class StepBackend(ABC):
     @abstractmethod
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph; return its outputs by name."""
+
+    @abstractmethod
+    def graph_inputs(self, component: str) -> set[str]:
+        """The input names of one loaded graph."""
+
+    def _check_contract(self) -> None:
+        """The manifest's cache names must be the graphs' inputs: the loop feeds exactly those."""
+        plain = {"input_ids", "attention_mask", "position_ids", "encoder_attention_mask", "encoder_hidden_states"}
+        for name, comp in self.manifest.components.items():
+            have = self.graph_inputs(name)
+            want = plain & have | set(comp.cache_inputs)
+            if have != want:
+                raise ArtifactError(f"the manifest's cache names for {name} do not match its graph "
+                                    f"(graph inputs not described: {sorted(have - want)[:4]}; "
+                                    f"described but absent: {sorted(want - have)[:4]})",
+                                    "re-export the artifact; do not edit edgeseq.json by hand")
 
     def placement(self) -> dict[str, Any] | None:
         """Which device ran which part of the graphs, where the engine can tell."""

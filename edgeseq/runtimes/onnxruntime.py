@@ -63,6 +63,9 @@ class OnnxRuntimeBackend(StepBackend):
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self._inputs = {n: {i.name for i in s.get_inputs()} for n, s in self.sessions.items()}
 
+    def graph_inputs(self, component: str) -> set[str]:
+        return set(self._inputs[component])
+
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self._inputs[component]
         outs = self.sessions[component].run(None, {k: v for k, v in feeds.items() if k in wanted})

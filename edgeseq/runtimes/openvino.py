@@ -82,6 +82,9 @@ class OpenVinoBackend(StepBackend):
         self._inputs = {n: {i.get_any_name() for i in c.inputs} for n, c in self.compiled.items()}
         self._local = threading.local()  # an infer request per thread: one model shared by threads
 
+    def graph_inputs(self, component: str) -> set[str]:
+        return set(self._inputs[component])
+
     def _request(self, component: str) -> Any:
         reqs = getattr(self._local, "requests", None)
         if reqs is None:
