@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_transformers import _worker  # noqa: E402
+from vs_transformers import _worker, protocol_args, save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,17 +80,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--peers", default="/tmp/edgeseq-peers", help="directory made by benchmarks/setup_peers.sh")
     p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"), help="the peer scripts")
-    p.add_argument("--work", default="benchmarks/work")
-    p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--input-len", type=int, default=128)
-    p.add_argument("--output-len", type=int, default=64)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    protocol_args(p)
     a = p.parse_args()
-    from edgeseq.profile.bandwidth import copy_gb_s
-    from edgeseq.profile.runner import host_info
-
     peers, work = Path(a.peers), Path(a.work)
     common = ["--in-len", str(a.input_len), "--out-len", str(a.output_len), "--reps", str(a.reps),
               "--warmup", str(a.warmup), "--threads", str(a.threads), "--precision", "f32"]
@@ -118,12 +109,7 @@ def main() -> None:
             tool = "openvino-genai LLMPipeline" if "genai" in peer_script else "optimum-intel OVModelForSeq2SeqLM"
             tools.append((f"{tool} {weights}", res))
         rows.append({"model": name, "random_weights": source.startswith("preset:"), "tools": dict(tools)})
-    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
-           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
-           "results": rows}
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "vs_openvino.json").write_text(json.dumps(doc, indent=2))
-    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+    save_report(a, rows, "vs_openvino.json")
     print("| model | tool | weights | TTFT ms | decode tok/s | TTFT vs edgeseq ORT | tok/s vs edgeseq ORT | parity max diff |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

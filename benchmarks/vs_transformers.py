@@ -110,9 +110,8 @@ def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, preci
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
+def protocol_args(p: argparse.ArgumentParser) -> None:
+    """The protocol's knobs and where results go, shared by every benchmark script."""
     p.add_argument("--work", default="benchmarks/work", help="where artifacts are exported (reused if present)")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--input-len", type=int, default=128)
@@ -120,6 +119,25 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+
+
+def save_report(a: argparse.Namespace, rows: list, name: str) -> None:
+    """Write rows with the host, protocol and a fresh bandwidth figure to --out/name; print the host line."""
+    from edgeseq.profile.bandwidth import copy_gb_s
+    from edgeseq.profile.runner import host_info
+
+    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
+           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
+           "results": rows}
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / name).write_text(json.dumps(doc, indent=2))
+    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
+    protocol_args(p)
     p.add_argument("--worker", choices=["hf", "edgeseq"], help=argparse.SUPPRESS)
     p.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
     p.add_argument("--source", help=argparse.SUPPRESS)
@@ -132,8 +150,6 @@ def main() -> None:
     from edgeseq.errors import EdgeseqError
     from edgeseq.export.pipeline import export
     from edgeseq.manifest import read
-    from edgeseq.profile.bandwidth import copy_gb_s
-    from edgeseq.profile.runner import host_info
 
     rows = []
     for source in a.models.split(","):
@@ -148,12 +164,7 @@ def main() -> None:
                      "edgeseq": es, "ttft_speedup": hf["ttft_ms"] / es["ttft_ms"],
                      "decode_speedup": es["decode_tok_s"] / hf["decode_tok_s"],
                      "same_greedy_tokens": hf["gen_ids"] == es["gen_ids"]})
-    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
-           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
-           "results": rows}
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "vs_transformers.json").write_text(json.dumps(doc, indent=2))
-    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+    save_report(a, rows, "vs_transformers.json")
     print("| model | transformers TTFT ms | edgeseq TTFT ms | TTFT speed-up | transformers tok/s | edgeseq tok/s "
           "| decode speed-up | same greedy tokens |")
     print("|---|---|---|---|---|---|---|---|")
