@@ -21,9 +21,12 @@ def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
     """Greedy argmax, or a sample after temperature, top-k and top-p filtering. Returns int64 [B].
 
     history [B, L]: the ids so far (prompt included), for the repetition penalty."""
+    penalize = cfg.repetition_penalty != 1.0 and history is not None
+    if not (cfg.do_sample or banned or penalize):  # plain greedy, the per-token common case: no copy
+        return logits.argmax(axis=-1).astype(np.int64)
     logits = logits.astype(np.float32, copy=True)
-    if cfg.repetition_penalty != 1.0 and history is not None:
-        logits = penalize_repeats(logits, history, cfg.repetition_penalty)
+    if penalize:
+        logits = penalize_repeats(logits, history, cfg.repetition_penalty)  # type: ignore[arg-type]
     if banned:
         logits[:, banned] = -np.inf
     if not cfg.do_sample:

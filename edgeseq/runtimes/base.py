@@ -53,6 +53,9 @@ class StepBackend(ABC):
         self._load()
         self.load_ms = (time.perf_counter() - t) * 1e3
         self._check_contract()
+        step = manifest.components["decoder" if manifest.kind == "decoder-only" else "decoder_step"]
+        # each step's present.* outputs become the next step's past.* inputs: names mapped once, not per token
+        self._next_names = {o: o.replace("present.", "past.", 1) for o in step.cache_outputs}
         d = manifest.dims
         self.kv_heads = d["num_kv_heads"] if manifest.kind == "decoder-only" else d["num_heads"]
         self.head_dim = d["head_dim"]
@@ -147,7 +150,7 @@ class StepBackend(ABC):
             if state.encoder_mask is None:
                 raise InputError("encoder-decoder model: call encode() before prefill()")
             out = self.run("decoder_step", {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
-        state.caches = {name.replace("present.", "past.", 1): v for name, v in out.items() if name != "logits"}
+        state.caches = {self._next_names[name]: v for name, v in out.items() if name != "logits"}
         state.mask = full_mask
         state.positions = pos[:, -1] + 1
         return out["logits"]
