@@ -165,11 +165,16 @@ def verify(directory: str | Path) -> Manifest:
     return m
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def hash_into(h: Any, path: Path) -> None:
+    """Feed a file to a hashlib object in 4 MiB chunks (graphs can be GBs)."""
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    hash_into(h, path)
     return h.hexdigest()
 
 

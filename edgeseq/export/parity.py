@@ -16,8 +16,8 @@ import numpy as np
 # format. fp32 is exact up to float rounding. Compressed weights change the logits by design; their
 # bounds only catch a broken graph (whose error is of the order of the logits themselves), and the
 # measured difference is in the manifest for anyone to judge. Measured here (SmolLM2-135M-Instruct,
-# largest reference logit ~37): int8 1.98 (bound 4.7), int4 13.9 (bound 20.9) with greedy tokens
-# diverging from step 3: int4 weights visibly change a model this small.
+# largest reference logit ~32-37): fp16 0.031 (bound 0.37), int8 1.98 (bound 4.7), int4 13.9
+# (bound 20.9) with greedy tokens diverging from step 3: int4 weights visibly change a model this small.
 TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 0.05, "rtol": 0.01},
              "int8": {"atol": 1.0, "rtol": 0.1}, "int4": {"atol": 2.0, "rtol": 0.5}}
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
@@ -39,9 +39,10 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
     ids = [i % spec.dims.vocab_size for i in ids]  # a tokenizer larger than a test model's vocab
     cfg = GenerationConfig(max_new_tokens=steps, ignore_eos=True)
 
+    # run the real loop, recording the logits it sees at every step (the backend is this export's own)
     got_logits: list[np.ndarray] = []
-    real_select = backend.decode, backend.prefill
-    # record the logits the loop sees at every step
+    originals = backend.decode, backend.prefill
+
     def wrap(fn: Any) -> Any:
         def inner(*a: Any, **k: Any) -> Any:
             out = fn(*a, **k)
@@ -50,11 +51,11 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
                 progress.update(1)
             return out
         return inner
-    backend.decode, backend.prefill = wrap(real_select[0]), wrap(real_select[1])
+    backend.decode, backend.prefill = wrap(originals[0]), wrap(originals[1])
     try:
         tokens = [int(t[0]) for t in loop_steps(backend, [ids], cfg, gen, Timings())]
     finally:
-        backend.decode, backend.prefill = real_select
+        backend.decode, backend.prefill = originals
     got = np.stack(got_logits[: len(tokens)])  # [steps, V]
 
     with torch.no_grad():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFoundError, UnsupportedArchitectureError, require
+from ..manifest import hash_into
 from .presets import PRESETS
 from .presets import build as build_preset
 from .spec import FAMILIES, Dims, GenerationDefaults, ModelSpec
@@ -202,7 +203,5 @@ def _hash_files(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
+        hash_into(h, f)
     return f"sha256:{h.hexdigest()}"
