@@ -28,6 +28,7 @@ class ComponentInfo:
     cache_inputs: list[str] = field(default_factory=list)
     cache_outputs: list[str] = field(default_factory=list)
     weight_bytes: int = 0  # bytes of the weights stored in this graph
+    matmul_weights: int = 0  # weights one token is multiplied with in this graph (0: not recorded)
 
 
 @dataclass
@@ -107,6 +108,10 @@ def _check_types(data: dict[str, Any]) -> None:
         for key in ("cache_inputs", "cache_outputs"):
             need(all(isinstance(x, str) for x in comp.get(key, [])) and isinstance(comp.get(key, []), list),
                  f"components.{name}.{key} must be a list of names")
+        for key in ("weight_bytes", "matmul_weights"):
+            v = comp.get(key, 0)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                 f"components.{name}.{key} must be a non-negative integer")
     gen = data["generation"]
     need(isinstance(gen.get("eos_token_ids", []), list) and all(isinstance(x, int) for x in gen.get("eos_token_ids", [])),
          "generation.eos_token_ids must be a list of integers")

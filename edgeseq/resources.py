@@ -32,7 +32,7 @@ def kv_bytes(manifest: Any, batch: int, input_len: int, output_len: int, beams: 
     """Float32 caches of a request: self-attention K/V for every position, plus cross-attention K/V
     over the input for an encoder-decoder; and the logits of one step."""
     d = manifest.dims
-    heads = d["num_kv_heads"] if manifest.kind == "decoder-only" else d["num_heads"]
+    heads = d["num_kv_heads"]
     per_pos = 2 * d["num_layers"] * heads * d["head_dim"] * 4
     rows = batch * beams
     if manifest.kind == "decoder-only":

@@ -16,6 +16,14 @@ TINY = {
                vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
 }
 FAMILIES = list(TINY)
+# edgeseq's own paper family (models/paper.py), saved as an edgeseq model directory
+TINY_PAPER = {
+    "paper-encdec": dict(model_type="paper-encdec", vocab_size=1024, hidden_size=64, num_heads=4, num_kv_heads=2,
+                         head_dim=16, intermediate_size=128, num_encoder_layers=3, num_layers=2, max_positions=256),
+    "paper-deconly": dict(model_type="paper-deconly", vocab_size=1024, hidden_size=64, num_heads=4, num_kv_heads=2,
+                          head_dim=16, intermediate_size=128, num_encoder_layers=0, num_layers=3, max_positions=256,
+                          bos_token_id=3, decoder_start_token_id=None),
+}
 
 
 def make_hf_dir(family: str, path: Path, **overrides: object) -> Path:
@@ -31,6 +39,30 @@ def make_hf_dir(family: str, path: Path, **overrides: object) -> Path:
     cls.from_config(cfg).save_pretrained(path)
     (path / "tokenizer.json").write_text(train_tokenizer())
     return path
+
+
+def make_paper_dir(name: str, path: Path) -> Path:
+    import torch
+
+    from edgeseq.models.paper import PaperConfig, PaperModel
+    from edgeseq.models.tokenizer import train_tokenizer
+
+    torch.manual_seed(0)
+    PaperModel(PaperConfig(**TINY_PAPER[name])).save(path)
+    (path / "tokenizer.json").write_text(train_tokenizer())
+    return path
+
+
+@pytest.fixture(scope="session")
+def paper_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgeseq.export.pipeline import export
+
+    root = tmp_path_factory.mktemp("paper")
+    out = {}
+    for name in TINY_PAPER:
+        export(str(make_paper_dir(name, root / f"{name}-src")), root / name, quiet=True)
+        out[name] = root / name
+    return out
 
 
 @pytest.fixture(scope="session")

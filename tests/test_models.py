@@ -12,7 +12,9 @@ from edgeseq.models.presets import build
 
 # Parameter counts of the public checkpoints these presets copy the shape of.
 PUBLIC_PARAMS = {"t5-small": 60.5e6, "flan-t5-base": 247.6e6, "smollm2-135m": 134.5e6, "smollm2-360m": 361.8e6,
-                 "gpt2": 124.4e6}
+                 "gpt2": 124.4e6,
+                 # the paper's stated count; its decoder-only baseline is matched to it (test_paper.py: exact counts)
+                 "paper-encdec-330m": 332_042_240, "paper-deconly-330m": 332_042_240}
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

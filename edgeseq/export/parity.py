@@ -85,5 +85,10 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
         "tokens_agree": all(agree),
         "token_mismatch_steps": [i for i, ok in enumerate(agree) if not ok],
         "near_tie_steps": [i for i, ok in enumerate(agree) if not ok and i not in real_mismatch],
-        "reference": f"transformers {type(spec.model).__name__}, float32, teacher-forced without cache",
+        "reference": f"{_origin(spec.model)} {type(spec.model).__name__}, float32, teacher-forced without cache",
     }
+
+
+def _origin(model: Any) -> str:
+    """Which library's code the reference logits come from (transformers, or edgeseq's own paper family)."""
+    return type(model).__module__.split(".")[0]

@@ -104,7 +104,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
 
     from ..runtimes import BackendOptions, open_backend
     from . import parity
-    from .steps import components
+    from .steps import components, matmul_weights
 
     exporter = importlib.import_module(FORMATS[format][0])
     comps = components(spec)
@@ -112,6 +112,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     infos = {}
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
         infos[c.name] = exporter.export_component(c, tmp, weights)
+        infos[c.name].matmul_weights = matmul_weights(c)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
     m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),

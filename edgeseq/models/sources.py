@@ -65,6 +65,9 @@ def _dims(config: Any, family: str) -> Dims:
         hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         return Dims(c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
                     c.num_key_value_heads or c.num_attention_heads, hd, c.vocab_size, c.max_position_embeddings)
+    if family == "paper":
+        return Dims(c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size,
+                    c.max_positions, num_encoder_layers=c.num_encoder_layers)
     if family == "gpt2":
         return Dims(c.n_embd, c.n_layer, c.n_head, c.n_head, c.n_embd // c.n_head, c.vocab_size, c.n_positions)
     # T5 has relative positions and no hard limit; n_positions (512) is the trained length.
@@ -156,6 +159,15 @@ def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
 def _from_hf_dir(path: Path) -> ModelSpec:
     import torch
     from transformers import AutoConfig
+
+    from . import paper
+
+    if paper.is_paper_dir(path):
+        model = paper.load(path)
+        tokenizer_json, template = _dir_tokenizer(path)
+        files = [path / paper.CONFIG_FILE, path / paper.WEIGHTS_FILE]
+        return _build(path.name, model, tokenizer_json, str(path.resolve()), "hf-dir", _hash_files(files),
+                      random_weights=False, chat_template=template)
 
     config = AutoConfig.from_pretrained(str(path))
     _family(config, str(path))

@@ -11,6 +11,8 @@ FAMILIES: dict[str, tuple[str, Kind]] = {
     "llama": ("llama", "decoder-only"),
     "gpt2": ("gpt2", "decoder-only"),
     "t5": ("t5", "encoder-decoder"),
+    "paper-encdec": ("paper", "encoder-decoder"),  # models/paper.py, edgeseq's own implementation
+    "paper-deconly": ("paper", "decoder-only"),
 }
 
 
@@ -60,7 +62,7 @@ class ModelSpec:
     source_kind: str  # preset | hf-dir | hub | gguf | packaged
     source_hash: str
     random_weights: bool
-    model: Any = field(repr=False, default=None)  # transformers PreTrainedModel, float32, eval()
+    model: Any = field(repr=False, default=None)  # transformers PreTrainedModel (or PaperModel), float32, eval()
     notes: list[str] = field(default_factory=list)
 
     @property

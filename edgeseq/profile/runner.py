@@ -165,7 +165,7 @@ def napkin(m: mf.Manifest, in_len: int, out_len: int, batch: int, tok_s: float, 
     """Bytes one decode step reads (weights once + the KV cache at the mean position) and the GB/s
     that the measured decode rate implies; decode_tok_s counts steps, each producing `batch` tokens."""
     d = m.dims
-    kv_heads = d["num_kv_heads"] if m.kind == "decoder-only" else d["num_heads"]
+    kv_heads = d["num_kv_heads"]
     per_pos = 2 * d["num_layers"] * kv_heads * d["head_dim"] * 4 * batch  # K and V, float32
     mean_pos = (in_len + out_len / 2) if m.kind == "decoder-only" else out_len / 2
     cross = 2 * d["num_layers"] * kv_heads * d["head_dim"] * 4 * batch * in_len if m.kind != "decoder-only" else 0

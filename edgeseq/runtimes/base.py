@@ -57,7 +57,7 @@ class StepBackend(ABC):
         # each step's present.* outputs become the next step's past.* inputs: names mapped once, not per token
         self._next_names = {o: o.replace("present.", "past.", 1) for o in step.cache_outputs}
         d = manifest.dims
-        self.kv_heads = d["num_kv_heads"] if manifest.kind == "decoder-only" else d["num_heads"]
+        self.kv_heads = d["num_kv_heads"]
         self.head_dim = d["head_dim"]
 
     @abstractmethod

@@ -34,16 +34,17 @@ def kv_names(prefix: str, layers: int) -> list[str]:
 
 
 def components(spec: ModelSpec) -> list[Component]:
-    if spec.family == "t5":
-        return _t5(spec)
+    if spec.kind == "encoder-decoder":
+        return _encoder_decoder(spec)
     return [_decoder_only(spec)]
 
 
 def _decoder_only(spec: ModelSpec) -> Component:
     from .gpt2 import GPT2Step
     from .llama import LlamaStep
+    from .paper import PaperStep
 
-    step: Any = {"llama": LlamaStep, "gpt2": GPT2Step}[spec.family](spec.model)
+    step: Any = {"llama": LlamaStep, "gpt2": GPT2Step, "paper": PaperStep}[spec.family](spec.model)
     d = spec.dims
     past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
     ids = torch.randint(4, 50, (_B, _T))
@@ -58,33 +59,56 @@ def _decoder_only(spec: ModelSpec) -> Component:
                      ["logits", *present_out], (ids, mask, pos, *past), dyn, past_in, present_out)
 
 
-def _t5(spec: ModelSpec) -> list[Component]:
+def _encoder_decoder(spec: ModelSpec) -> list[Component]:
+    from .paper import PaperDecoderInit, PaperDecoderStep, PaperEncoder
     from .t5 import T5DecoderInit, T5DecoderStep, T5Encoder
 
+    enc_cls, init_cls, step_cls = {"t5": (T5Encoder, T5DecoderInit, T5DecoderStep),
+                                   "paper": (PaperEncoder, PaperDecoderInit, PaperDecoderStep)}[spec.family]
     d = spec.dims
     ids = torch.randint(4, 50, (_B, _S))
     enc_mask = torch.ones(_B, _S, dtype=torch.int64)
     hidden = torch.randn(_B, _S, d.hidden_size)
     cross = kv_names("cross", d.num_layers)
     past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
-    encoder = Component("encoder", T5Encoder(spec.model), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
+    encoder = Component("encoder", enc_cls(spec.model), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
                         (ids, enc_mask), {"input_ids": {0: "batch", 1: "enc_seq"},
                                           "attention_mask": {0: "batch", 1: "enc_seq"},
                                           "encoder_hidden_states": {0: "batch", 1: "enc_seq"}})
-    init = Component("decoder_init", T5DecoderInit(spec.model), ["encoder_hidden_states"], cross, (hidden,),
+    init = Component("decoder_init", init_cls(spec.model), ["encoder_hidden_states"], cross, (hidden,),
                      {"encoder_hidden_states": {0: "batch", 1: "enc_seq"},
                       **{n: {0: "batch", 2: "enc_seq"} for n in cross}}, cache_outputs=cross)
     dec_ids = torch.randint(4, 50, (_B, _T))
     dec_mask = torch.ones(_B, _P + _T, dtype=torch.int64)
-    self_kv = tuple(torch.randn(_B, d.num_heads, _P, d.head_dim) for _ in past_in)
-    cross_kv = tuple(torch.randn(_B, d.num_heads, _S, d.head_dim) for _ in cross)
+    self_kv = tuple(torch.randn(_B, d.num_kv_heads, _P, d.head_dim) for _ in past_in)
+    cross_kv = tuple(torch.randn(_B, d.num_kv_heads, _S, d.head_dim) for _ in cross)
     dyn: dict[str, dict[int, str]] = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total"},
                                       "encoder_attention_mask": {0: "batch", 1: "enc_seq"}, "logits": {0: "batch"}}
     dyn.update({n: {0: "batch", 2: "past"} for n in past_in})
     dyn.update({n: {0: "batch", 2: "enc_seq"} for n in cross})
     dyn.update({n: {0: "batch", 2: "total"} for n in present_out})
-    step = Component("decoder_step", T5DecoderStep(spec.model),
+    step = Component("decoder_step", step_cls(spec.model),
                      ["input_ids", "attention_mask", "encoder_attention_mask", *past_in, *cross],
                      ["logits", *present_out], (dec_ids, dec_mask, enc_mask, *self_kv, *cross_kv), dyn,
                      [*past_in, *cross], present_out)
     return [encoder, init, step]
+
+
+def matmul_weights(c: Component) -> int:
+    """Weights one token is multiplied with in component `c`: the linear layers its forward actually
+    calls, counted once each (T5's decoder step holds the cross-attention K/V projections but only
+    decoder_init calls them). Embedding lookups are not multiplications and do not count."""
+    called: dict[int, int] = {}
+
+    def hook(module: nn.Module, *_: Any) -> None:
+        called[id(module)] = int(module.weight.numel())
+
+    layers = [m for m in c.module.modules() if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        with torch.no_grad():
+            c.module(*c.example)
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(called.values())

@@ -48,3 +48,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 def heads(x: torch.Tensor, n: int, d: int) -> torch.Tensor:
     """[B, T, n * d] -> [B, n, T, d]."""
     return x.reshape(x.shape[0], x.shape[1], n, d).transpose(1, 2)
+
+
+def rotary(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary tables for positions [B, T]: cos, sin [B, 1, T, D] (D = 2 * len(inv_freq))."""
+    freqs = positions[..., None].float() * inv_freq  # [B, T, D/2]
+    angles = torch.cat([freqs, freqs], dim=-1)[:, None]
+    return angles.cos() * scaling, angles.sin() * scaling
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Apply rotary embeddings (rotate-half convention) to x [B, H, T, D]."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin

@@ -6,12 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+from .attention import attend, causal_bias, heads, rotary, rotate
 
 
 class LlamaStep(nn.Module):
@@ -34,10 +29,7 @@ class LlamaStep(nn.Module):
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.embed(input_ids)  # [B, T, H]
         bias = causal_bias(attention_mask, input_ids.shape[1])
-        freqs = position_ids[..., None].float() * self.rotary.inv_freq  # [B, T, D/2]
-        angles = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, D]
-        cos = angles.cos() * self.rotary.attention_scaling
-        sin = angles.sin() * self.rotary.attention_scaling
+        cos, sin = rotary(position_ids, self.rotary.inv_freq, self.rotary.attention_scaling)
         presents: list[torch.Tensor] = []
         d, scale = self.head_dim, self.head_dim**-0.5
         for i, layer in enumerate(self.layers):
@@ -46,8 +38,7 @@ class LlamaStep(nn.Module):
             q = heads(a.q_proj(h), self.n_heads, d)
             k = heads(a.k_proj(h), self.n_kv, d)
             v = heads(a.v_proj(h), self.n_kv, d)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
             k = torch.cat([past[2 * i], k], dim=2)
             v = torch.cat([past[2 * i + 1], v], dim=2)
             presents += [k, v]
