@@ -1,4 +1,4 @@
-"""`edgeseq export | generate | profile | devices | demo`: the command line.
+"""`edgeseq export | generate | profile | compare | devices | verify | demo`: the command line.
 
 Every user-facing failure is an EdgeseqError: printed as one line naming the fix, with a distinct
 exit code per class; `--debug` shows the traceback instead.
@@ -102,6 +102,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "past it is reported as timeout and the sweep goes on")
     _runtime_args(pr, 2)
 
+    c = sub.add_parser("compare", help="encoder-decoder vs decoder-only (or any models): export, profile, report",
+                       description="Export each MODEL in each format and weight format, profile every input length "
+                       "under one protocol, and write OUT/index.md, OUT/results.json and PNG plots, with the "
+                       "encoder-decoder / decoder-only ratios that correspond to the paper's headline numbers "
+                       "(first-token latency, throughput). Finished points are kept in OUT/results.jsonl: run the "
+                       "same command again to resume. Options given here override the suite's.")
+    c.add_argument("models", nargs="*", help="model sources (as for export) or artifact directories")
+    c.add_argument("--suite", default=None, help="a shipped suite (quick, paper) or a suite YAML file")
+    c.add_argument("--formats", default=None, help="comma list: onnx,openvino (default: onnx)")
+    c.add_argument("--weights", default=None, help="comma list: fp32,fp16,int8,int4 (each format takes those it "
+                   "has; default: fp32)")
+    c.add_argument("--input-lens", type=_ints, default=None, help="prompt tokens, comma list (default: 128,512)")
+    c.add_argument("--output-len", type=int, default=None, help="new tokens per request (default: 64)")
+    c.add_argument("--reps", type=int, default=None, help="timed runs per point (default: 3)")
+    c.add_argument("--warmup", type=int, default=None, help="untimed runs per point (default: 1)")
+    c.add_argument("--parity-steps", type=int, default=None, help="export parity steps (default: 32)")
+    c.add_argument("--time-limit", type=float, default=None, help="seconds per point; past it: timeout, go on")
+    c.add_argument("--out", default="compare-report", help="report directory (default: ./compare-report)")
+    c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    c.add_argument("--device", default=None, help="cpu | gpu | npu | auto (default: cpu)")
+    c.add_argument("--engine", default=None, help="onnxruntime | openvino (default: each format's own)")
+    c.add_argument("--threads", type=int, default=None, help="engine intra-op threads (default: 2)")
+    c.add_argument("--precision", default=None, help="OpenVINO inference precision (default: f32)")
+
     sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
 
     v = sub.add_parser("verify", help="check an artifact's files against the sizes and SHA-256 in its manifest",
@@ -109,13 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "export (loading checks sizes and the first/last MiB only).")
     v.add_argument("artifacts", nargs="+", help="artifact directories")
 
-    d = sub.add_parser("demo", help="the README's main job: export SmolLM2-135M-Instruct and t5-small, profile both",
-                       description="Export the packaged SmolLM2-135M-Instruct (real weights) and the t5-small preset "
-                       "(random weights) to ONNX under --out (reusing finished exports), then profile both.")
+    d = sub.add_parser("demo", help="the README's main job: `edgeseq compare --suite quick`",
+                       description="Run the quick comparison suite: export the packaged SmolLM2-135M-Instruct (real "
+                       "weights) and the t5-small preset (random weights) to ONNX under --out (reusing finished "
+                       "exports and points), profile both at 128 and 512 input tokens, print the table and write "
+                       "the report.")
     d.add_argument("--out", default="edgeseq-demo", help="working directory (default: ./edgeseq-demo)")
-    d.add_argument("--reps", type=int, default=5)
-    d.add_argument("--warmup", type=int, default=1)
-    d.add_argument("--threads", type=int, default=2)
     return ap
 
 
@@ -238,32 +262,77 @@ def cmd_devices(a: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_SOURCES = [("smollm2-135m-instruct", "smollm2-135m-instruct-onnx"), ("preset:t5-small", "t5-small-onnx")]
+DEMO_SUITE = "quick"
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    import subprocess
+    return cmd_compare(build_parser().parse_args(["compare", "--suite", DEMO_SUITE, "--out", a.out]))
 
-    from .manifest import read
 
+def cmd_compare(a: argparse.Namespace) -> int:
+    import shlex
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from . import __version__
+    from .compare import Suite, load_suite
+    from .compare import report, sweep
+    from .errors import require
+    from .profile.bandwidth import copy_gb_s
+    from .profile.report import add_ratios, table
+    from .profile.runner import host_info
+
+    require("yaml", "compare")
+    if not a.no_plots:
+        require("matplotlib", "compare")
+    suite = load_suite(a.suite) if a.suite else Suite()
+    given = {"formats": _words(a.formats), "weights": _words(a.weights), "input_lens": a.input_lens,
+             "output_len": a.output_len, "reps": a.reps, "warmup": a.warmup, "parity_steps": a.parity_steps,
+             "time_limit": a.time_limit, "device": a.device, "engine": a.engine, "threads": a.threads,
+             "precision": a.precision, "models": a.models or None}
+    suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
     out = Path(a.out)
-    arts = []
-    for source, name in DEMO_SOURCES:
-        target = out / name
-        try:
-            read(target)
-            print(f"reusing {target}", file=sys.stderr)
-        except EdgeseqError:
-            # a child process, so that torch and the source model do not count in the profile's RSS
-            code = subprocess.run([sys.executable, "-m", "edgeseq", "export", source, "--out", str(target),
-                                   "--overwrite"]).returncode
-            if code:
-                return code
-        arts.append(str(target))
-    # through the parser, so the profile gets every option's default
-    return cmd_profile(build_parser().parse_args(
-        ["profile", *arts, "--reps", str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads),
-         "--json", str(out / "profile.json"), "--markdown", str(out / "profile.md")]))
+    points = len(sweep.plan(suite)) * len(suite.input_lens)
+    print(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
+          f"{len(suite.input_lens)} input lengths = {points} points -> {out}", file=sys.stderr)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
+    interrupted = False
+    try:
+        with tqdm(total=points * (suite.warmup + suite.reps), desc="compare", unit="run", file=sys.stderr) as bar:
+            store = sweep.run(suite, out, bw, bar, say=lambda msg: bar.write(msg, file=sys.stderr))
+    except KeyboardInterrupt:
+        interrupted = True
+        store = sweep.Store(out / sweep.RESULTS)
+        print(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command to resume",
+              file=sys.stderr)
+    rows = sweep.rows_for(suite, store)
+    if not rows:
+        return 130 if interrupted else 1
+    ok = [r for r in rows if r["status"] == "ok"]
+    add_ratios(ok)
+    doc = report.write(suite, rows, out, {"edgeseq_version": __version__, "host": host_info(),
+                                          "bandwidth_gb_s": round(bw, 2) if bw else None, "complete": not interrupted,
+                                          "command": "edgeseq " + shlex.join(sys.argv[1:])}, plots=not a.no_plots)
+    if ok:
+        print(table(ok))
+    for r in doc["ratios"]:
+        print(f"{r['format']} {r['weights']} in={r['input_len']}: {r['a']} vs {r['b']}: TTFT "
+              f"{report.lower_text(r['ttft_lower'])}, decode {r['decode_ratio']:.2f}x, end-to-end {r['e2e_ratio']:.2f}x")
+    for w in doc["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        print(f"{r['status']}: {r['source']} {r['format']} {r['weights']} in={r['input_len']}"
+              + (f": {r['error']}" if r.get("error") else ""), file=sys.stderr)
+    print(f"wrote {out / 'index.md'}, {out / 'results.json'}" + ("" if a.no_plots else " and plots"), file=sys.stderr)
+    if interrupted:
+        return 130
+    return 0 if len(ok) == len(rows) else 1
+
+
+def _words(text: str | None) -> list[str] | None:
+    return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
@@ -277,7 +346,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

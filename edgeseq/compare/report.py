@@ -1,0 +1,169 @@
+"""`edgeseq compare`'s report: results.json, index.md and the plots, from the sweep's rows.
+
+Headline ratios follow the paper's two numbers: "first-token latency X% lower" is
+1 - TTFT(enc-dec) / TTFT(dec-only), and "throughput Nx" is decode tok/s(enc-dec) / (dec-only), for
+the same format, weights and input length. With models of one kind, every model is set against
+the first one instead (and the report says so).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .. import manifest as mf
+from ..profile.cost import flops
+from ..profile.report import write_json
+
+# "Return of the Encoder" (arXiv 2501.16273), shared/reference notes: the claim and Figure 1(a)
+# (values read off the plot, seconds; decoder-only / encoder-decoder per input length).
+PAPER = {"ttft_lower": 0.47, "throughput_ratio": 4.7,
+         "figure_1a": {512: (0.3, 0.1), 1024: (1.3, 0.2), 2048: (2.7, 0.3), 4096: (12.0, 0.4), 8192: (45.0, 1.4)}}
+
+
+def series(row: dict[str, Any]) -> str:
+    return f"{row.get('label') or row['source']} / {row['format']} {row['weights']}"
+
+
+def models(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per artifact: kind, parameters, size, tokenizer and the arithmetic at each measured length."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["status"] != "ok" or r["artifact"] in out:
+            continue
+        m = mf.read(r["artifact"], check_files=False)
+        out[r["artifact"]] = {"series": series(r), "kind": m.kind, "params": m.model.get("params"),
+                              "random_weights": m.random_weights, "artifact_bytes": r["artifact_bytes"],
+                              "tokenizer_sha256": m.files.get(mf.TOKENIZER, {}).get("sha256"), "manifest": m}
+    for r in rows:
+        if r["status"] == "ok":
+            m = out[r["artifact"]]["manifest"]
+            r["flops"] = flops(m, r["input_len"], r["output_len"])
+    return out
+
+
+def headline(rows: list[dict[str, Any]], info: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Ratio rows: enc-dec against dec-only per (format, weights, input length), else against the first."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    kinds = {info[r["artifact"]]["kind"] for r in ok}
+    out = []
+    mode = "encoder-decoder vs decoder-only" if kinds == {"encoder-decoder", "decoder-only"} else "vs the first model"
+    by_case: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in ok:
+        by_case.setdefault((r["format"], r["weights"], r["input_len"]), []).append(r)
+    for (fmt, weights, n), group in by_case.items():
+        if mode.startswith("encoder"):
+            pairs = [(a, b) for a in group if a["kind"] == "encoder-decoder" for b in group if b["kind"] == "decoder-only"]
+        else:
+            pairs = [(a, group[0]) for a in group[1:]]
+        for a, b in pairs:
+            out.append({"format": fmt, "weights": weights, "input_len": n, "a": a.get("label") or a["source"],
+                        "b": b.get("label") or b["source"],
+                        "ttft_a_ms": a["ttft_ms"], "ttft_b_ms": b["ttft_ms"],
+                        "ttft_lower": _round(1 - a["ttft_ms"] / b["ttft_ms"]),
+                        "decode_ratio": _round(a["decode_tok_s"] / b["decode_tok_s"]),
+                        "e2e_ratio": _round(b["e2e_ms"] / a["e2e_ms"])})
+    return out, mode
+
+
+def _round(x: float) -> float:
+    return round(x, 3) if math.isfinite(x) else math.nan
+
+
+def write(suite: Any, rows: list[dict[str, Any]], out: Path, doc_extra: dict[str, Any],
+          plots: bool = True) -> dict[str, Any]:
+    info = models(rows)
+    ratios, mode = headline(rows, info)
+    warnings = []
+    kinds = {v["kind"] for v in info.values()}
+    if len(kinds) == 1:
+        warnings.append(f"all models are {kinds.pop()}: ratios are against the first model, not enc-dec vs dec-only")
+    toks = {v["tokenizer_sha256"] for v in info.values()}
+    if len(toks) > 1:
+        warnings.append("the models have different tokenizers: lengths are counts of each model's own tokens, so "
+                        "the same input length is the same number of tokens, not the same text")
+    doc = {**doc_extra, "suite": suite.as_dict(), "warnings": warnings, "ratio_mode": mode,
+           "models": {k: {kk: vv for kk, vv in v.items() if kk != "manifest"} for k, v in info.items()},
+           "ratios": ratios, "points": rows}
+    write_json(doc, out / "results.json")
+    images = []
+    if plots:
+        from .plots import draw
+
+        images = draw(rows, out)
+    (out / "index.md").write_text(markdown(doc, images))
+    return doc
+
+
+def lower_text(x: float) -> str:
+    """1 - a/b as "47% lower", or "30% higher" when a is the slower."""
+    if not math.isfinite(x):
+        return "-"
+    return f"{x * 100:.0f}% lower" if x >= 0 else f"{-x * 100:.0f}% higher"
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else spec.format(v)
+
+
+def markdown(doc: dict[str, Any], images: list[str]) -> str:
+    s, rows = doc["suite"], doc["points"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    lines = [f"# edgeseq compare: {s['name']}", "", *([s["description"], ""] if s["description"] else []),
+             f"Host: {doc['host']['cpu']}, {doc['host']['cores']} cores; edgeseq {doc['edgeseq_version']}; "
+             f"copy bandwidth {doc.get('bandwidth_gb_s') or '-'} GB/s. Device {s['device']}, precision "
+             f"{s['precision']}, {s['threads']} threads; batch 1, forced decoding of {s['output_len']} tokens; "
+             f"medians of {s['reps']} runs after {s['warmup']} warm-up.", "",
+             f"Command: `{doc['command']}`", ""]
+    lines += [f"> warning: {w}" for w in doc["warnings"]] + ([""] if doc["warnings"] else [])
+    if doc["ratios"]:
+        lines += [f"## Headline ratios ({doc['ratio_mode']})", "",
+                  "TTFT lower = 1 - TTFT(A) / TTFT(B) (the paper: 47%); decode = tok/s(A) / tok/s(B) (the paper: "
+                  "4.7x); end-to-end = time(B) / time(A) for the whole request.", "",
+                  "| format | weights | in | A | B | TTFT A ms | TTFT B ms | TTFT lower | decode A/B | end-to-end |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['format']} | {r['weights']} | {r['input_len']} | {r['a']} | {r['b']} | "
+                  f"{_fmt(r['ttft_a_ms'], '{:.1f}')} | {_fmt(r['ttft_b_ms'], '{:.1f}')} | "
+                  f"{lower_text(r['ttft_lower'])} | {_fmt(r['decode_ratio'], '{:.2f}x')} | "
+                  f"{_fmt(r['e2e_ratio'], '{:.2f}x')} |" for r in doc["ratios"]]
+        lines.append("")
+    lines += ["## Measurements", "",
+              "| model / format weights | kind | in | TTFT ms | TPOT ms | decode tok/s | e2e ms | peak RSS MB "
+              "| size MB | GFLOP to 1st token | GFLOP/token | MB read/token | parity |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ok:
+        f = r.get("flops") or {}
+        lines.append(f"| {series(r)} | {r['kind']} | {r['input_len']} | {r['ttft_ms']:.1f} | {r['tpot_ms']:.2f} | "
+                     f"{r['decode_tok_s']:.1f} | {r['e2e_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['artifact_bytes'] / 1e6:.0f} | {_fmt(f.get('first_token', math.nan) / 1e9, '{:.3g}')} | "
+                     f"{_fmt(f.get('per_token', math.nan) / 1e9, '{:.3g}')} | "
+                     f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} |")
+    lines += ["", "GFLOP counts linear layers and attention (2 per multiply-add), from the manifest's recorded "
+              "weights per graph; MB read/token = weights one decode step reads + its KV cache (float32) at the "
+              "mean position. Peak RSS is per artifact, over all its input lengths.", ""]
+    models_ = doc["models"]
+    if models_:
+        lines += ["## Models", "", "| model / format weights | kind | parameters | size MB |", "|---|---|---|---|"]
+        lines += [f"| {v['series']} | {v['kind']} | {_fmt(v['params'], '{:,}')} | {v['artifact_bytes'] / 1e6:.0f} |"
+                  for v in models_.values()]
+        if any(v["random_weights"] for v in models_.values()):
+            lines += ["", "Presets have random weights: timing depends on shape, not weights."]
+        lines.append("")
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        lines += ["## Points that did not finish", ""]
+        lines += [f"- {r['source']} {r['format']} {r['weights']} in={r['input_len']}: {r['status']}"
+                  + (f": {r['error']}" if r.get("error") else "") for r in bad]
+        lines.append("")
+    if any(str(r.get("source", "")).startswith("preset:paper-") for r in rows):
+        fig = PAPER["figure_1a"]
+        lines += ["## The paper's numbers, for reference", "",
+                  "Return of the Encoder (arXiv 2501.16273): encoder-decoder 47% lower first-token latency and "
+                  "4.7x throughput on a Qualcomm Hexagon NPU (int8/int16). Figure 1(a), inference time (s) vs input "
+                  "length, read off the plot:", "",
+                  "| input tokens | " + " | ".join(str(k) for k in fig) + " |", "|---|" + "---|" * len(fig),
+                  "| decoder-only | " + " | ".join(f"~{v[0]}" for v in fig.values()) + " |",
+                  "| encoder-decoder | " + " | ".join(f"~{v[1]}" for v in fig.values()) + " |", ""]
+    if images:
+        lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
+    return "\n".join(lines)

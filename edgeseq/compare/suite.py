@@ -1,0 +1,110 @@
+"""Comparison suites: which models, formats, weights, device and lengths `edgeseq compare` sweeps.
+
+A suite is a YAML file (edgeseq/profiles/*.yaml ships `quick` and `paper`; `profiles/` at the
+repository root points there) or the same options given on the command line, which win over the
+file's. Every field is checked here, before anything is exported or timed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError, require
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+
+@dataclass
+class Suite:
+    name: str = "custom"
+    description: str = ""
+    models: list[str] = field(default_factory=list)  # model sources (exported here) or artifact directories
+    formats: list[str] = field(default_factory=lambda: ["onnx"])
+    weights: list[str] = field(default_factory=lambda: ["fp32"])
+    device: str = "cpu"
+    engine: str | None = None
+    precision: str = "f32"
+    input_lens: list[int] = field(default_factory=lambda: [128, 512])
+    output_len: int = 64
+    warmup: int = 1
+    reps: int = 3
+    threads: int | None = 2
+    parity_steps: int = 32
+    time_limit: float | None = None  # seconds per point (warm-up + reps); past it the point is a timeout
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> "Suite":
+        from ..export.pipeline import FORMATS, WEIGHTS
+
+        if len(self.models) < 2:
+            raise UsageError(f"compare needs at least two models, got {len(self.models)}",
+                             "e.g. edgeseq compare preset:paper-encdec-330m preset:paper-deconly-330m, "
+                             "or --suite quick")
+        if len(set(self.models)) != len(self.models):
+            raise UsageError("a model is listed twice", "list each model once")
+        for f in self.formats:
+            if f not in FORMATS:
+                raise UsageError(f"unknown format '{f}' in formats", f"formats: {', '.join(FORMATS)}")
+        known = sorted({w for ws in WEIGHTS.values() for w in ws})
+        for w in self.weights:
+            if w not in known:
+                raise UsageError(f"unknown weights '{w}'", f"weights: {', '.join(known)}")
+        if not any(w in WEIGHTS[f] for f in self.formats for w in self.weights):
+            raise UsageError(f"no format among {self.formats} writes weights {self.weights}",
+                             "; ".join(f"{f}: {', '.join(WEIGHTS[f])}" for f in self.formats))
+        if not self.input_lens or any(not isinstance(n, int) or n < 1 for n in self.input_lens):
+            raise UsageError(f"input lengths must be positive integers, got {self.input_lens}", "e.g. 128,512")
+        checks = [(isinstance(self.output_len, int) and self.output_len >= 2, "output_len must be an integer >= 2"),
+                  (isinstance(self.warmup, int) and self.warmup >= 0, "warmup must be an integer >= 0"),
+                  (isinstance(self.reps, int) and self.reps >= 1, "reps must be an integer >= 1"),
+                  (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
+                   "threads must be an integer >= 1"),
+                  (isinstance(self.parity_steps, int) and self.parity_steps >= 0, "parity_steps must be >= 0"),
+                  (self.time_limit is None or (isinstance(self.time_limit, (int, float)) and self.time_limit > 0),
+                   "time_limit must be a positive number of seconds")]
+        for ok, what in checks:
+            if not ok:
+                raise UsageError(f"suite '{self.name}': {what}", "fix the suite file or the command-line option")
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(format, weights) combinations that exist: onnx has fp32 only, openvino compresses."""
+        from ..export.pipeline import WEIGHTS
+
+        return [(f, w) for f in self.formats for w in self.weights if w in WEIGHTS[f]]
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (shipped with edgeseq) or by path to a YAML file."""
+    require("yaml", "compare")
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UsageError(f"no suite '{name_or_path}'", f"suites: {', '.join(suite_names())}, or a path to a .yaml file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path} is not valid YAML ({e})", "fix the file") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a mapping of suite fields", f"fields: {', '.join(_FIELDS)}")
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise UsageError(f"{path}: unknown field(s) {', '.join(unknown)}", f"fields: {', '.join(_FIELDS)}")
+    data.setdefault("name", path.stem)
+    for key in ("models", "formats", "weights", "input_lens"):
+        if key in data and not isinstance(data[key], list):
+            data[key] = [data[key]]
+    return Suite(**data)
+
+
+_FIELDS = [f.name for f in fields(Suite)]

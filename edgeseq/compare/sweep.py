@@ -1,0 +1,174 @@
+"""`edgeseq compare`'s sweep: export each model in each format, profile each input length, and keep
+every finished point in `OUT/results.jsonl` as it comes, so a second run resumes where one stopped.
+
+Exports run in child processes (their log in OUT/logs/): torch and the source model stay out of
+this process, whose peak memory is what the profile reports. A point that fails (an export, a
+parity check, a length the model cannot take, an engine error) is recorded with its error and the
+sweep goes on; a failed or timed-out point is tried again by the next run, a finished one is not.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import manifest as mf
+from ..errors import EdgeseqError
+from ..profile.report import json_safe
+from ..profile.runner import ProfileConfig, check_cases, iter_profile
+from .suite import Suite
+
+RESULTS = "results.jsonl"
+
+
+def point_key(suite: Suite, source: str, fmt: str, weights: str, in_len: int) -> str:
+    """Everything that changes a point's figures; a point with the same key is not measured again."""
+    return json.dumps([source, fmt, weights, suite.device, suite.engine, suite.precision, suite.threads,
+                       suite.warmup, suite.reps, in_len, suite.output_len])
+
+
+class Store:
+    """OUT/results.jsonl: one JSON line per point, the latest line per key winning."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the line a kill cut short: that point runs again
+                    continue
+                if isinstance(row, dict) and "point" in row:
+                    self.rows[row["point"]] = row
+
+    def finished(self, key: str) -> bool:
+        return self.rows.get(key, {}).get("status") == "ok"
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[row["point"]] = row
+        with open(self.path, "a") as f:
+            f.write(json.dumps(json_safe(row)) + "\n")
+            f.flush()
+
+
+def is_artifact(source: str) -> bool:
+    return (Path(source) / mf.MANIFEST).is_file()
+
+
+def plan(suite: Suite) -> list[tuple[str, str, str]]:
+    """(source, format, weights) per artifact to measure; an artifact directory stands for itself."""
+    out = []
+    for source in suite.models:
+        if is_artifact(source):
+            m = mf.read(source, check_files=False)
+            out.append((source, m.format, m.quantization or "fp32"))
+        else:
+            out += [(source, f, w) for f, w in suite.pairs()]
+    return out
+
+
+def slug(source: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", source.removeprefix("preset:")).strip("-") or "model"
+
+
+def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps: int,
+                    say: Callable[[str], None]) -> Path:
+    """The artifact for (source, format, weights): an artifact directory as given, a finished
+    export under OUT/artifacts reused, or a new export in a child process."""
+    if is_artifact(source):
+        return Path(source)
+    target = out / "artifacts" / f"{slug(source)}-{fmt}-{weights}"
+    try:
+        mf.read(target)
+        return target
+    except EdgeseqError:
+        pass
+    log = out / "logs" / f"{target.name}.export.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    say(f"exporting {source} to {fmt} ({weights}); log: {log}")
+    cmd = [sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
+           "--out", str(target), "--overwrite", "--parity-steps", str(parity_steps)]
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()]
+        reason = " ".join(ln for ln in lines if ln.startswith(("error:", "hint:"))) or (lines[-1] if lines else "")
+        raise ExportFailed(f"export of {source} to {fmt} ({weights}) failed (exit {code}): {reason} [log: {log}]")
+    return target
+
+
+class ExportFailed(EdgeseqError):
+    exit_code = 8
+
+
+def run(suite: Suite, out: Path, bandwidth_gb_s: float | None, progress: Any = None,
+        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Store:
+    """Measure every point of `suite` not already finished in OUT/results.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / RESULTS)
+    for source, fmt, weights in plan(suite):
+        keys = {n: point_key(suite, source, fmt, weights, n) for n in suite.input_lens}
+        todo = [n for n in suite.input_lens if not store.finished(keys[n])]
+        if not todo:
+            continue
+        base = {"source": source, "format": fmt, "weights": weights, "output_len": suite.output_len}
+
+        def fail(n: int, error: str) -> None:
+            store.add({**base, "point": keys[n], "status": "failed", "input_len": n, "error": error})
+            if progress is not None:
+                progress.update(suite.warmup + suite.reps)
+            say(f"failed: {source} {fmt} {weights} in={n}: {error}")
+
+        try:
+            art = ensure_artifact(source, fmt, weights, out, suite.parity_steps, say)
+            m = mf.read(art)
+        except EdgeseqError as e:
+            for n in todo:
+                fail(n, e.message)
+            continue
+        runnable = []
+        for n in todo:
+            try:
+                check_cases(m, _config(suite, [n]), str(art))
+                runnable.append(n)
+            except EdgeseqError as e:
+                fail(n, e.message)
+        if not runnable:
+            continue
+        tick = (lambda: progress.update(1)) if progress is not None else None
+        measured: set[int] = set()
+        try:
+            for r in iter_profile(art, _config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
+                n = r["input_len"]
+                measured.add(n)
+                store.add({**r, **base, "point": keys[n], "status": "ok" if r["status"] == "ok" else r["status"]})
+        except EdgeseqError as e:
+            for n in runnable:
+                if n not in measured:
+                    fail(n, e.message)
+        except MemoryError:
+            for n in runnable:
+                if n not in measured:
+                    fail(n, "out of memory")
+    return store
+
+
+def _config(suite: Suite, lens: list[int]) -> ProfileConfig:
+    return ProfileConfig(input_lens=lens, output_lens=[suite.output_len], warmup=suite.warmup, reps=suite.reps,
+                         threads=suite.threads, device=suite.device, engine=suite.engine,
+                         precision=suite.precision).validate()
+
+
+def rows_for(suite: Suite, store: Store) -> list[dict[str, Any]]:
+    """The stored rows of this suite's points, in plan order (rows of other runs' points are left out)."""
+    rows = []
+    for source, fmt, weights in plan(suite):
+        for n in suite.input_lens:
+            row = store.rows.get(point_key(suite, source, fmt, weights, n))
+            if row is not None:
+                rows.append(row)
+    return rows

@@ -1,0 +1,133 @@
+"""`edgeseq compare` end to end on tiny models: the report, resuming, failed points recorded while
+the rest go on, the warnings of the issue's bad inputs, and the shipped suites."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_hf_dir
+from edgeseq.cli import main
+from edgeseq.compare import Suite, load_suite, suite_names
+
+FAST = ["--output-len", "4", "--reps", "1", "--warmup", "0", "--no-bandwidth"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_compare_writes_the_report_and_resumes(paper_artifacts: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    arts = [str(paper_artifacts["paper-encdec"]), str(paper_artifacts["paper-deconly"])]
+    out = tmp_path / "r"
+    code, stdout, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,32", "--out", str(out), *FAST)
+    assert code == 0 and "TTFT" in stdout and "decode" in stdout
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["ratio_mode"] == "encoder-decoder vs decoder-only" and doc["warnings"] == []
+    assert [(r["input_len"], r["status"]) for r in doc["points"]] == [(8, "ok"), (32, "ok")] * 2
+    r = doc["ratios"][0]
+    assert r["ttft_lower"] == pytest.approx(1 - r["ttft_a_ms"] / r["ttft_b_ms"], abs=1e-3)
+    assert all(p["flops"]["first_token"] > 0 for p in doc["points"])
+    index = (out / "index.md").read_text()
+    assert "## Headline ratios (encoder-decoder vs decoder-only)" in index and "| onnx | fp32 | 32 |" in index
+    for png in ("ttft_vs_input.png", "decode_tok_s.png", "memory_size.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(_lines(out / "results.jsonl")) == 4
+    # again with one more length: only the two new points are measured
+    code, _, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,32,16", "--out", str(out), *FAST)
+    assert code == 0
+    added = _lines(out / "results.jsonl")[4:]
+    assert sorted(p["input_len"] for p in added) == [16, 16]
+    assert len(json.loads((out / "results.json").read_text())["points"]) == 6
+
+
+def test_a_failed_point_is_recorded_and_the_rest_go_on(paper_artifacts: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # 300 input tokens exceed the tiny encoder-decoder's 256 positions; the missing preset cannot be exported
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "compare", str(paper_artifacts["paper-encdec"]), "preset:no-such-model",
+                           "--input-lens", "8,300", "--out", str(out), "--no-plots", *FAST)
+    assert code == 1
+    rows = {(Path(p["source"]).name, p["input_len"]): p for p in json.loads((out / "results.json").read_text())["points"]}
+    assert rows[("paper-encdec", 8)]["status"] == "ok"
+    assert rows[("paper-encdec", 300)]["status"] == "failed" and "maximum of 256" in rows[("paper-encdec", 300)]["error"]
+    assert rows[("preset:no-such-model", 8)]["status"] == "failed"
+    assert "unknown preset" in rows[("preset:no-such-model", 8)]["error"]
+    assert "failed: preset:no-such-model" in err
+    index = (out / "index.md").read_text()
+    assert "## Points that did not finish" in index and not (out / "ttft_vs_input.png").exists()
+    # failed points are tried again by the next run; finished ones are not
+    run_cli(capsys, "compare", str(paper_artifacts["paper-encdec"]), "preset:no-such-model",
+            "--input-lens", "8,300", "--out", str(out), "--no-plots", *FAST)
+    again = _lines(out / "results.jsonl")[4:]
+    assert sorted((Path(p["source"]).name, p["input_len"]) for p in again) == \
+        [("paper-encdec", 300), ("preset:no-such-model", 8), ("preset:no-such-model", 300)]
+
+
+def test_same_kind_and_other_tokenizers_are_said(artifacts: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseq.export.pipeline import export
+    from edgeseq.models.tokenizer import train_tokenizer
+
+    src = make_hf_dir("llama", tmp_path / "src")
+    (src / "tokenizer.json").write_text(train_tokenizer(vocab_size=600))
+    export(str(src), tmp_path / "other-tok", quiet=True, parity_steps=0)
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "compare", str(artifacts["llama"]), str(tmp_path / "other-tok"), "--input-lens", "8",
+                           "--out", str(out), "--no-plots", *FAST)
+    assert code == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["ratio_mode"] == "vs the first model" and len(doc["ratios"]) == 1
+    assert any("all models are decoder-only" in w for w in doc["warnings"])
+    assert any("different tokenizers" in w for w in doc["warnings"])
+    assert "warning: all models are decoder-only" in err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["compare", "preset:t5-small"], "at least two models"),
+    (["compare", "a", "b", "--formats", "tflight"], "unknown format 'tflight'"),
+    (["compare", "a", "b", "--weights", "int8"], "no format among ['onnx'] writes weights ['int8']"),
+    (["compare", "a", "b", "--input-lens", "0"], "input lengths must be positive"),
+    (["compare", "a", "b", "--output-len", "1"], "output_len must be an integer >= 2"),
+    (["compare", "--suite", "nope"], "no suite 'nope'"),
+])
+def test_bad_compare_input_is_one_clear_line(args: list[str], says: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "r"))
+    assert code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_suite_files_are_checked(tmp_path: Path) -> None:
+    from edgeseq.errors import UsageError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [a, b]\nrepz: 3\n")
+    with pytest.raises(UsageError, match="unknown field"):
+        load_suite(str(bad))
+    bad.write_text("models: [a, b\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_suite(str(bad))
+    bad.write_text("models: [a, b]\nreps: 0\n")
+    with pytest.raises(UsageError, match="reps must be"):
+        load_suite(str(bad)).validate()
+
+
+def test_shipped_suites() -> None:
+    assert {"quick", "paper"} <= set(suite_names())
+    quick, paper = load_suite("quick").validate(), load_suite("paper").validate()
+    assert quick.models == ["smollm2-135m-instruct", "preset:t5-small"]
+    assert paper.models == ["preset:paper-encdec-330m", "preset:paper-deconly-330m"]
+    assert ("openvino", "int8") in paper.pairs() and ("onnx", "int8") not in paper.pairs()
+    assert Suite(models=["a", "b"]).validate().input_lens == [128, 512]
+    # the repository's profiles/ is the package's folder, so an installed edgeseq ships the same files
+    root = Path(__file__).resolve().parent.parent / "profiles"
+    assert sorted(p.name for p in root.glob("*.yaml")) == sorted(f"{n}.yaml" for n in suite_names())
