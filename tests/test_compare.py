@@ -131,3 +131,28 @@ def test_shipped_suites() -> None:
     # the repository's profiles/ is the package's folder, so an installed edgeseq ships the same files
     root = Path(__file__).resolve().parent.parent / "profiles"
     assert sorted(p.name for p in root.glob("*.yaml")) == sorted(f"{n}.yaml" for n in suite_names())
+
+
+def test_ctrl_c_keeps_finished_points_and_the_next_run_finishes(paper_artifacts: dict[str, Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseq.compare import sweep
+
+    real = sweep.iter_profile
+
+    def stops_after_one(*a: object, **k: object):  # Ctrl-C while the second length is being measured
+        gen = real(*a, **k)
+        yield next(gen)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "iter_profile", stops_after_one)
+    arts = [str(paper_artifacts["paper-encdec"]), str(paper_artifacts["paper-deconly"])]
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "compare", *arts, "--input-lens", "8,16", "--out", str(out), "--no-plots", *FAST)
+    assert code == 130 and "run the same command to resume" in err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["complete"] is False and [p["input_len"] for p in doc["points"]] == [8]
+    monkeypatch.setattr(sweep, "iter_profile", real)
+    code, _, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,16", "--out", str(out), "--no-plots", *FAST)
+    assert code == 0 and len(_lines(out / "results.jsonl")) == 4
+    assert json.loads((out / "results.json").read_text())["complete"] is True
