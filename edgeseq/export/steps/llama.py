@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads, rotary, rotate
+from .attention import attend, causal_bias, heads, rms_norm, rotary, rotate
 
 
 class LlamaStep(nn.Module):
@@ -34,7 +34,7 @@ class LlamaStep(nn.Module):
         d, scale = self.head_dim, self.head_dim**-0.5
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = rms_norm(layer.input_layernorm, x)
             q = heads(a.q_proj(h), self.n_heads, d)
             k = heads(a.k_proj(h), self.n_kv, d)
             v = heads(a.v_proj(h), self.n_kv, d)
@@ -43,6 +43,6 @@ class LlamaStep(nn.Module):
             v = torch.cat([past[2 * i + 1], v], dim=2)
             presents += [k, v]
             x = x + a.o_proj(attend(q, k, v, bias, scale))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        logits = self.lm_head(self.norm(x[:, -1]))  # only the last position: prefill skips T-1 LM heads
+            x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
+        logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
         return (logits, *presents)

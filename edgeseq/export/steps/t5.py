@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads, padding_bias
+from .attention import attend, causal_bias, heads, padding_bias, rms_norm
 
 
 def relative_buckets(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -74,9 +74,9 @@ class T5Encoder(_T5Base):
         bias = self.position_bias(table, pos, pos, bidirectional=True) + padding_bias(attention_mask)
         for block in self.blocks:
             sa, ff = block.layer[0], block.layer[-1]
-            x = x + self.attention(sa.SelfAttention, sa.layer_norm(x), None, bias)[0]
-            x = x + ff.DenseReluDense(ff.layer_norm(x))
-        return self.final_norm(x)
+            x = x + self.attention(sa.SelfAttention, rms_norm(sa.layer_norm, x), None, bias)[0]
+            x = x + ff.DenseReluDense(rms_norm(ff.layer_norm, x))
+        return rms_norm(self.final_norm, x)
 
 
 class T5DecoderInit(_T5Base):
@@ -117,14 +117,14 @@ class T5DecoderStep(_T5Base):
         presents: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             sa, ca, ff = block.layer[0], block.layer[1], block.layer[2]
-            h = sa.layer_norm(x)
+            h = rms_norm(sa.layer_norm, x)
             q = heads(sa.SelfAttention.q(h), self.n_heads, self.d_kv)
             k = torch.cat([self_kv[2 * i], heads(sa.SelfAttention.k(h), self.n_heads, self.d_kv)], dim=2)
             v = torch.cat([self_kv[2 * i + 1], heads(sa.SelfAttention.v(h), self.n_heads, self.d_kv)], dim=2)
             presents += [k, v]
             x = x + sa.SelfAttention.o(attend(q, k, v, self_bias, 1.0))
-            x = x + self.attention(ca.EncDecAttention, ca.layer_norm(x), (cross_kv[2 * i], cross_kv[2 * i + 1]),
+            x = x + self.attention(ca.EncDecAttention, rms_norm(ca.layer_norm, x), (cross_kv[2 * i], cross_kv[2 * i + 1]),
                                    cross_bias)[0]
-            x = x + ff.DenseReluDense(ff.layer_norm(x))
-        logits = self.lm_head(self.final_norm(x[:, -1]) * self.out_scale)
+            x = x + ff.DenseReluDense(rms_norm(ff.layer_norm, x))
+        logits = self.lm_head(rms_norm(self.final_norm, x[:, -1]) * self.out_scale)
         return (logits, *presents)
