@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
     e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino (default: onnx)")
-    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); with --format openvino also "
-                   "fp16, int8, int4 (NNCF weight compression, needs the compress extra)")
+    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits); "
+                   "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra)")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     e.add_argument("--parity-steps", type=int, default=32,

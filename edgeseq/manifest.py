@@ -29,6 +29,7 @@ class ComponentInfo:
     cache_outputs: list[str] = field(default_factory=list)
     weight_bytes: int = 0  # bytes of the weights stored in this graph
     matmul_weights: int = 0  # weights one token is multiplied with in this graph (0: not recorded)
+    lookup_bytes: int = 0  # bytes of tables read one row per token (embedding lookups), part of weight_bytes
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _check_types(data: dict[str, Any]) -> None:
         for key in ("cache_inputs", "cache_outputs"):
             need(all(isinstance(x, str) for x in comp.get(key, [])) and isinstance(comp.get(key, []), list),
                  f"components.{name}.{key} must be a list of names")
-        for key in ("weight_bytes", "matmul_weights"):
+        for key in ("weight_bytes", "matmul_weights", "lookup_bytes"):
             v = comp.get(key, 0)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                  f"components.{name}.{key} must be a non-negative integer")

@@ -104,7 +104,7 @@ def test_openvino_bad_input(args: list[str], code: int, message: str, ov_artifac
     assert got == code and message in err
 
 
-def test_onnx_format_has_no_compressed_weights(hf_dirs: dict[str, Path], tmp_path: Path,
+def test_onnx_format_has_no_int8_weights(hf_dirs: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--weights", "int8"]) == 2
     assert "--format openvino" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from ..errors import ExportError, ParityError, UsageError, require
 FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime"),
                                        "openvino": ("edgeseq.export.openvino", "openvino")}
 # weight formats each exporter writes
-WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32",), "openvino": ("fp32", "fp16", "int8", "int4")}
+WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4"), "openvino": ("fp32", "fp16", "int8", "int4")}
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -38,7 +38,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     if weights not in WEIGHTS[format]:
         raise UsageError(f"--weights {weights} is not available for --format {format}",
                          f"{format} weights: {', '.join(WEIGHTS[format])}"
-                         + ("; compressed weights: --format openvino" if format == "onnx" else ""))
+                         + ("; fp16 and int8 weights: --format openvino" if format == "onnx" else ""))
     if parity_steps < 0:
         raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
                          "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
@@ -145,8 +145,10 @@ def _model_info(spec: Any) -> dict[str, Any]:
 
 def _bytes_per_token(spec: Any, m: mf.Manifest) -> int:
     """Weight bytes one decode step reads: the step graph's weights, less an untied input embedding
-    (only one row of it is read per token)."""
+    (only one row of it is read per token): as the exporter found it in the graph where it says."""
     step = m.components["decoder" if spec.kind == "decoder-only" else "decoder_step"]
+    if step.lookup_bytes:
+        return int(step.weight_bytes - step.lookup_bytes)
     emb, head = spec.model.get_input_embeddings(), spec.model.get_output_embeddings()
     tied = head is not None and emb.weight.data_ptr() == head.weight.data_ptr()
     return int(step.weight_bytes - (0 if tied else emb.weight.numel() * emb.weight.element_size()))

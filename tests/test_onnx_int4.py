@@ -1,0 +1,65 @@
+"""ONNX with 4-bit weights (MatMulNBits): every constant-weight matmul quantized, the tied LM head
+included, parity within the int4 tolerance, and bytes read per token counted from the graph."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgeseq import manifest as mf
+from edgeseq.export.pipeline import export
+
+FAMILIES = ["llama", "gpt2", "t5"]
+
+
+@pytest.fixture(scope="module")
+def int4_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("int4")
+    return {f: (export(str(hf_dirs[f]), root / f, weights="int4", quiet=True), root / f)[1] for f in FAMILIES}
+
+
+def _constant_matmuls(path: Path) -> list[str]:
+    """Float matmuls whose weight is a stored constant (what int4 should have replaced)."""
+    model = onnx.load(str(path), load_external_data=False)
+    consts = {i.name for i in model.graph.initializer if len(i.dims) == 2}
+    return [n.op_type for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in consts]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int4_export_quantizes_every_weight_matmul_and_passes_parity(int4_artifacts: dict[str, Path],
+                                                                     artifacts: dict[str, Path], family: str) -> None:
+    m = mf.read(int4_artifacts[family])
+    assert m.quantization == "int4" and m.format == "onnx"
+    assert m.parity["status"] == "passed" and m.parity["tolerance_rule"] == {"atol": 2.0, "rtol": 0.5}
+    for name, comp in m.components.items():
+        graph = int4_artifacts[family] / comp.file
+        ops = {n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node}
+        assert "MatMulNBits" in ops, name
+        assert _constant_matmuls(graph) == [], name  # the LM head too (GPT-2's is tied to the embedding)
+    fp32 = mf.read(artifacts[family])
+    assert m.model["bytes_read_per_token"] * 3 < fp32.model["bytes_read_per_token"]
+
+
+def test_int4_artifact_generates(int4_artifacts: dict[str, Path]) -> None:
+    from edgeseq import load
+    from edgeseq.generate.config import GenerationConfig
+
+    for family in FAMILIES:
+        out = load(int4_artifacts[family]).generate_ids([[5, 9, 44, 17]], GenerationConfig(max_new_tokens=5,
+                                                                                            ignore_eos=True))
+        assert len(out.ids[0]) == 5
+
+
+def test_lookup_tables_are_read_one_row_per_token(artifacts: dict[str, Path], hf_dirs: dict[str, Path]) -> None:
+    """fp32: GPT-2's tied token table is also the LM head, so all of it is read per token (only its
+    position table is a pure lookup); the tiny Llama's embedding is its own table."""
+    from transformers import AutoConfig
+
+    gpt2 = mf.read(artifacts["gpt2"]).components["decoder"]
+    assert gpt2.lookup_bytes == 256 * 64 * 4  # wpe: n_positions x n_embd float32
+    llama = mf.read(artifacts["llama"])
+    cfg = AutoConfig.from_pretrained(hf_dirs["llama"])
+    assert llama.components["decoder"].lookup_bytes == cfg.vocab_size * cfg.hidden_size * 4
+    assert llama.model["bytes_read_per_token"] == llama.components["decoder"].weight_bytes - \
+        cfg.vocab_size * cfg.hidden_size * 4
