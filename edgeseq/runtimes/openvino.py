@@ -78,8 +78,13 @@ class OpenVinoBackend(StepBackend):
             self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
         except RuntimeError:  # a device without the property (e.g. some GPU drivers)
             self.precision = PRECISIONS[wanted] or "device default"
-        self._outputs = {n: [o.get_any_name() for o in c.outputs] for n, c in self.compiled.items()}
-        self._inputs = {n: {i.get_any_name() for i in c.inputs} for n, c in self.compiled.items()}
+        # a port can carry several tensor names (converting ONNX contrib ops such as MatMulNBits adds
+        # some; which one get_any_name() returns differs between a fresh compile and the cache):
+        # take the name the manifest declares
+        self._outputs = {n: [self._declared(o.get_names(), n, "outputs") for o in c.outputs]
+                         for n, c in self.compiled.items()}
+        self._inputs = {n: {self._declared(i.get_names(), n, "inputs") for i in c.inputs}
+                        for n, c in self.compiled.items()}
         self._local = threading.local()  # an infer request per thread: one model shared by threads
 
     def graph_inputs(self, component: str) -> set[str]:
@@ -92,6 +97,11 @@ class OpenVinoBackend(StepBackend):
         if component not in reqs:
             reqs[component] = self.compiled[component].create_infer_request()
         return reqs[component]
+
+    def _declared(self, names: set[str], component: str, side: str) -> str:
+        declared = {d["name"] for d in getattr(self.manifest.components[component], side)}
+        hit = sorted(names & declared)
+        return hit[0] if hit else sorted(names)[0]
 
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self._inputs[component]
