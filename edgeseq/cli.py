@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "in --json's partial file (needs the same --json and options)")
     pr.add_argument("--time-limit", type=float, default=None, help="seconds per case (warm-up + reps); a case "
                     "past it is reported as timeout and the sweep goes on")
+    pr.add_argument("--auto", action="store_true", help="try every installed engine and compute precision that "
+                    "reads the artifact, keep those whose logits stay within tolerance of float32, profile them "
+                    "and name the fastest (lowest median end-to-end time)")
     _runtime_args(pr, 2)
 
     c = sub.add_parser("compare", help="encoder-decoder vs decoder-only (or any models): export, profile, report",
@@ -206,6 +209,11 @@ def cmd_profile(a: argparse.Namespace) -> int:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:
         raise UsageError("--resume needs --json PATH: the partial results live next to it", "add --json PATH")
+    if a.auto and (a.engine or a.precision != "f32" or a.resume):
+        raise UsageError("--auto chooses the engine and precision itself and does not resume",
+                         "drop --engine / --precision / --resume, or drop --auto")
+    if a.auto:
+        return _profile_auto(a, cfg)
     for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
         check_cases(read(art), cfg, art)
     partial = PartialReport(a.json_path, {"protocol": cfg.__dict__, "artifacts": a.artifacts}, a.resume) \
@@ -242,6 +250,49 @@ def cmd_profile(a: argparse.Namespace) -> int:
         Path(a.markdown).write_text(markdown(doc))
         print(f"wrote {a.markdown}", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
+    from tqdm import tqdm
+
+    from . import __version__
+    from .manifest import read
+    from .profile import auto
+    from .profile.bandwidth import copy_gb_s
+    from .profile.report import add_ratios, table, write_json
+    from .profile.runner import check_cases, host_info
+
+    for art in a.artifacts:
+        check_cases(read(art), cfg, art)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
+    results: list[dict[str, Any]] = []
+    checks: dict[str, list[dict[str, Any]]] = {}
+    winners: dict[str, Any] = {}
+    with tqdm(desc="profile --auto", unit="run", file=sys.stderr) as bar:
+        for art in a.artifacts:
+            got, checks[art] = auto.run(art, cfg, lambda: bar.update(1), bw)
+            results += got
+            best = auto.winner(got)
+            winners[art] = None if best is None else {k: best[k] for k in ("engine", "precision", "e2e_ms",
+                                                                           "ttft_ms", "decode_tok_s")}
+    if results:
+        add_ratios(results)
+        print(table(results))
+    for art, cs in checks.items():
+        for c in cs:
+            detail = c.get("error") or (f"max |logits diff| {c['max_abs_diff']:.3g} vs tolerance "
+                                        f"{c['tolerance']:.3g}, tokens agree: {c['tokens_agree']}")
+            print(f"check {Path(art).name}: {c['engine']} {c['precision']}: {c['status']} ({detail})")
+        w = winners[art]
+        print(f"fastest within tolerance for {Path(art).name}: " + (
+            f"--engine {w['engine']} --precision {w['precision']} (e2e {w['e2e_ms']:.0f} ms, TTFT "
+            f"{w['ttft_ms']:.1f} ms, {w['decode_tok_s']:.1f} tok/s)" if w else "none"))
+    if a.json_path:
+        write_json({"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": bw, "auto": True,
+                    "protocol": cfg.__dict__, "checks": checks, "winners": winners, "results": results},
+                   a.json_path)
+        print(f"wrote {a.json_path}", file=sys.stderr)
+    return 0 if all(winners.values()) else 1
 
 
 def cmd_devices(a: argparse.Namespace) -> int:

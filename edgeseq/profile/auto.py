@@ -1,0 +1,98 @@
+"""`edgeseq profile --auto`: the fastest engine and compute precision for an artifact that stays
+within tolerance.
+
+Candidates: every installed engine that reads the artifact's format, at each compute precision it
+offers (OpenVINO: f32 and bf16; ONNX Runtime: its float32). Each is checked first: fed the same
+32 greedy tokens as the reference (the artifact's own engine at float32; teacher-forced through
+the KV cache), its logits must stay within the parity tolerance of the artifact's weights, or of
+the compute precision where that is looser (export/parity.py TOLERANCE). Candidates that pass are
+profiled under the usual protocol; the winner has the lowest median end-to-end time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import manifest as mf
+from ..errors import EdgeseqError
+from ..export.parity import LOOSENESS, judge, prompt_ids
+from ..generate.loop import Timings, start
+from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend
+from .runner import ProfileConfig, iter_profile
+
+PRECISIONS = {"onnxruntime": ["f32"], "openvino": ["f32", "bf16"]}
+STEPS = 32
+
+
+def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
+    out = []
+    for engine, (_, _, _, formats) in ENGINES.items():
+        if m.format not in formats:
+            continue
+        try:
+            engine_module(engine)
+        except EdgeseqError:  # not installed here: not a candidate
+            continue
+        out += [(engine, p) for p in PRECISIONS.get(engine, ["f32"])]
+    return out
+
+
+def forced_logits(backend: Any, ids: list[int], gen: dict[str, Any], tokens: list[int] | None,
+                  steps: int = STEPS) -> tuple[list[int], np.ndarray]:
+    """Logits at each of `steps` positions, feeding `tokens` (teacher forcing) or, without them, the
+    greedy choice; returns the tokens fed and the logits [steps, V]."""
+    state, logits, _, _ = start(backend, [ids], gen, Timings())
+    fed, rows = [], []
+    for i in range(steps):
+        rows.append(np.array(logits[0], np.float32))
+        fed.append(int(np.argmax(logits[0])) if tokens is None else tokens[i])
+        if i + 1 < steps:
+            logits = backend.decode(state, np.array([fed[-1]]))
+    return fed, np.stack(rows)
+
+
+def _rule(weights: str, precision: str) -> str:
+    compute = "bf16" if "bf16" in precision else "fp16" if "16" in precision else "fp32"
+    return max(weights, compute, key=LOOSENESS.index)
+
+
+def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
+        bandwidth_gb_s: float | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check then profile every candidate; (profile results of those within tolerance, every check)."""
+    p = Path(path)
+    m = mf.read(p)
+    gen = m.generation
+    ids = prompt_ids((p / mf.TOKENIZER).read_text(), m.kind, gen, m.dims["vocab_size"])
+    weights = m.quantization or "fp32"
+    ref = open_backend(p, m, cfg.device, DEFAULT_ENGINE[m.format], BackendOptions(threads=cfg.threads,
+                                                                                  extra={"precision": "f32"}))
+    ref_tokens, ref_logits = forced_logits(ref, ids, gen, None)
+    del ref
+    checks, results = [], []
+    for engine, precision in candidates(m):
+        options = BackendOptions(threads=cfg.threads, extra={"precision": precision})
+        try:
+            backend = open_backend(p, m, cfg.device, engine, options)
+            _, got = forced_logits(backend, ids, gen, ref_tokens)
+            chosen = [int(t) for t in got.argmax(-1)]
+            verdict = judge(got, ref_logits, chosen, _rule(weights, backend.precision))
+            check = {"engine": engine, "precision": backend.precision, "asked": precision, **verdict}
+            del backend
+        except EdgeseqError as e:
+            check = {"engine": engine, "precision": precision, "asked": precision, "status": "error",
+                     "error": e.message}
+        checks.append(check)
+        if check["status"] != "passed":
+            continue
+        one = ProfileConfig(**{**cfg.__dict__, "engine": engine, "precision": precision}).validate()
+        for r in iter_profile(p, one, tick, bandwidth_gb_s):
+            r["auto_check"] = {k: check[k] for k in ("status", "max_abs_diff", "tolerance", "tokens_agree")}
+            results.append(r)
+    return results, checks
+
+
+def winner(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    ok = [r for r in results if r.get("status") == "ok" and r["e2e_ms"] == r["e2e_ms"]]
+    return min(ok, key=lambda r: r["e2e_ms"]) if ok else None

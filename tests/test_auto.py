@@ -1,0 +1,52 @@
+"""`edgeseq profile --auto`: every installed engine and compute precision is checked against the
+artifact's own engine at float32, only those within tolerance are profiled, the fastest is named."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeseq.cli import main
+
+FAST = ["--input-len", "8", "--output-len", "4", "--reps", "1", "--warmup", "0", "--no-bandwidth"]
+
+
+def test_auto_checks_profiles_and_names_the_fastest(artifacts: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed: only one engine to try")
+    out = tmp_path / "auto.json"
+    code = main(["profile", str(artifacts["llama"]), "--auto", "--json", str(out), *FAST])
+    stdout = capsys.readouterr().out
+    assert code == 0 and "fastest within tolerance" in stdout
+    doc = json.loads(out.read_text())
+    checks = doc["checks"][str(artifacts["llama"])]
+    assert [(c["engine"], c["asked"]) for c in checks] == [("onnxruntime", "f32"), ("openvino", "f32"),
+                                                            ("openvino", "bf16")]
+    assert checks[0]["status"] == "passed" and checks[0]["max_abs_diff"] == 0.0  # the reference itself
+    passed = {(c["engine"], c["precision"]) for c in checks if c["status"] == "passed"}
+    assert {(r["engine"], r["precision"]) for r in doc["results"]} == passed
+    best = doc["winners"][str(artifacts["llama"])]
+    assert best["e2e_ms"] == min(r["e2e_ms"] for r in doc["results"])
+
+
+def test_a_setting_outside_tolerance_is_not_profiled(artifacts: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed: only one engine to try")
+    from edgeseq.export import parity
+
+    zero = {"atol": 0.0, "rtol": 0.0}  # only bit-identical logits pass: OpenVINO's differ in the last bits
+    monkeypatch.setitem(parity.TOLERANCE, "fp32", zero)
+    monkeypatch.setitem(parity.TOLERANCE, "bf16", zero)
+    out = tmp_path / "auto.json"
+    assert main(["profile", str(artifacts["t5"]), "--auto", "--json", str(out), *FAST]) == 0
+    doc = json.loads(out.read_text())
+    assert {r["engine"] for r in doc["results"]} == {"onnxruntime"}
+    assert [c["status"] for c in doc["checks"][str(artifacts["t5"])]] == ["passed", "failed", "failed"]
+    assert "openvino f32: failed" in capsys.readouterr().out
+
+
+def test_auto_refuses_an_explicit_engine(artifacts: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", str(artifacts["llama"]), "--auto", "--engine", "openvino", *FAST]) == 2
+    assert "--auto chooses the engine" in capsys.readouterr().err
