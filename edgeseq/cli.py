@@ -344,19 +344,17 @@ def cmd_compare(a: argparse.Namespace) -> int:
              "precision": a.precision, "models": a.models or None}
     suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
     out = Path(a.out)
-    planned = [sweep.point_key(suite, src, f, w, n) for src, f, w in sweep.plan(suite) for n in suite.input_lens]
-    earlier = sweep.Store(out / sweep.RESULTS)
-    todo = sum(1 for k in planned if not earlier.finished(k))
+    store = sweep.Store(out / sweep.RESULTS)
+    todo = sweep.pending(suite, store)
     print(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
-          f"{len(suite.input_lens)} input lengths = {len(planned)} points, {todo} to measure -> {out}", file=sys.stderr)
+          f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}", file=sys.stderr)
     bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
     interrupted = False
     try:
         with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=sys.stderr) as bar:
-            store = sweep.run(suite, out, bw, bar, say=lambda msg: bar.write(msg, file=sys.stderr))
-    except KeyboardInterrupt:
+            sweep.run(suite, out, store, bw, bar, say=lambda msg: bar.write(msg, file=sys.stderr))
+    except KeyboardInterrupt:  # the store holds every point finished before the interrupt
         interrupted = True
-        store = sweep.Store(out / sweep.RESULTS)
         print(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command to resume",
               file=sys.stderr)
     rows = sweep.rows_for(suite, store)

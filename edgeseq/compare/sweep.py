@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import manifest as mf
-from ..errors import EdgeseqError
+from ..errors import EdgeseqError, ExportError
 from ..profile.report import json_safe
 from ..profile.runner import ProfileConfig, check_cases, iter_profile
 from .suite import Suite
@@ -97,19 +97,22 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     if code:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines()]
         reason = " ".join(ln for ln in lines if ln.startswith(("error:", "hint:"))) or (lines[-1] if lines else "")
-        raise ExportFailed(f"export of {source} to {fmt} ({weights}) failed (exit {code}): {reason} [log: {log}]")
+        raise ExportError(f"export of {source} to {fmt} ({weights}) failed (exit {code}): {reason} [log: {log}]",
+                          f"see {log}")
     return target
 
 
-class ExportFailed(EdgeseqError):
-    exit_code = 8
+def pending(suite: Suite, store: Store) -> int:
+    """How many of the suite's points are not finished in `store`."""
+    return sum(1 for src, f, w in plan(suite) for n in suite.input_lens
+               if not store.finished(point_key(suite, src, f, w, n)))
 
 
-def run(suite: Suite, out: Path, bandwidth_gb_s: float | None, progress: Any = None,
-        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Store:
-    """Measure every point of `suite` not already finished in OUT/results.jsonl."""
+def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, progress: Any = None,
+        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+    """Measure every point of `suite` not already finished in `store` (OUT/results.jsonl); each
+    finished point is added to it at once."""
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / RESULTS)
     for source, fmt, weights in plan(suite):
         keys = {n: point_key(suite, source, fmt, weights, n) for n in suite.input_lens}
         todo = [n for n in suite.input_lens if not store.finished(keys[n])]
@@ -145,7 +148,7 @@ def run(suite: Suite, out: Path, bandwidth_gb_s: float | None, progress: Any = N
             for r in iter_profile(art, _config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
                 n = r["input_len"]
                 measured.add(n)
-                store.add({**r, **base, "point": keys[n], "status": "ok" if r["status"] == "ok" else r["status"]})
+                store.add({**r, **base, "point": keys[n]})  # status: ok or timeout
         except EdgeseqError as e:
             for n in runnable:
                 if n not in measured:
@@ -154,7 +157,6 @@ def run(suite: Suite, out: Path, bandwidth_gb_s: float | None, progress: Any = N
             for n in runnable:
                 if n not in measured:
                     fail(n, "out of memory")
-    return store
 
 
 def _config(suite: Suite, lens: list[int]) -> ProfileConfig:

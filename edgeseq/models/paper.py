@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.steps.attention import rotary, rotate
+from ..export.steps.attention import rms_norm, rotary, rotate
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -70,7 +70,7 @@ class RMSNorm(nn.Module):
         self.weight, self.eps = nn.Parameter(torch.ones(width)), eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))  # see steps' rms_norm
+        return rms_norm(self, x)
 
 
 class Attention(nn.Module):

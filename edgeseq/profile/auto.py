@@ -10,6 +10,7 @@ profiled under the usual protocol; the winner has the lowest median end-to-end t
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -86,7 +87,7 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
         checks.append(check)
         if check["status"] != "passed":
             continue
-        one = ProfileConfig(**{**cfg.__dict__, "engine": engine, "precision": precision}).validate()
+        one = replace(cfg, engine=engine, precision=precision)
         for r in iter_profile(p, one, tick, bandwidth_gb_s):
             r["auto_check"] = {k: check[k] for k in ("status", "max_abs_diff", "tolerance", "tokens_agree")}
             results.append(r)

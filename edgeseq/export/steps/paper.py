@@ -10,8 +10,6 @@ Decoder-only: the Llama contract (input_ids, attention_mask, position_ids, *past
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -24,21 +22,41 @@ class _Base(nn.Module):
         super().__init__()
         c = model.config
         self.embed, self.lm_head, self.final_norm = model.embed, model.lm_head, model.decoder_norm
+        self.blocks = model.decoder  # the encoder replaces these with its own
         self.register_buffer("inv_freq", model.inv_freq.clone(), persistent=False)
         self.hq, self.hkv, self.d = c.num_heads, c.num_kv_heads, c.head_dim
-
-    def qkv(self, a: Attention, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return heads(a.q(h), self.hq, self.d), heads(a.k(h), self.hkv, self.d), heads(a.v(h), self.hkv, self.d)
 
     def self_attention(self, a: Attention, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                        past: tuple[torch.Tensor, torch.Tensor] | None,
                        bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotary self-attention appending to `past` (None: no cache, the encoder); output, k, v."""
-        q, k, v = self.qkv(a, h)
+        q = heads(a.q(h), self.hq, self.d)
+        k, v = heads(a.k(h), self.hkv, self.d), heads(a.v(h), self.hkv, self.d)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         return a.o(attend(q, k, v, bias, self.d**-0.5)), k, v
+
+    def decode(self, input_ids: torch.Tensor, positions: torch.Tensor, attention_mask: torch.Tensor,
+               past: tuple[torch.Tensor, ...], cross: tuple[torch.Tensor, ...] = (),
+               cross_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """The decoder blocks over new tokens with the self-attention cache `past` (and, for the
+        encoder-decoder, the cross-attention cache `cross`): last-position logits, *present_kv."""
+        cos, sin = rotary(positions, self.inv_freq)
+        bias = causal_bias(attention_mask, input_ids.shape[1])
+        x = self.embed(input_ids)
+        presents: list[torch.Tensor] = []
+        for i, blk in enumerate(self.blocks):
+            o, k, v = self.self_attention(blk.self_attn, blk.self_norm(x), cos, sin, (past[2 * i], past[2 * i + 1]),
+                                          bias)
+            presents += [k, v]
+            x = x + o
+            if cross:
+                ca = blk.cross_attn
+                q = heads(ca.q(blk.cross_norm(x)), self.hq, self.d)
+                x = x + ca.o(attend(q, cross[2 * i], cross[2 * i + 1], cross_bias, self.d**-0.5))
+            x = x + blk.mlp(blk.mlp_norm(x))
+        return (self.lm_head(self.final_norm(x[:, -1])), *presents)
 
 
 class PaperEncoder(_Base):
@@ -57,10 +75,6 @@ class PaperEncoder(_Base):
 
 
 class PaperDecoderInit(_Base):
-    def __init__(self, model: PaperModel) -> None:
-        super().__init__(model)
-        self.blocks = model.decoder
-
     def forward(self, encoder_hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out: list[torch.Tensor] = []
         for blk in self.blocks:
@@ -71,49 +85,18 @@ class PaperDecoderInit(_Base):
 
 
 class PaperDecoderStep(_Base):
-    def __init__(self, model: PaperModel) -> None:
-        super().__init__(model)
-        self.blocks = model.decoder
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, encoder_attention_mask: torch.Tensor,
                 *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.blocks)
-        self_kv, cross_kv = caches[: 2 * n], caches[2 * n:]
         t, s = input_ids.shape[1], attention_mask.shape[1]
-        pos = (torch.arange(t, device=input_ids.device) + (s - t))[None].expand(input_ids.shape[0], t)
-        cos, sin = rotary(pos, self.inv_freq)
-        self_bias, cross_bias = causal_bias(attention_mask, t), padding_bias(encoder_attention_mask)
-        x = self.embed(input_ids)
-        presents: list[torch.Tensor] = []
-        for i, blk in enumerate(self.blocks):
-            o, k, v = self.self_attention(blk.self_attn, blk.self_norm(x), cos, sin,
-                                          (self_kv[2 * i], self_kv[2 * i + 1]), self_bias)
-            presents += [k, v]
-            x = x + o
-            ca = blk.cross_attn
-            q = heads(ca.q(blk.cross_norm(x)), self.hq, self.d)
-            x = x + ca.o(attend(q, cross_kv[2 * i], cross_kv[2 * i + 1], cross_bias, self.d**-0.5))
-            x = x + blk.mlp(blk.mlp_norm(x))
-        return (self.lm_head(self.final_norm(x[:, -1])), *presents)
+        positions = (torch.arange(t, device=input_ids.device) + (s - t))[None].expand(input_ids.shape[0], t)
+        return self.decode(input_ids, positions, attention_mask, caches[: 2 * n], caches[2 * n:],
+                           padding_bias(encoder_attention_mask))
 
 
 class PaperStep(_Base):
     """Decoder-only: (input_ids, attention_mask, position_ids, *past_kv) -> logits, *present_kv."""
 
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.blocks = model.decoder
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cos, sin = rotary(position_ids, self.inv_freq)
-        bias = causal_bias(attention_mask, input_ids.shape[1])
-        x = self.embed(input_ids)
-        presents: list[torch.Tensor] = []
-        for i, blk in enumerate(self.blocks):
-            o, k, v = self.self_attention(blk.self_attn, blk.self_norm(x), cos, sin, (past[2 * i], past[2 * i + 1]),
-                                          bias)
-            presents += [k, v]
-            x = x + o
-            x = x + blk.mlp(blk.mlp_norm(x))
-        return (self.lm_head(self.final_norm(x[:, -1])), *presents)
+        return self.decode(input_ids, position_ids, attention_mask, past)
