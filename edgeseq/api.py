@@ -151,11 +151,12 @@ def _check_unicode(text: str) -> None:
 
 
 def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None,
-         precision: str = "f32") -> Model:
+         precision: str = "f32", delegate: str | None = None) -> Model:
     """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor] | auto).
 
     `precision` is the compute precision for engines that choose one (OpenVINO: f32, bf16, f16 or
-    default); ONNX Runtime's CPU provider computes in the graph's float32."""
+    default); ONNX Runtime's CPU provider computes in the graph's float32. `delegate` is a LiteRT
+    GPU / NPU delegate library (TFLite artifacts on --device gpu / npu)."""
     p = Path(path)
     manifest = mf.read(p)
     try:
@@ -165,5 +166,6 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
     except Exception as e:  # a missing or corrupt tokenizer.json: tokenizers raises a bare Exception
         raise ArtifactError(f"cannot read {p / mf.TOKENIZER} ({e})", "re-export the artifact") from e
     backend = open_backend(p, manifest, device, engine, BackendOptions(threads=threads,
-                                                                      extra={"precision": precision}))
+                                                                      extra={"precision": precision,
+                                                                             "delegate": delegate}))
     return Model(p, manifest, backend, tokenizer)

@@ -28,12 +28,14 @@ def _ints(text: str) -> list[int]:
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
     p.add_argument("--device", default="cpu", help="cpu | gpu | npu | auto, optionally with a vendor: gpu:cuda, "
                    "npu:qnn (default: cpu; `edgeseq devices` lists this host's)")
-    p.add_argument("--engine", default=None, help="onnxruntime | openvino (default: the artifact format's own; "
-                   "openvino also runs onnx artifacts)")
+    p.add_argument("--engine", default=None, help="onnxruntime | openvino | litert (default: the artifact "
+                   "format's own; openvino also runs onnx artifacts)")
     p.add_argument("--threads", type=int, default=threads_default,
                    help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
     p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
                    "default (the device's choice: bf16 on CPUs that have it); recorded in every profile")
+    p.add_argument("--delegate", default=None, metavar="PATH", help="LiteRT (tflite artifacts): a GPU or NPU "
+                   "delegate library for --device gpu / npu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "a self-describing artifact directory (graphs, tokenizer, edgeseq.json).")
     e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
-    e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino (default: onnx)")
+    e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
     e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits); "
-                   "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra)")
+                   "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
+                   "also int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
+    e.add_argument("--max-input", type=int, default=None, help="tflite: longest prompt (encoder input) the "
+                   "artifact takes (default: 256); longer prompts are refused, never truncated")
+    e.add_argument("--max-output", type=int, default=None, help="tflite: most new tokens per request; sets the "
+                   "fixed KV-cache length (default: 128)")
+    e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite: prompt lengths compiled besides "
+                   "--max-input, comma list (default: 32,128 below --max-input); a prompt is padded to the "
+                   "smallest bucket that holds it")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     e.add_argument("--parity-steps", type=int, default=32,
@@ -155,8 +165,16 @@ def _version() -> str:
 def cmd_export(a: argparse.Namespace) -> int:
     from .export.pipeline import export
 
+    shape = None
+    if (a.max_input, a.max_output, a.prefill_buckets) != (None, None, None):
+        from .export.steps.static import StaticShape
+
+        d = StaticShape()
+        shape = StaticShape(max_input=d.max_input if a.max_input is None else a.max_input,
+                            max_output=d.max_output if a.max_output is None else a.max_output,
+                            buckets=tuple(a.prefill_buckets or ()))
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
-               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights)
+               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape)
     return 0 if m.parity.get("status") != "failed" else 8
 
 
@@ -171,7 +189,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
                            repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
                            num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
                            length_penalty=a.length_penalty).validate()
-    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision)
+    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
+                 delegate=a.delegate)
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
@@ -204,7 +223,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
-                        precision=a.precision).validate()
+                        precision=a.precision, delegate=a.delegate).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:

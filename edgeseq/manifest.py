@@ -30,6 +30,8 @@ class ComponentInfo:
     weight_bytes: int = 0  # bytes of the weights stored in this graph
     matmul_weights: int = 0  # weights one token is multiplied with in this graph (0: not recorded)
     lookup_bytes: int = 0  # bytes of tables read one row per token (embedding lookups), part of weight_bytes
+    # static-shape formats: signature name -> tokens (or encoder positions) it takes; {} = dynamic shapes
+    signatures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "sha256"}
     created: str = ""
+    # static shapes (TFLite): max_input, max_output, cache_length, buckets (, cross_length); None = dynamic
+    static: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -78,7 +82,7 @@ class Manifest:
             _check_types(data)
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
-            optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created")
+            optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
@@ -127,6 +131,17 @@ def _check_types(data: dict[str, Any]) -> None:
     need(all(isinstance(k, str) and "/" not in k and "\\" not in k and k not in ("", ".", "..")
              for k in files), "files must be plain file names inside the artifact")
     need(isinstance(data.get("parity", {}), dict), "'parity' must be an object")
+    static = data.get("static")
+    if static is not None:
+        need(isinstance(static, dict), "'static' must be an object")
+        for key in ("max_input", "max_output", "cache_length"):
+            need(isinstance(static.get(key), int) and static[key] > 0, f"static.{key} must be a positive integer")
+        need(isinstance(static.get("buckets"), list) and all(isinstance(b, int) and b > 0 for b in static["buckets"]),
+             "static.buckets must be a list of positive integers")
+        for name in _STEP[data["kind"]]:
+            sigs = data["components"][name].get("signatures")
+            need(isinstance(sigs, dict) and bool(sigs) and all(isinstance(v, int) and v > 0 for v in sigs.values()),
+                 f"components.{name}.signatures must map names to token counts")
 
 
 def read(directory: str | Path, check_files: bool = True) -> Manifest:

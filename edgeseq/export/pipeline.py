@@ -21,9 +21,12 @@ from ..errors import ExportError, ParityError, UsageError, require
 
 # format -> (exporter module, default engine)
 FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime"),
-                                       "openvino": ("edgeseq.export.openvino", "openvino")}
+                                       "openvino": ("edgeseq.export.openvino", "openvino"),
+                                       "tflite": ("edgeseq.export.tflite", "litert")}
 # weight formats each exporter writes
-WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4"), "openvino": ("fp32", "fp16", "int8", "int4")}
+WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4"), "openvino": ("fp32", "fp16", "int8", "int4"),
+                                       "tflite": ("fp32", "int8", "int8-wo")}
+STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -32,7 +35,10 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
-           keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32") -> mf.Manifest:
+           keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32",
+           shape: Any = None) -> mf.Manifest:
+    """`shape` (steps.static.StaticShape) sets the prompt / output limits and buckets of a static
+    format (tflite); None takes its defaults."""
     if format not in FORMATS:
         raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
     if weights not in WEIGHTS[format]:
@@ -47,8 +53,18 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         raise UsageError(f"output directory {out} already exists", "pass --overwrite or choose another --out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
+    if shape is not None and format not in STATIC_FORMATS:
+        raise UsageError(f"--max-input, --max-output and --prefill-buckets apply to static-shape formats, not {format}",
+                         f"drop them, or export with --format {' / '.join(STATIC_FORMATS)}")
     require("torch", "export")
     require("onnx", "export")
+    if format == "tflite":
+        require("litert_torch", "tflite")
+        require("ai_edge_litert", "tflite")
+        if shape is None:
+            from .steps.static import StaticShape
+
+            shape = StaticShape()
     if format == "openvino":
         require("openvino", "openvino")
         if weights in ("int8", "int4"):
@@ -62,7 +78,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
-        m = _write(spec, tmp, format, parity_steps, quiet, weights)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
@@ -99,7 +115,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str) -> mf.Manifest:
+def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
@@ -107,7 +123,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     from .steps import components, matmul_weights
 
     exporter = importlib.import_module(FORMATS[format][0])
-    comps = components(spec)
+    comps = exporter.components(spec, shape) if format in STATIC_FORMATS else components(spec)
     _say(f"[2/4] exporting {len(comps)} graph(s) to {format}", quiet)
     infos = {}
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
@@ -117,7 +133,8 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
-                    tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    static=shape.as_dict(spec.kind) if format in STATIC_FORMATS else None)
     m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
     if parity_steps:
         _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)
@@ -159,7 +176,7 @@ def _versions() -> dict[str, str]:
 
     out = {}
     for name in ("edgeseq", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf",
-                 "tokenizers", "numpy"):
+                 "litert-torch", "ai-edge-litert", "ai-edge-quantizer", "tokenizers", "numpy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -38,6 +38,7 @@ class ProfileConfig:
     device: str = "cpu"
     engine: str | None = None
     precision: str = "f32"  # engines that choose a compute precision (OpenVINO) are told this one
+    delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -67,6 +68,12 @@ def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
         if need > limit:
             raise UsageError(f"{where}: --input-len {in_len} with --output-len {out_len} exceeds the model's "
                              f"maximum of {limit} positions", "profile shorter lengths for this artifact")
+        st = m.static
+        if st and (in_len > st["max_input"] or out_len > st["max_output"]):
+            raise UsageError(f"{where}: a static-shape artifact compiled for prompts up to {st['max_input']} and "
+                             f"{st['max_output']} new tokens cannot run --input-len {in_len} --output-len {out_len}",
+                             f"re-export with --max-input {max(in_len, st['max_input'])} "
+                             f"--max-output {max(out_len, st['max_output'])}")
 
 
 def case_key(artifact: str | Path, in_len: int, out_len: int, batch: int) -> str:
@@ -101,7 +108,7 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
     rss_before = rss_mb()
     with PeakRSS() as peak:
-        options = BackendOptions(threads=cfg.threads, extra={"precision": cfg.precision})
+        options = BackendOptions(threads=cfg.threads, extra={"precision": cfg.precision, "delegate": cfg.delegate})
         backend = open_backend(p, m, cfg.device, cfg.engine, options)
         warm_ms = None
         if backend.compile_cache:  # load again: the compiled blobs are cached now

@@ -14,8 +14,9 @@ ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "onnxruntime": ("edgeseq.runtimes.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
     # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
     "openvino": ("edgeseq.runtimes.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
+    "litert": ("edgeseq.runtimes.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
 }
-DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino"}
+DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
 
 
 def engine_module(engine: str) -> Any:

@@ -28,9 +28,12 @@ class State:
     positions: np.ndarray | None = None  # next position per row, int64 [B]
     encoder_mask: np.ndarray | None = None  # int64 [B, S] (encoder-decoder)
     cross: dict[str, np.ndarray] = field(default_factory=dict)  # cross-attention caches (encoder-decoder)
+    slots: int | None = None  # static shapes (runtimes/static.py): cache slots used; None = dynamic
 
     @property
     def length(self) -> int:
+        if self.slots is not None:
+            return self.slots
         return 0 if self.mask is None else int(self.mask.shape[1])
 
 
@@ -73,7 +76,8 @@ class StepBackend(ABC):
 
     def _check_contract(self) -> None:
         """The manifest's cache names must be the graphs' inputs: the loop feeds exactly those."""
-        plain = {"input_ids", "attention_mask", "position_ids", "encoder_attention_mask", "encoder_hidden_states"}
+        plain = {"input_ids", "attention_mask", "position_ids", "encoder_attention_mask", "encoder_hidden_states",
+                 "cache_position"}
         for name, comp in self.manifest.components.items():
             have = self.graph_inputs(name)
             want = plain & have | set(comp.cache_inputs)

@@ -34,6 +34,10 @@ TABLE: list[DeviceRow] = [
     DeviceRow("openvino", "gpu", "intel", "GPU", "Intel GPU driver (compute runtime) + pip install openvino"),
     DeviceRow("openvino", "npu", "intel", "NPU", "Intel NPU driver + pip install openvino"),
     DeviceRow("openvino", "auto", "", "AUTO", "pip install openvino"),
+    DeviceRow("litert", "cpu", "", "XNNPACK", "pip install ai-edge-litert"),
+    DeviceRow("litert", "gpu", "delegate", "GPU delegate", "a LiteRT GPU delegate library (--delegate PATH)"),
+    DeviceRow("litert", "npu", "delegate", "NPU delegate", "a vendor NPU delegate library, e.g. Qualcomm QNN's "
+              "(--delegate PATH)"),
 ]
 
 

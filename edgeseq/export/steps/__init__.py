@@ -27,6 +27,9 @@ class Component:
     dynamic: dict[str, dict[int, str]]  # tensor name -> {axis: symbolic dim name}
     cache_inputs: list[str] = field(default_factory=list)
     cache_outputs: list[str] = field(default_factory=list)
+    # static shapes (steps/static.py): signature name -> named example inputs, one compiled shape each
+    signatures: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    example_kwargs: dict[str, torch.Tensor] = field(default_factory=dict)  # with an empty `example`
 
 
 def kv_names(prefix: str, layers: int) -> list[str]:
@@ -107,7 +110,7 @@ def matmul_weights(c: Component) -> int:
     handles = [m.register_forward_hook(hook) for m in layers]
     try:
         with torch.no_grad():
-            c.module(*c.example)
+            c.module(*c.example, **c.example_kwargs)
     finally:
         for h in handles:
             h.remove()

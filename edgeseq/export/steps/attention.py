@@ -11,14 +11,48 @@ import torch
 NEG = -1e9
 
 
-def causal_bias(attention_mask: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    """[B, S] 1/0 key mask -> additive [B, 1, T, S]: key j is visible to new token i if j <= past + i."""
-    s = attention_mask.shape[1]
-    past = s - new_tokens
-    q_pos = torch.arange(new_tokens, device=attention_mask.device) + past  # [T]
-    k_pos = torch.arange(s, device=attention_mask.device)  # [S]
-    visible = (k_pos[None, :] <= q_pos[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
+def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor) -> torch.Tensor:
+    """[B, S] 1/0 key mask, [T] cache slots of the new tokens -> additive [B, 1, T, S]: key j is
+    visible to new token i if j <= q_slots[i] and the mask marks j as a real token."""
+    k_pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # [S]
+    visible = (k_pos[None, :] <= q_slots[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
     return torch.where(visible, 0.0, NEG)
+
+
+class KVWrite:
+    """Where a step module puts the keys and values of its new tokens; every family's step calls it.
+
+    Default (`slots` is None): appended to the past, so the cache grows by T tokens a step (dynamic
+    shapes: ONNX, OpenVINO). Static shapes (TFLite, NPUs): the cache has a fixed number of slots C,
+    `slots` [T] names the ones the new tokens take, and the attention mask [B, C] marks which slots
+    hold real tokens. `steps.static.Static` sets `slots` from its cache_position input for one forward.
+    """
+
+    def __init__(self) -> None:
+        self.slots: torch.Tensor | None = None
+
+    def query_slots(self, t: int, s: int, device: torch.device) -> torch.Tensor:
+        """[T] the new tokens' places among the S keys (T5 and the paper family derive positions from it)."""
+        return torch.arange(t, device=device) + (s - t) if self.slots is None else self.slots
+
+    def bias(self, attention_mask: torch.Tensor, t: int) -> torch.Tensor:
+        return causal_bias(attention_mask, self.query_slots(t, attention_mask.shape[1], attention_mask.device))
+
+    def append(self, past: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """past [B, H, P or C, D] + new [B, H, T, D] -> the cache the attention reads."""
+        if self.slots is None:
+            return torch.cat([past, new], dim=2)
+        return write_slots(past, new, self.slots)
+
+
+def write_slots(cache: torch.Tensor, new: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """cache [B, H, C, D] with rows `slots` [T] replaced by new [B, H, T, D], written as a one-hot
+    matrix product: plain MatMul / Mul / Add that every converter and NPU compiler takes (index_copy
+    becomes a general scatter, which TFLite runs outside XNNPACK and HTP does not accept). Exact in
+    float: each output element is one product with 1.0 plus zeros."""
+    one_hot = (torch.arange(cache.shape[2], device=cache.device)[:, None] == slots[None, :]).to(cache.dtype)  # [C, T]
+    keep = 1.0 - one_hot.sum(dim=1, keepdim=True)  # [C, 1]
+    return cache * keep + one_hot @ new
 
 
 def padding_bias(attention_mask: torch.Tensor) -> torch.Tensor:

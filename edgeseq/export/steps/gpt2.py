@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads
+from .attention import KVWrite, attend, heads
 
 
 class GPT2Step(nn.Module):
@@ -19,19 +19,19 @@ class GPT2Step(nn.Module):
         self.blocks, self.ln_f, self.lm_head = hf.transformer.h, hf.transformer.ln_f, hf.lm_head
         self.n_heads, self.width = cfg.n_head, cfg.n_embd
         self.head_dim = cfg.n_embd // cfg.n_head
+        self.kv = KVWrite()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.wte(input_ids) + self.wpe(position_ids)  # [B, T, E]
-        bias = causal_bias(attention_mask, input_ids.shape[1])
+        bias = self.kv.bias(attention_mask, input_ids.shape[1])
         presents: list[torch.Tensor] = []
         n, d = self.n_heads, self.head_dim
         for i, block in enumerate(self.blocks):
             a = block.attn
             q, k, v = a.c_attn(block.ln_1(x)).split(self.width, dim=2)
             q, k, v = heads(q, n, d), heads(k, n, d), heads(v, n, d)
-            k = torch.cat([past[2 * i], k], dim=2)
-            v = torch.cat([past[2 * i + 1], v], dim=2)
+            k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
             presents += [k, v]
             x = x + a.c_proj(attend(q, k, v, bias, a.scaling))
             x = x + block.mlp(block.ln_2(x))

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads, rms_norm, rotary, rotate
+from .attention import KVWrite, attend, heads, rms_norm, rotary, rotate
 
 
 class LlamaStep(nn.Module):
@@ -24,11 +24,12 @@ class LlamaStep(nn.Module):
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.kv = KVWrite()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.embed(input_ids)  # [B, T, H]
-        bias = causal_bias(attention_mask, input_ids.shape[1])
+        bias = self.kv.bias(attention_mask, input_ids.shape[1])
         cos, sin = rotary(position_ids, self.rotary.inv_freq, self.rotary.attention_scaling)
         presents: list[torch.Tensor] = []
         d, scale = self.head_dim, self.head_dim**-0.5
@@ -39,8 +40,7 @@ class LlamaStep(nn.Module):
             k = heads(a.k_proj(h), self.n_kv, d)
             v = heads(a.v_proj(h), self.n_kv, d)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            k = torch.cat([past[2 * i], k], dim=2)
-            v = torch.cat([past[2 * i + 1], v], dim=2)
+            k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
             presents += [k, v]
             x = x + a.o_proj(attend(q, k, v, bias, scale))
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))

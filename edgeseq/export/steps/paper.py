@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...models.paper import Attention, PaperModel, centred_positions
-from .attention import attend, causal_bias, heads, padding_bias, rotary, rotate
+from .attention import KVWrite, attend, heads, padding_bias, rotary, rotate
 
 
 class _Base(nn.Module):
@@ -25,6 +25,7 @@ class _Base(nn.Module):
         self.blocks = model.decoder  # the encoder replaces these with its own
         self.register_buffer("inv_freq", model.inv_freq.clone(), persistent=False)
         self.hq, self.hkv, self.d = c.num_heads, c.num_kv_heads, c.head_dim
+        self.kv = KVWrite()
 
     def self_attention(self, a: Attention, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                        past: tuple[torch.Tensor, torch.Tensor] | None,
@@ -34,7 +35,7 @@ class _Base(nn.Module):
         k, v = heads(a.k(h), self.hkv, self.d), heads(a.v(h), self.hkv, self.d)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            k, v = self.kv.append(past[0], k), self.kv.append(past[1], v)
         return a.o(attend(q, k, v, bias, self.d**-0.5)), k, v
 
     def decode(self, input_ids: torch.Tensor, positions: torch.Tensor, attention_mask: torch.Tensor,
@@ -43,7 +44,7 @@ class _Base(nn.Module):
         """The decoder blocks over new tokens with the self-attention cache `past` (and, for the
         encoder-decoder, the cross-attention cache `cross`): last-position logits, *present_kv."""
         cos, sin = rotary(positions, self.inv_freq)
-        bias = causal_bias(attention_mask, input_ids.shape[1])
+        bias = self.kv.bias(attention_mask, input_ids.shape[1])
         x = self.embed(input_ids)
         presents: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
@@ -89,7 +90,7 @@ class PaperDecoderStep(_Base):
                 *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = len(self.blocks)
         t, s = input_ids.shape[1], attention_mask.shape[1]
-        positions = (torch.arange(t, device=input_ids.device) + (s - t))[None].expand(input_ids.shape[0], t)
+        positions = self.kv.query_slots(t, s, input_ids.device)[None].expand(input_ids.shape[0], t)
         return self.decode(input_ids, positions, attention_mask, caches[: 2 * n], caches[2 * n:],
                            padding_bias(encoder_attention_mask))
 

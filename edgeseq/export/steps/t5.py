@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import attend, causal_bias, heads, padding_bias, rms_norm
+from .attention import KVWrite, attend, heads, padding_bias, rms_norm
 
 
 def relative_buckets(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -43,6 +43,7 @@ class _T5Base(nn.Module):
         self.n_heads, self.d_kv = cfg.num_heads, cfg.d_kv
         self.num_buckets = cfg.relative_attention_num_buckets
         self.max_distance = cfg.relative_attention_max_distance
+        self.kv = KVWrite()
 
     def position_bias(self, table: nn.Embedding, q_pos: torch.Tensor, k_pos: torch.Tensor,
                       bidirectional: bool) -> torch.Tensor:
@@ -109,18 +110,18 @@ class T5DecoderStep(_T5Base):
         self_kv, cross_kv = caches[: 2 * n], caches[2 * n:]
         t, s = input_ids.shape[1], attention_mask.shape[1]
         x = self.embed(input_ids)
-        q_pos = torch.arange(t, device=input_ids.device) + (s - t)
+        q_pos = self.kv.query_slots(t, s, input_ids.device)  # decoder positions are cache places (no padding)
         k_pos = torch.arange(s, device=input_ids.device)
         table = self.blocks[0].layer[0].SelfAttention.relative_attention_bias
-        self_bias = self.position_bias(table, q_pos, k_pos, bidirectional=False) + causal_bias(attention_mask, t)
+        self_bias = self.position_bias(table, q_pos, k_pos, bidirectional=False) + self.kv.bias(attention_mask, t)
         cross_bias = padding_bias(encoder_attention_mask)
         presents: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             sa, ca, ff = block.layer[0], block.layer[1], block.layer[2]
             h = rms_norm(sa.layer_norm, x)
             q = heads(sa.SelfAttention.q(h), self.n_heads, self.d_kv)
-            k = torch.cat([self_kv[2 * i], heads(sa.SelfAttention.k(h), self.n_heads, self.d_kv)], dim=2)
-            v = torch.cat([self_kv[2 * i + 1], heads(sa.SelfAttention.v(h), self.n_heads, self.d_kv)], dim=2)
+            k = self.kv.append(self_kv[2 * i], heads(sa.SelfAttention.k(h), self.n_heads, self.d_kv))
+            v = self.kv.append(self_kv[2 * i + 1], heads(sa.SelfAttention.v(h), self.n_heads, self.d_kv))
             presents += [k, v]
             x = x + sa.SelfAttention.o(attend(q, k, v, self_bias, 1.0))
             x = x + self.attention(ca.EncDecAttention, rms_norm(ca.layer_norm, x), (cross_kv[2 * i], cross_kv[2 * i + 1]),

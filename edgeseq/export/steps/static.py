@@ -1,0 +1,155 @@
+"""Static-shape step modules: a fixed-length KV cache written by slot, prompts in length buckets.
+
+For runtimes that compile every shape ahead of time (TFLite / LiteRT, NPUs). The same family step
+modules run here as in the dynamic formats; `Static` only switches their `KVWrite` to slot mode.
+
+Decoder-only, one component `decoder`, one signature per prefill bucket P plus `decode` (T = 1):
+  (input_ids [1,T], attention_mask [1,C], position_ids [1,T], cache_position [T], *past [1,Hkv,C,D])
+      -> logits [1,V], *present [1,Hkv,C,D]
+  cache_position: the slots the T new tokens take; attention_mask marks the slots holding real
+  tokens after this step. A prompt shorter than its bucket is left-padded (mask 0), as in a batch.
+Encoder-decoder: `encoder` and `decoder_init` have one signature per encoder bucket S (the runtime
+pads the cross-attention cache it gets to the largest bucket); `decoder_step` has one, `decode`:
+  (input_ids [1,1], attention_mask [1,C], encoder_attention_mask [1,Smax], cache_position [1],
+   *self_kv [1,Hkv,C,D], *cross_kv [1,Hkv,Smax,D]) -> logits [1,V], *present_self_kv [1,Hkv,C,D]
+
+Cache length C: max_input + max_output for a decoder-only model (a bucket's padding takes slots
+too, and the largest bucket is max_input); max_output for an encoder-decoder's decoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import UsageError
+from ...models.spec import ModelSpec
+from . import Component, kv_names
+
+DEFAULT_BUCKETS = (32, 128)
+
+
+@dataclass(frozen=True)
+class StaticShape:
+    """The shapes a static export compiles: the longest prompt, the most new tokens, the buckets."""
+
+    max_input: int = 256
+    max_output: int = 128
+    buckets: tuple[int, ...] = ()  # prompt (decoder-only) or encoder input lengths; max_input is always one
+
+    def __post_init__(self) -> None:
+        for name, v in (("--max-input", self.max_input), ("--max-output", self.max_output)):
+            if not isinstance(v, int) or v < 1:
+                raise UsageError(f"{name} must be a positive integer, got {v}", f"for example {name} 256")
+        bad = [b for b in self.buckets if not isinstance(b, int) or b < 1]
+        if bad:
+            raise UsageError(f"prefill buckets must be positive integers, got {bad}", "for example --prefill-buckets 32,128")
+        over = [b for b in self.buckets if b > self.max_input]
+        if over:
+            raise UsageError(f"prefill buckets {over} exceed --max-input {self.max_input}",
+                             f"raise --max-input to {max(over)} or drop those buckets")
+
+    @property
+    def all_buckets(self) -> list[int]:
+        given = self.buckets or tuple(b for b in DEFAULT_BUCKETS if b < self.max_input)
+        return sorted(set(given) | {self.max_input})
+
+    def cache_length(self, kind: str) -> int:
+        return self.max_input + self.max_output if kind == "decoder-only" else self.max_output
+
+    def check(self, spec: ModelSpec) -> None:
+        """Limits that depend on the model: positions it can address."""
+        limit = spec.dims.max_positions
+        need = self.cache_length(spec.kind) if spec.kind == "decoder-only" else max(self.max_input, self.max_output)
+        if need > limit:
+            raise UsageError(f"--max-input {self.max_input} + --max-output {self.max_output} need {need} positions; "
+                             f"{spec.name} has {limit}", f"keep the cache within {limit} positions")
+
+    def as_dict(self, kind: str) -> dict[str, Any]:
+        d: dict[str, Any] = {"max_input": self.max_input, "max_output": self.max_output,
+                             "cache_length": self.cache_length(kind), "buckets": self.all_buckets}
+        if kind == "encoder-decoder":
+            d["cross_length"] = self.max_input
+        return d
+
+
+class Static(nn.Module):
+    """A family step module in slot mode, called with named inputs (converters name signature
+    inputs after keyword arguments). `cache_position` is the one input the dynamic step lacks."""
+
+    def __init__(self, step: nn.Module, inputs: list[str], outputs: list[str], plain: int) -> None:
+        super().__init__()
+        self.step, self.inputs, self.outputs, self.plain = step, inputs, outputs, plain
+
+    def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        args = [feeds[arg_name(n)] for n in self.inputs]
+        kv = self.step.kv  # type: ignore[union-attr]
+        kv.slots = args[self.plain]
+        try:
+            out = self.step(*args[: self.plain], *args[self.plain + 1:])
+        finally:
+            kv.slots = None
+        return dict(zip(self.outputs, out))
+
+
+class Named(nn.Module):
+    """A step module without a cache (encoder, decoder_init), called with named inputs."""
+
+    def __init__(self, module: nn.Module, inputs: list[str], outputs: list[str]) -> None:
+        super().__init__()
+        self.module, self.inputs, self.outputs = module, inputs, outputs
+
+    def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.module(*[feeds[arg_name(n)] for n in self.inputs])
+        return dict(zip(self.outputs, out if isinstance(out, tuple) else (out,)))
+
+
+def arg_name(name: str) -> str:
+    """A tensor name as a signature input name: keyword arguments cannot hold dots (past.0.key -> past_0_key)."""
+    return name.replace(".", "_")
+
+
+def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
+    from . import components
+
+    shape.check(spec)
+    dynamic = {c.name: c for c in components(spec)}
+    d, c_len = spec.dims, shape.cache_length(spec.kind)
+    kv = lambda n: torch.randn(1, d.num_kv_heads, n, d.head_dim)  # noqa: E731
+    if spec.kind == "decoder-only":
+        dec = dynamic["decoder"]
+        inputs = ["input_ids", "attention_mask", "position_ids", "cache_position", *dec.cache_inputs]
+        sigs = {}
+        for name, t in [*((f"prefill_{b}", b) for b in shape.all_buckets), ("decode", 1)]:
+            ex = (torch.randint(4, 50, (1, t)), torch.ones(1, c_len, dtype=torch.int64),
+                  torch.arange(t)[None], torch.arange(t), *(kv(c_len) for _ in dec.cache_inputs))
+            sigs[name] = _named(inputs, ex)
+        module = Static(dec.module, inputs, dec.outputs, plain=3)
+        return [_component(dec, module, inputs, sigs)]
+
+    enc, init, step = dynamic["encoder"], dynamic["decoder_init"], dynamic["decoder_step"]
+    s_max = shape.max_input
+    enc_sigs, init_sigs = {}, {}
+    for b in shape.all_buckets:
+        enc_sigs[f"encode_{b}"] = _named(enc.inputs, (torch.randint(4, 50, (1, b)), torch.ones(1, b, dtype=torch.int64)))
+        init_sigs[f"init_{b}"] = _named(init.inputs, (torch.randn(1, b, d.hidden_size),))
+    self_in = [n for n in step.cache_inputs if n.startswith("past.")]
+    cross_in = [n for n in step.cache_inputs if n.startswith("cross.")]
+    inputs = ["input_ids", "attention_mask", "encoder_attention_mask", "cache_position", *step.cache_inputs]
+    ex = (torch.randint(4, 50, (1, 1)), torch.ones(1, c_len, dtype=torch.int64), torch.ones(1, s_max, dtype=torch.int64),
+          torch.arange(1), *(kv(c_len) for _ in self_in), *(kv(s_max) for _ in cross_in))
+    return [_component(enc, Named(enc.module, enc.inputs, enc.outputs), enc.inputs, enc_sigs),
+            _component(init, Named(init.module, init.inputs, init.outputs), init.inputs, init_sigs),
+            _component(step, Static(step.module, inputs, step.outputs, plain=3), inputs, {"decode": _named(inputs, ex)})]
+
+
+def _named(inputs: list[str], example: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    return {arg_name(n): t for n, t in zip(inputs, example)}
+
+
+def _component(dyn: Component, module: nn.Module, inputs: list[str], sigs: dict[str, dict[str, torch.Tensor]]) -> Component:
+    last = list(sigs.values())[-1]  # the decode signature: what matmul_weights traces
+    return Component(dyn.name, module, inputs, dyn.outputs, (), {}, dyn.cache_inputs, dyn.cache_outputs,
+                     signatures=sigs, example_kwargs=last)

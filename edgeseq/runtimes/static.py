@@ -1,0 +1,145 @@
+"""Bookkeeping for static-shape artifacts (export/steps/static.py): a fixed-length cache written by
+slot, prompts padded into length buckets, batch 1 graphs.
+
+Engines subclass `StaticStepBackend` and implement `invoke(component, signature, feeds)` for one
+row; rows of a batch (batched generate, beam search) run one after another. The generation loop
+sees the same prefill / decode / encode / reorder / trim as with dynamic shapes.
+
+Limits are errors, never silent: a prompt longer than the largest bucket, an encoder input longer
+than the largest encoder bucket, or a step that would write past the cache.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError
+from .base import State, StepBackend
+
+
+class StaticStepBackend(StepBackend):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        static = self.manifest.static
+        if not static:
+            raise ArtifactError(f"{self.artifact} has no static-shape description in its manifest",
+                                "re-export it with a static-shape format (--format tflite)")
+        self.static = static
+        self.cache_length = int(static["cache_length"])
+        self.step_name = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
+        self.usage: dict[str, Any] = {}  # the last prompt's bucket and padding, for reports
+
+    @abstractmethod
+    def invoke(self, component: str, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one signature of one component for a batch of one row."""
+
+    def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The signature whose length fits the feeds exactly (input_ids' or hidden states' axis 1)."""
+        first = feeds.get("input_ids", feeds.get("encoder_hidden_states"))
+        assert first is not None
+        return self.run_signature(component, self._signature(component, int(first.shape[1])), feeds)
+
+    def run_signature(self, component: str, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = next(v.shape[0] for k, v in feeds.items() if k != "cache_position")
+        if batch == 1:
+            return self.invoke(component, signature, feeds)
+        rows = [self.invoke(component, signature, {k: v if k == "cache_position" else v[b: b + 1]
+                                                   for k, v in feeds.items()}) for b in range(batch)]
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+    def _signature(self, component: str, tokens: int) -> str:
+        sigs = self.manifest.components[component].signatures
+        exact = [name for name, n in sigs.items() if n == tokens]
+        if not exact:
+            raise InputError(f"{component} has no signature for {tokens} tokens (has {sorted(sigs.values())})",
+                             "use prefill() / decode(), which pad into a bucket")
+        return exact[0]
+
+    def _bucket(self, component: str, tokens: int) -> tuple[str, int] | None:
+        """The smallest signature of `component` that holds `tokens`: (name, length), or None."""
+        fits = sorted((n, name) for name, n in self.manifest.components[component].signatures.items() if n >= tokens)
+        return (fits[0][1], fits[0][0]) if fits else None
+
+    # -- the steps ---------------------------------------------------------------------------------
+    def new_state(self, batch: int) -> State:
+        state = State(batch=batch, slots=0)
+        for name in self.manifest.components[self.step_name].cache_inputs:
+            if name.startswith("past."):
+                state.caches[name] = np.zeros((batch, self.kv_heads, self.cache_length, self.head_dim), np.float32)
+        state.mask = np.zeros((batch, self.cache_length), np.int64)
+        state.positions = np.zeros(batch, np.int64)
+        return state
+
+    def encode(self, state: State, ids: np.ndarray, mask: np.ndarray) -> None:
+        n = ids.shape[1]
+        fit = self._bucket("encoder", n)
+        if fit is None:
+            top = max(self.manifest.components["encoder"].signatures.values())
+            raise InputError(f"an input of {n} tokens is longer than this artifact's largest encoder bucket ({top})",
+                             f"shorten the input, or re-export with --max-input {n} or more")
+        name, length = fit
+        pad = length - n
+        ids_p = np.pad(ids, ((0, 0), (0, pad)))
+        mask_p = np.pad(mask, ((0, 0), (0, pad)))  # right padding: the encoder is bidirectional, masked keys
+        hidden = self.run_signature("encoder", name, {"input_ids": ids_p, "attention_mask": mask_p})
+        init = self._signature("decoder_init", length)
+        cross = self.run_signature("decoder_init", init, hidden)
+        # the decoder step reads cross caches of one length: pad them (masked) to it
+        full = int(self.static.get("cross_length", length))
+        state.cross = {k: np.pad(v, ((0, 0), (0, 0), (0, full - length), (0, 0))) for k, v in cross.items()}
+        state.encoder_mask = np.pad(mask_p, ((0, 0), (0, full - length)))
+        self.usage = {"encoder_bucket": length, "encoder_padding": pad}
+
+    def trim(self, state: State, n: int) -> None:
+        assert state.slots is not None and state.mask is not None and state.positions is not None
+        if not 0 <= n <= state.slots:
+            raise InputError(f"cannot rewind {n} positions of a cache holding {state.slots}",
+                             "rewind at most as many tokens as were fed")
+        keep = state.slots - n
+        state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
+        state.mask = state.mask.copy()
+        state.mask[:, keep:] = 0
+        state.slots = keep
+
+    def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        assert state.slots is not None and state.mask is not None
+        t = ids.shape[1]
+        fit = self._bucket(self.step_name, t)
+        if fit is None:
+            sigs = self.manifest.components[self.step_name].signatures
+            if max(sigs.values()) == 1:  # an encoder-decoder's decoder: one token at a time
+                logits = np.empty(0)
+                for i in range(t):
+                    logits = self._step(state, ids[:, i:i + 1], new_mask[:, i:i + 1], pos[:, i:i + 1])
+                return logits
+            raise InputError(f"a prompt of {t} tokens is longer than this artifact's largest prefill bucket "
+                             f"({max(sigs.values())})", f"shorten the prompt, or re-export with --max-input {t} or more")
+        name, length = fit
+        pad, start = length - t, state.slots
+        if start + length > self.cache_length:
+            what = f"{length} slots ({pad} of them padding)" if pad else f"{length} slot{'s' if length > 1 else ''}"
+            raise InputError(f"the KV cache holds {self.cache_length} positions: {start} are used and this step needs "
+                             f"{what}", "generate fewer tokens, or re-export with a larger --max-output")
+        if state.encoder_mask is None and self.manifest.kind == "encoder-decoder":
+            raise InputError("encoder-decoder model: call encode() before prefill()")
+        left = ((0, 0), (pad, 0))  # left padding, as in a batch: the last position is the last real token
+        mask = state.mask.copy()
+        mask[:, start:start + length] = np.pad(new_mask, left)
+        feeds = {"input_ids": np.pad(ids, left), "attention_mask": mask,
+                 "cache_position": np.arange(start, start + length, dtype=np.int64), **state.caches}
+        if self.manifest.kind == "decoder-only":
+            feeds["position_ids"] = np.pad(pos, left)
+        else:
+            feeds.update(encoder_attention_mask=state.encoder_mask, **state.cross)
+        out = self.run_signature(self.step_name, name, feeds)
+        state.caches = {self._next_names[k]: v for k, v in out.items() if k != "logits"}
+        state.mask, state.slots = mask, start + length
+        state.positions = pos[:, -1] + 1
+        if t > 1 or start == 0:
+            self.usage.update(prefill_bucket=length, prefill_padding=pad)
+        return out["logits"]
+
+    def placement(self) -> dict[str, Any]:
+        return {"static": {"cache_length": self.cache_length, "buckets": self.static.get("buckets"), **self.usage}}

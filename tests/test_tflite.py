@@ -1,0 +1,175 @@
+"""TFLite / LiteRT: static-shape export (fixed-length KV cache, prefill buckets) for every family,
+parity, generation against the ONNX path, limits as clear errors. Skips through a probe when
+litert-torch / ai-edge-litert are not installed."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import edgeseq
+from edgeseq.cli import main
+from edgeseq.errors import ArtifactError, DeviceError, InputError, UsageError
+from edgeseq.export.pipeline import export
+from edgeseq.export.steps.static import StaticShape
+
+from conftest import make_paper_dir
+
+MISSING = next((m for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer") if importlib.util.find_spec(m) is None),
+               None)
+needs_litert = pytest.mark.skipif(MISSING is not None,
+                                  reason=f"{MISSING} not installed: pip install 'edgeseq[tflite]' -c constraints.txt")
+# small shapes keep conversion fast: prompts up to 24 tokens in buckets 8 and 24, 40 new tokens
+SHAPE = StaticShape(max_input=24, max_output=40, buckets=(8,))
+CFG = edgeseq.GenerationConfig(max_new_tokens=16, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def tfl(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if MISSING:
+        pytest.skip(f"{MISSING} not installed")
+    root = tmp_path_factory.mktemp("tfl")
+    out = {f: root / f for f in hf_dirs}
+    for f, d in hf_dirs.items():
+        export(str(d), out[f], format="tflite", shape=SHAPE, quiet=True)
+    return out
+
+
+@needs_litert
+def test_artifact_describes_its_shapes(tfl: dict[str, Path], family: str) -> None:
+    data = json.loads((tfl[family] / "edgeseq.json").read_text())
+    assert data["format"] == "tflite" and data["engine"] == "litert"
+    assert data["static"]["buckets"] == [8, 24] and data["static"]["max_output"] == 40
+    if family == "t5":
+        assert data["static"]["cache_length"] == 40 and data["static"]["cross_length"] == 24
+        assert data["components"]["encoder"]["signatures"] == {"encode_8": 8, "encode_24": 24}
+        assert data["components"]["decoder_step"]["signatures"] == {"decode": 1}
+    else:
+        assert data["static"]["cache_length"] == 64
+        assert data["components"]["decoder"]["signatures"] == {"prefill_8": 8, "prefill_24": 24, "decode": 1}
+        names = {i["name"]: i["signature_name"] for i in data["components"]["decoder"]["inputs"]}
+        assert names["past.0.key"] == "past_0_key" and names["cache_position"] == "cache_position"
+    p = data["parity"]
+    assert p["status"] == "passed" and p["steps"] == 32 and p["max_abs_diff"] < 1e-4
+    assert p["prompt_tokens"] <= 24  # the parity prompt is cut to what the artifact takes
+
+
+@needs_litert
+def test_same_tokens_as_onnx_runtime(tfl: dict[str, Path], artifacts: dict[str, Path], family: str) -> None:
+    lite, ort = edgeseq.load(tfl[family]), edgeseq.load(artifacts[family])
+    assert lite.backend.engine == "litert"
+    for prompt in ("The quick brown fox", "A lighthouse keeper"):
+        assert lite.generate(prompt, config=CFG).ids == ort.generate(prompt, config=CFG).ids
+    # batches and beams run row by row through the batch-1 signatures
+    two = ["one two", "a longer second one"]
+    assert lite.generate(two, config=CFG).ids == ort.generate(two, config=CFG).ids
+    beams = edgeseq.GenerationConfig(max_new_tokens=8, num_beams=3)
+    assert lite.generate("one two", config=beams).ids == ort.generate("one two", config=beams).ids
+
+
+@needs_litert
+def test_paper_family(tmp_path: Path) -> None:
+    for name in ("paper-encdec", "paper-deconly"):
+        m = export(str(make_paper_dir(name, tmp_path / f"{name}-src")), tmp_path / name, format="tflite",
+                   shape=SHAPE, quiet=True)
+        assert m.parity["status"] == "passed" and m.parity["max_abs_diff"] < 1e-4
+
+
+@needs_litert
+def test_limits_are_errors(tfl: dict[str, Path]) -> None:
+    lite = edgeseq.load(tfl["llama"])
+    long_prompt = list(range(4, 4 + 30))  # 30 tokens > max_input 24
+    with pytest.raises(InputError, match="largest prefill bucket .24.*--max-input 30"):
+        lite.generate_ids([long_prompt], config=CFG)
+    with pytest.raises(InputError, match="KV cache holds 64 positions"):
+        lite.generate_ids([list(range(4, 28))], config=edgeseq.GenerationConfig(max_new_tokens=45, ignore_eos=True))
+    # exactly filling the cache is fine: a 24-token prompt and 40 new tokens
+    out = lite.generate_ids([list(range(4, 28))], config=edgeseq.GenerationConfig(max_new_tokens=40, ignore_eos=True))
+    assert len(out.ids[0]) == 40
+    t5 = edgeseq.load(tfl["t5"])
+    with pytest.raises(InputError, match="largest encoder bucket .24."):
+        t5.generate_ids([list(range(4, 34))], config=CFG)
+
+
+@needs_litert
+def test_bucket_and_padding_in_profile(tfl: dict[str, Path], tmp_path: Path) -> None:
+    from edgeseq.profile.runner import ProfileConfig, profile_artifact
+
+    rows = profile_artifact(tfl["llama"], ProfileConfig(input_lens=[5], output_lens=[4], reps=1, warmup=0))
+    static = rows[0]["placement"]["static"]
+    assert static["prefill_bucket"] == 8 and static["prefill_padding"] == 3 and static["cache_length"] == 64
+    with pytest.raises(UsageError, match="--max-input 30"):
+        profile_artifact(tfl["llama"], ProfileConfig(input_lens=[30], output_lens=[4], reps=1, warmup=0))
+
+
+@needs_litert
+def test_generator_rewind(tfl: dict[str, Path], artifacts: dict[str, Path]) -> None:
+    """A caller-owned loop that appends and rewinds (trim) follows the dynamic-shape path token for token."""
+    outs = []
+    for art in (tfl["gpt2"], artifacts["gpt2"]):
+        g = edgeseq.load(art).generator([5, 6, 7, 8, 9], config=CFG)
+        first = [g.next_token() for _ in range(4)]
+        g.rewind(3)
+        g.append_tokens([12, 13])
+        outs.append((first, [g.next_token() for _ in range(4)], g.sequence))
+    assert outs[0] == outs[1]
+
+
+@needs_litert
+def test_int8_weights(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    sizes = {}
+    for w in ("fp32", "int8", "int8-wo"):
+        m = export(str(hf_dirs["llama"]), tmp_path / w, format="tflite", weights=w, shape=SHAPE, quiet=True)
+        assert m.parity["status"] == "passed", m.parity
+        assert m.quantization == (None if w == "fp32" else w)
+        sizes[w] = m.components["decoder"].weight_bytes
+    assert sizes["int8"] < 0.5 * sizes["fp32"] and sizes["int8-wo"] < 0.5 * sizes["fp32"]
+
+
+@needs_litert
+def test_bad_input(hf_dirs: dict[str, Path], tfl: dict[str, Path], tmp_path: Path) -> None:
+    src = str(hf_dirs["llama"])
+    with pytest.raises(UsageError, match="exceed --max-input 16"):
+        StaticShape(max_input=16, buckets=(8, 32))
+    with pytest.raises(UsageError, match="positive integers"):
+        StaticShape(buckets=(0, 8))
+    with pytest.raises(UsageError, match="maximum|positions"):
+        export(src, tmp_path / "big", format="tflite", shape=StaticShape(max_input=200, max_output=100), quiet=True)
+    with pytest.raises(UsageError, match="static-shape formats"):
+        export(src, tmp_path / "onnx", format="onnx", shape=SHAPE, quiet=True)
+    with pytest.raises(UsageError, match="not available for --format tflite"):
+        export(src, tmp_path / "x", format="tflite", weights="int4", quiet=True)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "x").exists()
+    # a truncated graph is caught by the manifest's size record before LiteRT reads it
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(tfl["llama"], copy)
+    f = copy / "decoder.tflite"
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="truncated or replaced"):
+        edgeseq.load(copy)
+    # GPU / NPU rows need a delegate library
+    with pytest.raises(DeviceError, match="--delegate"):
+        edgeseq.load(tfl["llama"], device="npu")
+    with pytest.raises(DeviceError, match="does not exist"):
+        edgeseq.load(tfl["llama"], device="gpu", delegate=str(tmp_path / "libnone.so"))
+    # an ONNX engine asked to run a tflite artifact
+    with pytest.raises(ArtifactError, match="cannot run a tflite artifact"):
+        edgeseq.load(tfl["llama"], engine="onnxruntime")
+
+
+@needs_litert
+def test_cli_export_flags(hf_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    rc = main(["export", str(hf_dirs["gpt2"]), "--format", "tflite", "--max-input", "16", "--max-output", "8",
+               "--prefill-buckets", "4", "--parity-steps", "8", "--out", str(out), "--quiet"])
+    assert rc == 0
+    data = json.loads((out / "edgeseq.json").read_text())
+    assert data["static"] == {"max_input": 16, "max_output": 8, "cache_length": 24, "buckets": [4, 16]}
+    assert data["parity"]["steps"] == 8
+    assert main(["export", str(hf_dirs["gpt2"]), "--format", "tflite", "--prefill-buckets", "0,4",
+                 "--out", str(tmp_path / "bad")]) != 0
+    assert "positive integers" in capsys.readouterr().err
