@@ -2,6 +2,7 @@
 exported once per session; the real-weight path is covered by the README's main job."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,25 @@ def artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 
     root = tmp_path_factory.mktemp("art")
     return {f: (export(str(d), root / f, quiet=True), root / f)[1] for f, d in hf_dirs.items()}
+
+
+LITERT_MISSING = next((m for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
+                       if importlib.util.find_spec(m) is None), None)
+# small static shapes keep TFLite conversion fast: prompts up to 24 tokens in buckets 8 and 24, 40 new tokens
+TFLITE_SHAPE = dict(max_input=24, max_output=40, buckets=(8,))
+
+
+@pytest.fixture(scope="session")
+def tflite_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if LITERT_MISSING:
+        pytest.skip(f"{LITERT_MISSING} not installed: pip install 'edgeseq[tflite]' -c constraints.txt")
+    from edgeseq.export.pipeline import export
+    from edgeseq.export.steps.static import StaticShape
+
+    root = tmp_path_factory.mktemp("tflite")
+    for f, d in hf_dirs.items():
+        export(str(d), root / f, format="tflite", shape=StaticShape(**TFLITE_SHAPE), quiet=True)  # type: ignore[arg-type]
+    return {f: root / f for f in hf_dirs}
 
 
 @pytest.fixture(params=FAMILIES)

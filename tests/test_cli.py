@@ -46,7 +46,7 @@ def test_devices_lists_table(capsys: pytest.CaptureFixture[str]) -> None:
     (["export", "./no/such/dir", "--out", "{tmp}/x"], 3, "no model at"),
     (["export", "{bert}", "--out", "{tmp}/x"], 4, "unsupported architecture 'bert'"),
     (["export", "{llama}", "--out", "{tmp}", "--parity-steps", "1"], 2, "already exists"),
-    (["export", "{llama}", "--out", "{tmp}/x", "--format", "tflite"], 2, "unknown format"),
+    (["export", "{llama}", "--out", "{tmp}/x", "--format", "coreml"], 2, "unknown format"),
     (["generate", "{art}", "hello", "--device", "tpu"], 9, "unknown device 'tpu'"),
     (["generate", "{art}", "hello", "--device", "gpu:cuda"], 9, "no gpu:cuda provider"),
     (["generate", "{art}", "hello", "--engine", "nope"], 2, "unknown engine"),

@@ -26,12 +26,14 @@ def test_rows_by_vendor() -> None:
 
 
 @pytest.mark.parametrize("row", TABLE, ids=lambda r: f"{r.engine}-{r.device}-{r.vendor or 'default'}")
-def test_generate_on_each_device_row(row, artifacts: dict[str, Path]) -> None:
+def test_generate_on_each_device_row(row, artifacts: dict[str, Path], request: pytest.FixtureRequest) -> None:
     why = engine_module(row.engine).probe(row)
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
     device = f"{row.device}:{row.vendor}" if row.vendor else row.device
-    model = edgeseq.load(artifacts["llama"], device=device, engine=row.engine)  # ONNX: both engines read it
+    # ONNX: both onnxruntime and openvino read it; litert reads the TFLite export of the same model
+    art = request.getfixturevalue("tflite_artifacts")["llama"] if row.engine == "litert" else artifacts["llama"]
+    model = edgeseq.load(art, device=device, engine=row.engine)
     cpu = edgeseq.load(artifacts["llama"], device="cpu")
     cfg = edgeseq.GenerationConfig(max_new_tokens=8, ignore_eos=True)
     assert model.generate("hello world", config=cfg).ids == cpu.generate("hello world", config=cfg).ids

@@ -3,7 +3,6 @@ parity, generation against the ONNX path, limits as clear errors. Skips through 
 litert-torch / ai-edge-litert are not installed."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,31 +14,17 @@ from edgeseq.errors import ArtifactError, DeviceError, InputError, UsageError
 from edgeseq.export.pipeline import export
 from edgeseq.export.steps.static import StaticShape
 
-from conftest import make_paper_dir
+from conftest import LITERT_MISSING, TFLITE_SHAPE, make_paper_dir
 
-MISSING = next((m for m in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer") if importlib.util.find_spec(m) is None),
-               None)
-needs_litert = pytest.mark.skipif(MISSING is not None,
-                                  reason=f"{MISSING} not installed: pip install 'edgeseq[tflite]' -c constraints.txt")
-# small shapes keep conversion fast: prompts up to 24 tokens in buckets 8 and 24, 40 new tokens
-SHAPE = StaticShape(max_input=24, max_output=40, buckets=(8,))
+needs_litert = pytest.mark.skipif(LITERT_MISSING is not None,
+                                  reason=f"{LITERT_MISSING} not installed: pip install 'edgeseq[tflite]' -c constraints.txt")
+SHAPE = StaticShape(**TFLITE_SHAPE)
 CFG = edgeseq.GenerationConfig(max_new_tokens=16, ignore_eos=True)
 
 
-@pytest.fixture(scope="module")
-def tfl(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if MISSING:
-        pytest.skip(f"{MISSING} not installed")
-    root = tmp_path_factory.mktemp("tfl")
-    out = {f: root / f for f in hf_dirs}
-    for f, d in hf_dirs.items():
-        export(str(d), out[f], format="tflite", shape=SHAPE, quiet=True)
-    return out
-
-
 @needs_litert
-def test_artifact_describes_its_shapes(tfl: dict[str, Path], family: str) -> None:
-    data = json.loads((tfl[family] / "edgeseq.json").read_text())
+def test_artifact_describes_its_shapes(tflite_artifacts: dict[str, Path], family: str) -> None:
+    data = json.loads((tflite_artifacts[family] / "edgeseq.json").read_text())
     assert data["format"] == "tflite" and data["engine"] == "litert"
     assert data["static"]["buckets"] == [8, 24] and data["static"]["max_output"] == 40
     if family == "t5":
@@ -57,8 +42,8 @@ def test_artifact_describes_its_shapes(tfl: dict[str, Path], family: str) -> Non
 
 
 @needs_litert
-def test_same_tokens_as_onnx_runtime(tfl: dict[str, Path], artifacts: dict[str, Path], family: str) -> None:
-    lite, ort = edgeseq.load(tfl[family]), edgeseq.load(artifacts[family])
+def test_same_tokens_as_onnx_runtime(tflite_artifacts: dict[str, Path], artifacts: dict[str, Path], family: str) -> None:
+    lite, ort = edgeseq.load(tflite_artifacts[family]), edgeseq.load(artifacts[family])
     assert lite.backend.engine == "litert"
     for prompt in ("The quick brown fox", "A lighthouse keeper"):
         assert lite.generate(prompt, config=CFG).ids == ort.generate(prompt, config=CFG).ids
@@ -78,8 +63,8 @@ def test_paper_family(tmp_path: Path) -> None:
 
 
 @needs_litert
-def test_limits_are_errors(tfl: dict[str, Path]) -> None:
-    lite = edgeseq.load(tfl["llama"])
+def test_limits_are_errors(tflite_artifacts: dict[str, Path]) -> None:
+    lite = edgeseq.load(tflite_artifacts["llama"])
     long_prompt = list(range(4, 4 + 30))  # 30 tokens > max_input 24
     with pytest.raises(InputError, match="largest prefill bucket .24.*--max-input 30"):
         lite.generate_ids([long_prompt], config=CFG)
@@ -88,27 +73,27 @@ def test_limits_are_errors(tfl: dict[str, Path]) -> None:
     # exactly filling the cache is fine: a 24-token prompt and 40 new tokens
     out = lite.generate_ids([list(range(4, 28))], config=edgeseq.GenerationConfig(max_new_tokens=40, ignore_eos=True))
     assert len(out.ids[0]) == 40
-    t5 = edgeseq.load(tfl["t5"])
+    t5 = edgeseq.load(tflite_artifacts["t5"])
     with pytest.raises(InputError, match="largest encoder bucket .24."):
         t5.generate_ids([list(range(4, 34))], config=CFG)
 
 
 @needs_litert
-def test_bucket_and_padding_in_profile(tfl: dict[str, Path], tmp_path: Path) -> None:
+def test_bucket_and_padding_in_profile(tflite_artifacts: dict[str, Path], tmp_path: Path) -> None:
     from edgeseq.profile.runner import ProfileConfig, profile_artifact
 
-    rows = profile_artifact(tfl["llama"], ProfileConfig(input_lens=[5], output_lens=[4], reps=1, warmup=0))
+    rows = profile_artifact(tflite_artifacts["llama"], ProfileConfig(input_lens=[5], output_lens=[4], reps=1, warmup=0))
     static = rows[0]["placement"]["static"]
     assert static["prefill_bucket"] == 8 and static["prefill_padding"] == 3 and static["cache_length"] == 64
     with pytest.raises(UsageError, match="--max-input 30"):
-        profile_artifact(tfl["llama"], ProfileConfig(input_lens=[30], output_lens=[4], reps=1, warmup=0))
+        profile_artifact(tflite_artifacts["llama"], ProfileConfig(input_lens=[30], output_lens=[4], reps=1, warmup=0))
 
 
 @needs_litert
-def test_generator_rewind(tfl: dict[str, Path], artifacts: dict[str, Path]) -> None:
+def test_generator_rewind(tflite_artifacts: dict[str, Path], artifacts: dict[str, Path]) -> None:
     """A caller-owned loop that appends and rewinds (trim) follows the dynamic-shape path token for token."""
     outs = []
-    for art in (tfl["gpt2"], artifacts["gpt2"]):
+    for art in (tflite_artifacts["gpt2"], artifacts["gpt2"]):
         g = edgeseq.load(art).generator([5, 6, 7, 8, 9], config=CFG)
         first = [g.next_token() for _ in range(4)]
         g.rewind(3)
@@ -129,7 +114,7 @@ def test_int8_weights(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
 
 
 @needs_litert
-def test_bad_input(hf_dirs: dict[str, Path], tfl: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_input(hf_dirs: dict[str, Path], tflite_artifacts: dict[str, Path], tmp_path: Path) -> None:
     src = str(hf_dirs["llama"])
     with pytest.raises(UsageError, match="exceed --max-input 16"):
         StaticShape(max_input=16, buckets=(8, 32))
@@ -146,19 +131,19 @@ def test_bad_input(hf_dirs: dict[str, Path], tfl: dict[str, Path], tmp_path: Pat
     copy = tmp_path / "copy"
     import shutil
 
-    shutil.copytree(tfl["llama"], copy)
+    shutil.copytree(tflite_artifacts["llama"], copy)
     f = copy / "decoder.tflite"
     f.write_bytes(f.read_bytes()[:1000])
     with pytest.raises(ArtifactError, match="truncated or replaced"):
         edgeseq.load(copy)
     # GPU / NPU rows need a delegate library
     with pytest.raises(DeviceError, match="--delegate"):
-        edgeseq.load(tfl["llama"], device="npu")
+        edgeseq.load(tflite_artifacts["llama"], device="npu")
     with pytest.raises(DeviceError, match="does not exist"):
-        edgeseq.load(tfl["llama"], device="gpu", delegate=str(tmp_path / "libnone.so"))
+        edgeseq.load(tflite_artifacts["llama"], device="gpu", delegate=str(tmp_path / "libnone.so"))
     # an ONNX engine asked to run a tflite artifact
     with pytest.raises(ArtifactError, match="cannot run a tflite artifact"):
-        edgeseq.load(tfl["llama"], engine="onnxruntime")
+        edgeseq.load(tflite_artifacts["llama"], engine="onnxruntime")
 
 
 @needs_litert

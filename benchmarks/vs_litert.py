@@ -1,0 +1,81 @@
+"""edgeseq's TFLite path against its ONNX Runtime and OpenVINO paths and litert-torch's own export, in one run.
+
+Protocol as benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens,
+greedy, 2 threads, 1 warm-up + 5 runs, medians; every tool in its own process, one after the
+other), float32 compute unless the weights say otherwise:
+  smollm2-135m-instruct: edgeseq ORT fp32, edgeseq OpenVINO fp32 / int8, edgeseq TFLite fp32 / int8
+      (dynamic range) / int8-wo, and litert-torch's `export_hf` model (fp32 `model.tflite`, int8
+      `model_quantized.tflite`, its default recipe dynamic_wi8_afp32) run by the shared peer script
+      peer_litert.py on the same ai-edge-litert Interpreter (same weights: the GGUF de-quantized);
+  preset:t5-small: the same edgeseq rows (no other tool exports an encoder-decoder with a KV cache
+      to TFLite, so there is no peer row).
+litert-torch and ai-edge-litert are in edgeseq's own venv (the tflite extra), so no peer venv is needed:
+
+    .venv/bin/python benchmarks/vs_litert.py
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vs_openvino import ensure_export, hf_dir, peer  # noqa: E402
+from vs_transformers import _worker, protocol_args, save_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EDGESEQ = [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "int8"), ("tflite", "fp32"), ("tflite", "int8"),
+           ("tflite", "int8-wo")]
+
+
+def litert_export_hf(hf: Path, out: Path, in_len: int, out_len: int) -> Path:
+    if not (out / "model.tflite").exists():
+        subprocess.run([sys.executable, "-m", "litert_torch.generative.export_hf", f"--model={hf}", f"--output_dir={out}",
+                        f"--prefill_lengths=[{in_len}]", f"--cache_length={in_len + out_len * 2}",
+                        "--keep_temporary_files=True"], check=True, capture_output=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"), help="the peer scripts")
+    p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
+    protocol_args(p)
+    a = p.parse_args()
+    work = Path(a.work)
+    rows = []
+    for source in a.models.split(","):
+        name = source.split(":")[-1]
+        tools = {}
+        for fmt, weights in EDGESEQ:
+            art = ensure_export(source, work / f"{name}-{fmt}-{weights}", fmt, weights)
+            tools[f"edgeseq {'onnxruntime' if fmt == 'onnx' else fmt} {weights}"] = _worker("edgeseq", a, source, art)
+        if not source.startswith("preset:t5"):
+            hf = hf_dir(source, work / f"{name}-hf")
+            lt = litert_export_hf(hf, work / f"litert-export-hf-{name}", a.input_len, a.output_len)
+            for weights, file in (("fp32", "model.tflite"), ("int8", "model_quantized.tflite")):
+                tools[f"litert-torch export_hf {weights}"] = peer([
+                    sys.executable, str(Path(a.shared_peers) / "peer_litert.py"), "--model", str(lt), "--file", file,
+                    "--tokenizer", str(hf / "tokenizer.json"), "--hf-config", str(hf / "generation_config.json"),
+                    "--name", name, "--in-len", str(a.input_len), "--out-len", str(a.output_len), "--reps",
+                    str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads)])
+        rows.append({"model": name, "random_weights": source.startswith("preset:"), "tools": tools})
+    save_report(a, rows, "vs_litert.json")
+    print("| model | tool | weights | TTFT ms | decode tok/s | peak RSS MB | TTFT vs edgeseq ORT | tok/s vs edgeseq ORT |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = r["tools"]["edgeseq onnxruntime fp32"]
+        for tool, res in r["tools"].items():
+            label, weights = tool.rsplit(" ", 1)
+            if "error" in res:
+                print(f"| {r['model']} | {label} | {weights} | failed: {res['error'][:80]} | | | | |")
+                continue
+            rss = res.get("peak_rss_mb")
+            print(f"| {r['model']}{' (random weights)' if r['random_weights'] else ''} | {label} | {weights} | "
+                  f"{res['ttft_ms']:.1f} | {res['decode_tok_s']:.1f} | {'-' if rss is None else f'{rss:.0f}'} | "
+                  f"{res['ttft_ms'] / base['ttft_ms']:.2f}x | {res['decode_tok_s'] / base['decode_tok_s']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
