@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the peer tools' venvs for benchmarks/vs_openvino.py (they pin transformers versions that
+# Builds the peer tools' venvs for benchmarks/vs_openvino.py and vs_litert.py (they pin versions that
 # conflict with edgeseq's, so each gets its own). Usage: benchmarks/setup_peers.sh [DIR]
 set -euo pipefail
 DIR=${1:-/tmp/edgeseq-peers}
@@ -17,4 +17,10 @@ echo "torch==2.13.0" > "$DIR/torch-pin.txt"
 [ -x "$DIR/venv-ovgenai/bin/python" ] || python3 -m venv "$DIR/venv-ovgenai"
 "$DIR/venv-ovgenai/bin/pip" install -q openvino==2026.4.1 openvino-genai==2026.4.1.0 openvino-tokenizers==2026.4.1.0 \
     numpy==2.4.6 tokenizers==0.23.3
+# litert-torch's export_hf (the decoder-only peer of the TFLite path) imports tensorflow, which
+# edgeseq's own export does not need: it gets a venv of its own (same versions as ../shared/peers)
+[ -x "$DIR/venv-litert/bin/python" ] || python3 -m venv "$DIR/venv-litert"
+"$DIR/venv-litert/bin/pip" install -q torch==2.13.0
+"$DIR/venv-litert/bin/pip" install -q -c "$DIR/torch-pin.txt" litert-torch==0.10.0 ai-edge-litert==2.3.0 \
+    tensorflow-cpu==2.21.0 transformers==5.24.0 tokenizers==0.23.3 numpy==2.4.6
 echo "peer venvs ready in $DIR"

@@ -9,9 +9,11 @@ other), float32 compute unless the weights say otherwise:
       peer_litert.py on the same ai-edge-litert Interpreter (same weights: the GGUF de-quantized);
   preset:t5-small: the same edgeseq rows (no other tool exports an encoder-decoder with a KV cache
       to TFLite, so there is no peer row).
-litert-torch and ai-edge-litert are in edgeseq's own venv (the tflite extra), so no peer venv is needed:
+litert-torch's export_hf imports tensorflow, which edgeseq does not need, so the peer's export and
+run use their own venv (made by benchmarks/setup_peers.sh):
 
-    .venv/bin/python benchmarks/vs_litert.py
+    benchmarks/setup_peers.sh /tmp/edgeseq-peers
+    .venv/bin/python benchmarks/vs_litert.py --peers /tmp/edgeseq-peers
 """
 from __future__ import annotations
 
@@ -29,16 +31,21 @@ EDGESEQ = [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "int8"), ("tflit
            ("tflite", "int8-wo")]
 
 
-def litert_export_hf(hf: Path, out: Path, in_len: int, out_len: int) -> Path:
-    if not (out / "model.tflite").exists():
-        subprocess.run([sys.executable, "-m", "litert_torch.generative.export_hf", f"--model={hf}", f"--output_dir={out}",
+def litert_export_hf(python: Path, hf: Path, out: Path, in_len: int, out_len: int) -> str | None:
+    """litert-torch's own export of the HF directory (fp32 model.tflite, int8 model_quantized.tflite);
+    None when it worked, else the reason."""
+    if (out / "model.tflite").exists():
+        return None
+    r = subprocess.run([str(python), "-m", "litert_torch.generative.export_hf", f"--model={hf}", f"--output_dir={out}",
                         f"--prefill_lengths=[{in_len}]", f"--cache_length={in_len + out_len * 2}",
-                        "--keep_temporary_files=True"], check=True, capture_output=True)
-    return out
+                        "--keep_temporary_files=True"], capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    return None if r.returncode == 0 else f"export_hf failed: {lines[-1] if lines else r.returncode}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--peers", default="/tmp/edgeseq-peers", help="directory made by benchmarks/setup_peers.sh")
     p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"), help="the peer scripts")
     p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
     protocol_args(p)
@@ -53,10 +60,12 @@ def main() -> None:
             tools[f"edgeseq {'onnxruntime' if fmt == 'onnx' else fmt} {weights}"] = _worker("edgeseq", a, source, art)
         if not source.startswith("preset:t5"):
             hf = hf_dir(source, work / f"{name}-hf")
-            lt = litert_export_hf(hf, work / f"litert-export-hf-{name}", a.input_len, a.output_len)
+            python = Path(a.peers) / "venv-litert" / "bin" / "python"
+            lt = work / f"litert-export-hf-{name}"
+            failed = litert_export_hf(python, hf, lt, a.input_len, a.output_len)
             for weights, file in (("fp32", "model.tflite"), ("int8", "model_quantized.tflite")):
-                tools[f"litert-torch export_hf {weights}"] = peer([
-                    sys.executable, str(Path(a.shared_peers) / "peer_litert.py"), "--model", str(lt), "--file", file,
+                tools[f"litert-torch export_hf {weights}"] = {"error": failed} if failed else peer([
+                    str(python), str(Path(a.shared_peers) / "peer_litert.py"), "--model", str(lt), "--file", file,
                     "--tokenizer", str(hf / "tokenizer.json"), "--hf-config", str(hf / "generation_config.json"),
                     "--name", name, "--in-len", str(a.input_len), "--out-len", str(a.output_len), "--reps",
                     str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads)])

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
     e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits); "
                    "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
-                   "also int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
+                   "also fp16, int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
     e.add_argument("--max-input", type=int, default=None, help="tflite: longest prompt (encoder input) the "
                    "artifact takes (default: 256); longer prompts are refused, never truncated")
     e.add_argument("--max-output", type=int, default=None, help="tflite: most new tokens per request; sets the "
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "same command again to resume. Options given here override the suite's.")
     c.add_argument("models", nargs="*", help="model sources (as for export) or artifact directories")
     c.add_argument("--suite", default=None, help="a shipped suite (quick, paper) or a suite YAML file")
-    c.add_argument("--formats", default=None, help="comma list: onnx,openvino (default: onnx)")
+    c.add_argument("--formats", default=None, help="comma list: onnx,openvino,tflite (default: onnx)")
     c.add_argument("--weights", default=None, help="comma list: fp32,fp16,int8,int4 (each format takes those it "
                    "has; default: fp32)")
     c.add_argument("--input-lens", type=_ints, default=None, help="prompt tokens, comma list (default: 128,512)")
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
     c.add_argument("--device", default=None, help="cpu | gpu | npu | auto (default: cpu)")
-    c.add_argument("--engine", default=None, help="onnxruntime | openvino (default: each format's own)")
+    c.add_argument("--engine", default=None, help="onnxruntime | openvino | litert (default: each format's own)")
     c.add_argument("--threads", type=int, default=None, help="engine intra-op threads (default: 2)")
     c.add_argument("--precision", default=None, help="OpenVINO inference precision (default: f32)")
 

@@ -105,12 +105,13 @@ def test_generator_rewind(tflite_artifacts: dict[str, Path], artifacts: dict[str
 @needs_litert
 def test_int8_weights(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
     sizes = {}
-    for w in ("fp32", "int8", "int8-wo"):
+    for w in ("fp32", "fp16", "int8", "int8-wo"):
         m = export(str(hf_dirs["llama"]), tmp_path / w, format="tflite", weights=w, shape=SHAPE, quiet=True)
         assert m.parity["status"] == "passed", m.parity
         assert m.quantization == (None if w == "fp32" else w)
         sizes[w] = m.components["decoder"].weight_bytes
     assert sizes["int8"] < 0.5 * sizes["fp32"] and sizes["int8-wo"] < 0.5 * sizes["fp32"]
+    assert sizes["fp16"] < 0.75 * sizes["fp32"]
 
 
 @needs_litert
@@ -158,3 +159,13 @@ def test_cli_export_flags(hf_dirs: dict[str, Path], tmp_path: Path, capsys: pyte
     assert main(["export", str(hf_dirs["gpt2"]), "--format", "tflite", "--prefill-buckets", "0,4",
                  "--out", str(tmp_path / "bad")]) != 0
     assert "positive integers" in capsys.readouterr().err
+
+
+@needs_litert
+def test_compare_sizes_static_exports(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """`edgeseq compare` exports a static format with one bucket per input length: no point is padded."""
+    from edgeseq.compare.sweep import ensure_artifact
+
+    art = ensure_artifact(str(hf_dirs["gpt2"]), "tflite", "fp32", tmp_path, 4, lambda s: None, ([12, 6], 5))
+    static = json.loads((art / "edgeseq.json").read_text())["static"]
+    assert static == {"max_input": 12, "max_output": 5, "cache_length": 17, "buckets": [6, 12]}

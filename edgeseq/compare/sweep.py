@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import manifest as mf
 from ..errors import EdgeseqError, ExportError
+from ..export.pipeline import STATIC_FORMATS
 from ..profile.report import json_safe
 from ..profile.runner import ProfileConfig, check_cases, iter_profile
 from .suite import Suite
@@ -76,9 +77,11 @@ def slug(source: str) -> str:
 
 
 def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps: int,
-                    say: Callable[[str], None]) -> Path:
+                    say: Callable[[str], None], lengths: tuple[list[int], int] | None = None) -> Path:
     """The artifact for (source, format, weights): an artifact directory as given, a finished
-    export under OUT/artifacts reused, or a new export in a child process."""
+    export under OUT/artifacts reused, or a new export in a child process. `lengths` (input
+    lengths, output length) sizes a static-shape format: each input length becomes a bucket, so
+    no point is padded."""
     if is_artifact(source):
         return Path(source)
     target = out / "artifacts" / f"{slug(source)}-{fmt}-{weights}"
@@ -92,6 +95,10 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     say(f"exporting {source} to {fmt} ({weights}); log: {log}")
     cmd = [sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
            "--out", str(target), "--overwrite", "--parity-steps", str(parity_steps)]
+    if lengths and fmt in STATIC_FORMATS:
+        ins, n_out = lengths
+        cmd += ["--max-input", str(max(ins)), "--max-output", str(n_out),
+                "--prefill-buckets", ",".join(str(n) for n in sorted(ins))]
     with open(log, "w") as f:
         code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     if code:
@@ -127,7 +134,8 @@ def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, pro
             say(f"failed: {source} {fmt} {weights} in={n}: {error}")
 
         try:
-            art = ensure_artifact(source, fmt, weights, out, suite.parity_steps, say)
+            art = ensure_artifact(source, fmt, weights, out, suite.parity_steps, say,
+                                  (suite.input_lens, suite.output_len))
             m = mf.read(art)
         except EdgeseqError as e:
             for n in todo:

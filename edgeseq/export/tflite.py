@@ -6,6 +6,7 @@ the tensor names with dots replaced by underscores (keyword arguments cannot hol
 keep the tensor names. litert-torch lowers int64 inputs to int32: the manifest records int32.
 
 Weights (ai-edge-quantizer recipes on the float32 file):
+  fp16     weights stored as float16 (float casting), float32 compute
   int8     dynamic range: int8 weights per channel, activations quantized on the fly (int8 compute)
   int8-wo  weight only: int8 weights per channel, de-quantized to float32 compute (smaller file,
            float32 arithmetic; XNNPACK unpacks the weights when it loads the model)
@@ -26,8 +27,7 @@ from .steps import Component
 from .steps.static import StaticShape, arg_name, static_components
 
 STATIC = True  # this format compiles fixed shapes: the pipeline builds components with static_components
-WEIGHTS = ("fp32", "int8", "int8-wo")
-RECIPES = {"int8": "dynamic_wi8_afp32", "int8-wo": "weight_only_wi8_afp32"}
+WEIGHTS = ("fp32", "fp16", "int8", "int8-wo")
 
 
 def components(spec: Any, shape: StaticShape) -> list[Component]:
@@ -56,7 +56,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
         with _quiet():
             conv.convert().export(str(path))
             if weights != "fp32":
-                _quantize(path, RECIPES[weights])
+                _quantize(path, weights)
     except (RuntimeError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise ExportError(f"litert-torch could not convert {c.name}: {first}",
@@ -64,11 +64,18 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     return _describe(c, path)
 
 
-def _quantize(path: Path, recipe_name: str) -> None:
-    from ai_edge_quantizer import quantizer, recipe
+def _quantize(path: Path, weights: str) -> None:
+    from ai_edge_quantizer import quantizer, recipe, recipe_manager
 
+    if weights == "fp16":
+        rm = recipe_manager.RecipeManager()
+        rm.add_weight_only_config(regex=".*", operation_name=recipe.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                  algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+        chosen = rm.get_quantization_recipe()
+    else:
+        chosen = {"int8": recipe.dynamic_wi8_afp32, "int8-wo": recipe.weight_only_wi8_afp32}[weights]()
     qt = quantizer.Quantizer(str(path))
-    qt.load_quantization_recipe(getattr(recipe, recipe_name)())
+    qt.load_quantization_recipe(chosen)
     tmp = path.with_suffix(".quantized.tflite")
     qt.quantize().export_model(str(tmp), overwrite=True)
     os.replace(tmp, path)
