@@ -32,8 +32,12 @@ class StaticStepBackend(StepBackend):
         self.usage: dict[str, Any] = {}  # the last prompt's bucket and padding, for reports
 
     @abstractmethod
-    def invoke(self, component: str, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one signature of one component for a batch of one row."""
+    def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Run one signature of one component for a batch of one row. Cache outputs may be engine
+        objects that stay on the engine's side (read with np.asarray); they come back as inputs."""
+
+    def _replaced(self, old: dict[str, Any]) -> None:
+        """Called with the cache tensors a step replaced (an engine may reuse their memory)."""
 
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The signature whose length fits the feeds exactly (input_ids' or hidden states' axis 1)."""
@@ -45,9 +49,10 @@ class StaticStepBackend(StepBackend):
         batch = next(v.shape[0] for k, v in feeds.items() if k != "cache_position")
         if batch == 1:
             return self.invoke(component, signature, feeds)
+        feeds = {k: np.asarray(v) for k, v in feeds.items()}  # an engine's resident cache, read to slice rows
         rows = [self.invoke(component, signature, {k: v if k == "cache_position" else v[b: b + 1]
                                                    for k, v in feeds.items()}) for b in range(batch)]
-        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+        return {k: np.concatenate([np.asarray(r[k]) for r in rows]) for k in rows[0]}
 
     def _signature(self, component: str, tokens: int) -> str:
         sigs = self.manifest.components[component].signatures
@@ -134,7 +139,8 @@ class StaticStepBackend(StepBackend):
         else:
             feeds.update(encoder_attention_mask=state.encoder_mask, **state.cross)
         out = self.run_signature(self.step_name, name, feeds)
-        state.caches = {self._next_names[k]: v for k, v in out.items() if k != "logits"}
+        old, state.caches = state.caches, {self._next_names[k]: v for k, v in out.items() if k != "logits"}
+        self._replaced(old)
         state.mask, state.slots = mask, start + length
         state.positions = pos[:, -1] + 1
         if t > 1 or start == 0:
