@@ -169,3 +169,20 @@ def test_compare_sizes_static_exports(hf_dirs: dict[str, Path], tmp_path: Path) 
     art = ensure_artifact(str(hf_dirs["gpt2"]), "tflite", "fp32", tmp_path, 4, lambda s: None, ([12, 6], 5))
     static = json.loads((art / "edgeseq.json").read_text())["static"]
     assert static == {"max_input": 12, "max_output": 5, "cache_length": 17, "buckets": [6, 12]}
+
+
+@needs_litert
+def test_packed_weight_cache(tflite_artifacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """XNNPACK's packed weights are cached per graph content: a second load maps them, results unchanged;
+    another model never picks up this one's file."""
+    from edgeseq.runtimes.litert import cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = edgeseq.load(tflite_artifacts["llama"])
+    files = sorted(p.name for p in cache_dir().iterdir())
+    sha = json.loads((tflite_artifacts["llama"] / "edgeseq.json").read_text())["files"]["decoder.tflite"]["sha256"]
+    assert files == [f"{sha[:16]}-{__import__('importlib.metadata').metadata.version('ai-edge-litert')}.xnnpack"]
+    again = edgeseq.load(tflite_artifacts["llama"])
+    assert first.generate("one two three", config=CFG).ids == again.generate("one two three", config=CFG).ids
+    edgeseq.load(tflite_artifacts["gpt2"])
+    assert len(list(cache_dir().iterdir())) == 2 and not list(cache_dir().glob("*.partial"))
