@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_openvino import ensure_export, hf_dir, peer  # noqa: E402
-from vs_transformers import _worker, protocol_args, save_report  # noqa: E402
+from vs_transformers import _worker, print_tools, protocol_args, save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGESEQ = [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "int8"), ("tflite", "fp32"), ("tflite", "int8"),
@@ -71,20 +71,8 @@ def main() -> None:
                     str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads)])
         rows.append({"model": name, "random_weights": source.startswith("preset:"), "tools": tools})
     save_report(a, rows, "vs_litert.json")
-    print("| model | tool | weights | TTFT ms | decode tok/s | peak RSS MB | TTFT vs edgeseq ORT | tok/s vs edgeseq ORT |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        base = r["tools"]["edgeseq onnxruntime fp32"]
-        for tool, res in r["tools"].items():
-            label, weights = tool.rsplit(" ", 1)
-            if "error" in res:
-                print(f"| {r['model']} | {label} | {weights} | failed: {res['error'][:80]} | | | | |")
-                continue
-            rss = res.get("peak_rss_mb")
-            print(f"| {r['model']}{' (random weights)' if r['random_weights'] else ''} | {label} | {weights} | "
-                  f"{res['ttft_ms']:.1f} | {res['decode_tok_s']:.1f} | {'-' if rss is None else f'{rss:.0f}'} | "
-                  f"{res['ttft_ms'] / base['ttft_ms']:.2f}x | {res['decode_tok_s'] / base['decode_tok_s']:.2f}x |")
-
+    print_tools(rows, middle=[("peak RSS MB", lambda r: "-" if r.get("peak_rss_mb") is None
+                               else f"{r['peak_rss_mb']:.0f}")])
 
 if __name__ == "__main__":
     main()

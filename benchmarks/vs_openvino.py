@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_transformers import _worker, protocol_args, save_report  # noqa: E402
+from vs_transformers import _worker, print_tools, protocol_args, save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,20 +110,9 @@ def main() -> None:
             tools.append((f"{tool} {weights}", res))
         rows.append({"model": name, "random_weights": source.startswith("preset:"), "tools": dict(tools)})
     save_report(a, rows, "vs_openvino.json")
-    print("| model | tool | weights | TTFT ms | decode tok/s | TTFT vs edgeseq ORT | tok/s vs edgeseq ORT | parity max diff |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        base = r["tools"]["edgeseq onnxruntime fp32"]
-        for tool, res in r["tools"].items():
-            if "error" in res:
-                print(f"| {r['model']} | {tool} | - | failed: {res['error'][:80]} | | | | |")
-                continue
-            diff = res.get("max_abs_diff")
-            print(f"| {r['model']}{' (random weights)' if r['random_weights'] else ''} | {tool.rsplit(' ', 1)[0]} | "
-                  f"{tool.rsplit(' ', 1)[1]} | {res['ttft_ms']:.1f} | {res['decode_tok_s']:.1f} | "
-                  f"{res['ttft_ms'] / base['ttft_ms']:.2f}x | {res['decode_tok_s'] / base['decode_tok_s']:.2f}x | "
-                  f"{'-' if diff is None else f'{diff:.2g}'} |")
-
+    # parity: "-" for the peers, which have no parity check
+    print_tools(rows, last=[("parity max diff", lambda r: "-" if r.get("max_abs_diff") is None
+                             else f"{r['max_abs_diff']:.2g}")])
 
 if __name__ == "__main__":
     main()

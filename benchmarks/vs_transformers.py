@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve()
 
@@ -132,6 +133,30 @@ def save_report(a: argparse.Namespace, rows: list, name: str) -> None:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / name).write_text(json.dumps(doc, indent=2))
     print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+
+
+Column = tuple[str, Callable[[dict], str]]  # header, result -> cell
+
+
+def print_tools(rows: list, middle: Sequence[Column] = (), last: Sequence[Column] = ()) -> None:
+    """The Markdown table of rows {model, random_weights, tools: {"<tool> <weights>": result}} with
+    ratios against "edgeseq onnxruntime fp32"; `middle` columns go before the ratios, `last` after."""
+    heads = ["model", "tool", "weights", "TTFT ms", "decode tok/s", *(h for h, _ in middle),
+             "TTFT vs edgeseq ORT", "tok/s vs edgeseq ORT", *(h for h, _ in last)]
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---|" * len(heads))
+    for r in rows:
+        base = r["tools"]["edgeseq onnxruntime fp32"]
+        name = r["model"] + (" (random weights)" if r["random_weights"] else "")
+        for tool, res in r["tools"].items():
+            label, weights = tool.rsplit(" ", 1)
+            if "error" in res:
+                print(f"| {name} | {label} | {weights} | failed: {res['error'][:80]} |" + " |" * (len(heads) - 4))
+                continue
+            cells = [name, label, weights, f"{res['ttft_ms']:.1f}", f"{res['decode_tok_s']:.1f}",
+                     *(cell(res) for _, cell in middle), f"{res['ttft_ms'] / base['ttft_ms']:.2f}x",
+                     f"{res['decode_tok_s'] / base['decode_tok_s']:.2f}x", *(cell(res) for _, cell in last)]
+            print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:

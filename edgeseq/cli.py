@@ -166,13 +166,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .export.pipeline import export
 
     shape = None
-    if (a.max_input, a.max_output, a.prefill_buckets) != (None, None, None):
+    given = {k: v for k, v in (("max_input", a.max_input), ("max_output", a.max_output),
+                               ("buckets", tuple(a.prefill_buckets or ()) or None)) if v is not None}
+    if given:
         from .export.steps.static import StaticShape
 
-        d = StaticShape()
-        shape = StaticShape(max_input=d.max_input if a.max_input is None else a.max_input,
-                            max_output=d.max_output if a.max_output is None else a.max_output,
-                            buckets=tuple(a.prefill_buckets or ()))
+        shape = StaticShape(**given)
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
                keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape)
     return 0 if m.parity.get("status") != "failed" else 8

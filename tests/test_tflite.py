@@ -175,7 +175,10 @@ def test_compare_sizes_static_exports(hf_dirs: dict[str, Path], tmp_path: Path) 
 def test_packed_weight_cache(tflite_artifacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """XNNPACK's packed weights are cached per graph content: a second load maps them, results unchanged;
     another model never picks up this one's file."""
-    from edgeseq.runtimes.litert import cache_dir
+    from edgeseq.runtimes.base import cache_dir as engine_cache_dir
+
+    def cache_dir() -> Path:
+        return engine_cache_dir("litert")
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = edgeseq.load(tflite_artifacts["llama"])

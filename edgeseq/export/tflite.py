@@ -102,7 +102,13 @@ def _describe(c: Component, path: Path) -> ComponentInfo:
 @contextlib.contextmanager
 def _quiet() -> Any:
     """Converter logs and warnings per signature (int64 inputs become int32: expected, recorded)."""
-    logging.getLogger().setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)

@@ -18,6 +18,14 @@ from ..errors import ArtifactError, InputError
 from ..manifest import Manifest
 
 
+def cache_dir(engine: str) -> Path:
+    """Where an engine keeps what it compiles or packs for reuse by later loads (XDG cache)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgeseq" / engine
+
+
 @dataclass
 class State:
     """One request's cache and positions. Shapes: caches [B, Hkv, L, D], masks [B, L]."""

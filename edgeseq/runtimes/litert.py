@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ArtifactError, DeviceError
 from . import devices
-from .base import State
+from .base import State, cache_dir
 from .static import StaticStepBackend
 
 
@@ -90,11 +90,6 @@ class Resident:
         return out if dtype is None else out.astype(dtype)
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgeseq" / "litert"
-
-
 class LiteRtBackend(StaticStepBackend):
     engine = "litert"
     compile_cache = True  # packed weights are cached: a second load maps them (reported as load_warm_ms)
@@ -112,6 +107,7 @@ class LiteRtBackend(StaticStepBackend):
         self._lock = threading.Lock()  # one model, many threads: runs and the buffer pool are serialised
         self._in: dict[str, dict[str, tuple[str, Any]]] = {}
         self._out_shapes: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
+        self._caches = {n: frozenset(c.cache_outputs) for n, c in self.manifest.components.items()}
         self.models: dict[str, Any] = {}
         for name, comp in self.manifest.components.items():
             # manifest name -> (signature input name, dtype the file takes: int64 inputs became int32)
@@ -146,7 +142,7 @@ class LiteRtBackend(StaticStepBackend):
             # packed weights depend on the graph's bytes and the runtime's version, not on threads;
             # without the manifest's hash (an export's own parity run) nothing identifies the bytes:
             # no cache then (a name alone would hand one model another's weights)
-            final = cache_dir() / f"{digest}-{version('ai-edge-litert')}.xnnpack" if digest else None
+            final = cache_dir("litert") / f"{digest}-{version('ai-edge-litert')}.xnnpack" if digest else None
             # a new cache is written under a name of this process's own, then renamed into place
             # (the mapping stays valid), so two processes never write the same file
             target = final if final is None or final.is_file() else final.with_suffix(f".{os.getpid()}.partial")
@@ -184,8 +180,7 @@ class LiteRtBackend(StaticStepBackend):
             return self._run_compiled(component, signature, feeds)
 
     def _run_compiled(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
-        model, names = self.models[component], self._in[component]
-        caches = set(self.manifest.components[component].cache_outputs)
+        model, names, caches = self.models[component], self._in[component], self._caches[component]
         inputs = {}
         for k, v in feeds.items():
             if k not in names:

@@ -6,23 +6,16 @@ blobs are cached in CACHE_DIR, so a second load of the same graphs skips compila
 """
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError, UsageError
 from . import devices
-from .base import StepBackend
+from .base import StepBackend, cache_dir
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgeseq" / "openvino"
 
 
 def probe(row: devices.DeviceRow) -> str | None:
@@ -58,7 +51,7 @@ class OpenVinoBackend(StepBackend):
         if wanted not in PRECISIONS:
             raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                  "CACHE_DIR": str(cache_dir())}
+                                  "CACHE_DIR": str(cache_dir("openvino"))}
         if PRECISIONS[wanted]:
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
         if self.options.threads and self.target == "CPU":

@@ -30,6 +30,9 @@ class StaticStepBackend(StepBackend):
         self.cache_length = int(static["cache_length"])
         self.step_name = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
         self.usage: dict[str, Any] = {}  # the last prompt's bucket and padding, for reports
+        # per component, its signatures as (tokens, name), smallest first: looked up every step
+        self._sizes = {c: sorted((n, s) for s, n in info.signatures.items())
+                       for c, info in self.manifest.components.items()}
 
     @abstractmethod
     def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -55,17 +58,16 @@ class StaticStepBackend(StepBackend):
         return {k: np.concatenate([np.asarray(r[k]) for r in rows]) for k in rows[0]}
 
     def _signature(self, component: str, tokens: int) -> str:
-        sigs = self.manifest.components[component].signatures
-        exact = [name for name, n in sigs.items() if n == tokens]
-        if not exact:
-            raise InputError(f"{component} has no signature for {tokens} tokens (has {sorted(sigs.values())})",
+        fit = self._bucket(component, tokens)
+        if fit is None or fit[1] != tokens:
+            raise InputError(f"{component} has no signature for {tokens} tokens "
+                             f"(has {[n for n, _ in self._sizes[component]]})",
                              "use prefill() / decode(), which pad into a bucket")
-        return exact[0]
+        return fit[0]
 
     def _bucket(self, component: str, tokens: int) -> tuple[str, int] | None:
         """The smallest signature of `component` that holds `tokens`: (name, length), or None."""
-        fits = sorted((n, name) for name, n in self.manifest.components[component].signatures.items() if n >= tokens)
-        return (fits[0][1], fits[0][0]) if fits else None
+        return next(((name, n) for n, name in self._sizes[component] if n >= tokens), None)
 
     # -- the steps ---------------------------------------------------------------------------------
     def new_state(self, batch: int) -> State:
@@ -113,14 +115,14 @@ class StaticStepBackend(StepBackend):
         t = ids.shape[1]
         fit = self._bucket(self.step_name, t)
         if fit is None:
-            sigs = self.manifest.components[self.step_name].signatures
-            if max(sigs.values()) == 1:  # an encoder-decoder's decoder: one token at a time
+            top = self._sizes[self.step_name][-1][0]
+            if top == 1:  # an encoder-decoder's decoder: one token at a time
                 logits = np.empty(0)
                 for i in range(t):
                     logits = self._step(state, ids[:, i:i + 1], new_mask[:, i:i + 1], pos[:, i:i + 1])
                 return logits
             raise InputError(f"a prompt of {t} tokens is longer than this artifact's largest prefill bucket "
-                             f"({max(sigs.values())})", f"shorten the prompt, or re-export with --max-input {t} or more")
+                             f"({top})", f"shorten the prompt, or re-export with --max-input {t} or more")
         name, length = fit
         pad, start = length - t, state.slots
         if start + length > self.cache_length:
@@ -129,13 +131,14 @@ class StaticStepBackend(StepBackend):
                              f"{what}", "generate fewer tokens, or re-export with a larger --max-output")
         if state.encoder_mask is None and self.manifest.kind == "encoder-decoder":
             raise InputError("encoder-decoder model: call encode() before prefill()")
-        left = ((0, 0), (pad, 0))  # left padding, as in a batch: the last position is the last real token
+        # left padding, as in a batch: the last position is the last real token (decode pads nothing)
+        left = (lambda x: np.pad(x, ((0, 0), (pad, 0)))) if pad else (lambda x: x)
         mask = state.mask.copy()
-        mask[:, start:start + length] = np.pad(new_mask, left)
-        feeds = {"input_ids": np.pad(ids, left), "attention_mask": mask,
+        mask[:, start:start + length] = left(new_mask)
+        feeds = {"input_ids": left(ids), "attention_mask": mask,
                  "cache_position": np.arange(start, start + length, dtype=np.int64), **state.caches}
         if self.manifest.kind == "decoder-only":
-            feeds["position_ids"] = np.pad(pos, left)
+            feeds["position_ids"] = left(pos)
         else:
             feeds.update(encoder_attention_mask=state.encoder_mask, **state.cross)
         out = self.run_signature(self.step_name, name, feeds)

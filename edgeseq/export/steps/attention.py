@@ -25,7 +25,7 @@ class KVWrite:
     Default (`slots` is None): appended to the past, so the cache grows by T tokens a step (dynamic
     shapes: ONNX, OpenVINO). Static shapes (TFLite, NPUs): the cache has a fixed number of slots C,
     `slots` [T] names the ones the new tokens take, and the attention mask [B, C] marks which slots
-    hold real tokens. `steps.static.Static` sets `slots` from its cache_position input for one forward.
+    hold real tokens. `steps.static.Named(slots_at=...)` sets `slots` from the cache_position input for one forward.
     """
 
     def __init__(self) -> None:

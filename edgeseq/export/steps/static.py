@@ -1,7 +1,7 @@
 """Static-shape step modules: a fixed-length KV cache written by slot, prompts in length buckets.
 
 For runtimes that compile every shape ahead of time (TFLite / LiteRT, NPUs). The same family step
-modules run here as in the dynamic formats; `Static` only switches their `KVWrite` to slot mode.
+modules run here as in the dynamic formats; `Named` only switches their `KVWrite` to slot mode.
 
 Decoder-only, one component `decoder`, one signature per prefill bucket P plus `decode` (T = 1):
   (input_ids [1,T], attention_mask [1,C], position_ids [1,T], cache_position [T], *past [1,Hkv,C,D])
@@ -26,7 +26,7 @@ from torch import nn
 
 from ...errors import UsageError
 from ...models.spec import ModelSpec
-from . import Component, kv_names
+from . import Component
 
 DEFAULT_BUCKETS = (32, 128)
 
@@ -75,34 +75,26 @@ class StaticShape:
         return d
 
 
-class Static(nn.Module):
-    """A family step module in slot mode, called with named inputs (converters name signature
-    inputs after keyword arguments). `cache_position` is the one input the dynamic step lacks."""
+class Named(nn.Module):
+    """A step module called with named inputs (converters name signature inputs after keyword
+    arguments), returning its outputs by name. With `slots_at`, that input is `cache_position`,
+    the one input a dynamic step lacks: it switches the step's KVWrite to slot mode for the call."""
 
-    def __init__(self, step: nn.Module, inputs: list[str], outputs: list[str], plain: int) -> None:
+    def __init__(self, module: nn.Module, inputs: list[str], outputs: list[str], slots_at: int | None = None) -> None:
         super().__init__()
-        self.step, self.inputs, self.outputs, self.plain = step, inputs, outputs, plain
+        self.module, self.inputs, self.outputs, self.slots_at = module, inputs, outputs, slots_at
 
     def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
         args = [feeds[arg_name(n)] for n in self.inputs]
-        kv = self.step.kv  # type: ignore[union-attr]
-        kv.slots = args[self.plain]
-        try:
-            out = self.step(*args[: self.plain], *args[self.plain + 1:])
-        finally:
-            kv.slots = None
-        return dict(zip(self.outputs, out))
-
-
-class Named(nn.Module):
-    """A step module without a cache (encoder, decoder_init), called with named inputs."""
-
-    def __init__(self, module: nn.Module, inputs: list[str], outputs: list[str]) -> None:
-        super().__init__()
-        self.module, self.inputs, self.outputs = module, inputs, outputs
-
-    def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.module(*[feeds[arg_name(n)] for n in self.inputs])
+        if self.slots_at is None:
+            out = self.module(*args)
+        else:
+            kv = self.module.kv  # type: ignore[union-attr]
+            kv.slots = args.pop(self.slots_at)
+            try:
+                out = self.module(*args)
+            finally:
+                kv.slots = None
         return dict(zip(self.outputs, out if isinstance(out, tuple) else (out,)))
 
 
@@ -126,7 +118,7 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
             ex = (torch.randint(4, 50, (1, t)), torch.ones(1, c_len, dtype=torch.int64),
                   torch.arange(t)[None], torch.arange(t), *(kv(c_len) for _ in dec.cache_inputs))
             sigs[name] = _named(inputs, ex)
-        module = Static(dec.module, inputs, dec.outputs, plain=3)
+        module = Named(dec.module, inputs, dec.outputs, slots_at=3)
         return [_component(dec, module, inputs, sigs)]
 
     enc, init, step = dynamic["encoder"], dynamic["decoder_init"], dynamic["decoder_step"]
@@ -142,7 +134,7 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
           torch.arange(1), *(kv(c_len) for _ in self_in), *(kv(s_max) for _ in cross_in))
     return [_component(enc, Named(enc.module, enc.inputs, enc.outputs), enc.inputs, enc_sigs),
             _component(init, Named(init.module, init.inputs, init.outputs), init.inputs, init_sigs),
-            _component(step, Static(step.module, inputs, step.outputs, plain=3), inputs, {"decode": _named(inputs, ex)})]
+            _component(step, Named(step.module, inputs, step.outputs, slots_at=3), inputs, {"decode": _named(inputs, ex)})]
 
 
 def _named(inputs: list[str], example: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
