@@ -56,11 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits); "
                    "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
                    "also fp16, int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
-    e.add_argument("--max-input", type=int, default=None, help="tflite: longest prompt (encoder input) the "
+    e.add_argument("--target", default="cpu", choices=["cpu", "npu"],
+                   help="cpu (default): graphs for any engine and device; npu: static shapes Qualcomm HTP "
+                   "compiles (onnx only; run with --device npu through onnxruntime-qnn), weights fp32 (HTP runs "
+                   "them in float16), w8a16 or w8a8 (QDQ, calibrated on sample prompts)")
+    e.add_argument("--max-input", type=int, default=None, help="tflite, --target npu: longest prompt (encoder input) the "
                    "artifact takes (default: 256); longer prompts are refused, never truncated")
-    e.add_argument("--max-output", type=int, default=None, help="tflite: most new tokens per request; sets the "
+    e.add_argument("--max-output", type=int, default=None, help="tflite, --target npu: most new tokens per request; sets the "
                    "fixed KV-cache length (default: 128)")
-    e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite: prompt lengths compiled besides "
+    e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite, --target npu: prompt lengths compiled besides "
                    "--max-input, comma list (default: 32,128 below --max-input); a prompt is padded to the "
                    "smallest bucket that holds it")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
@@ -173,7 +177,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
         shape = StaticShape(**given)
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
-               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape)
+               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
+               target=a.target)
     return 0 if m.parity.get("status") != "failed" else 8
 
 
@@ -319,13 +324,15 @@ def cmd_devices(a: argparse.Namespace) -> int:
 
     print(f"{'engine':<12} {'device':<14} {'status':<10} detail")
     for row in TABLE:
-        name = f"{row.device}:{row.vendor}" if row.vendor else row.device
+        name = row.label
         try:
-            why = engine_module(row.engine).probe(row)
+            module = engine_module(row.engine)
+            why = module.probe(row)
         except EdgeseqError as e:
-            why = e.message
+            module, why = None, e.message
         status = "available" if why is None else "missing"
-        detail = row.target if why is None else f"{why}; to get it: {row.install}"
+        described = getattr(module, "detail", lambda r: r.target)(row)
+        detail = described if why is None else f"{why}; to get it: {row.install}"
         print(f"{row.engine:<12} {name:<14} {status:<10} {detail}")
     print(f"\nengines: {', '.join(ENGINES)}")
     return 0

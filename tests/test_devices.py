@@ -30,9 +30,11 @@ def test_generate_on_each_device_row(row, artifacts: dict[str, Path], request: p
     why = engine_module(row.engine).probe(row)
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
-    device = f"{row.device}:{row.vendor}" if row.vendor else row.device
-    # ONNX: both onnxruntime and openvino read it; litert reads the TFLite export of the same model
-    art = request.getfixturevalue("tflite_artifacts")["llama"] if row.engine == "litert" else artifacts["llama"]
+    device = row.label
+    # ONNX: both onnxruntime and openvino read it; litert reads the TFLite export of the same model,
+    # Qualcomm HTP its static --target npu export
+    art = request.getfixturevalue("tflite_artifacts")["llama"] if row.engine == "litert" else \
+        request.getfixturevalue("npu_artifacts")["llama"] if row.label == "npu:qnn" else artifacts["llama"]
     model = edgeseq.load(art, device=device, engine=row.engine)
     cpu = edgeseq.load(artifacts["llama"], device="cpu")
     cfg = edgeseq.GenerationConfig(max_new_tokens=8, ignore_eos=True)

@@ -24,7 +24,10 @@ TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 0.05, "rtol"
              "int8": {"atol": 1.0, "rtol": 0.1}, "int4": {"atol": 2.0, "rtol": 0.5},
              "bf16": {"atol": 1.0, "rtol": 0.1}}
 TOLERANCE["int8-wo"] = TOLERANCE["int8"]  # TFLite weight-only int8: the same weights, float compute
-LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "int4"]  # rows from tightest to loosest
+# NPU QDQ recipes (export/calibrate.py): per-tensor uint8 weights, quantized activations
+TOLERANCE["w8a16"] = {"atol": 2.0, "rtol": 0.2}
+TOLERANCE["w8a8"] = {"atol": 4.0, "rtol": 0.5}
+LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w8a8"]  # rows from tightest to loosest
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
 
 

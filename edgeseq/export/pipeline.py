@@ -27,6 +27,8 @@ FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxrunt
 WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4"), "openvino": ("fp32", "fp16", "int8", "int4"),
                                        "tflite": ("fp32", "fp16", "int8", "int8-wo")}
 STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
+# --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes
+NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.onnx_npu", ("fp32", "w8a16", "w8a8"))}
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -36,12 +38,23 @@ def _say(msg: str, quiet: bool) -> None:
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
            keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32",
-           shape: Any = None) -> mf.Manifest:
+           shape: Any = None, target: str = "cpu") -> mf.Manifest:
     """`shape` (steps.static.StaticShape) sets the prompt / output limits and buckets of a static
-    format (tflite); None takes its defaults."""
+    format (tflite) or target (npu); None takes its defaults. `target="npu"`: static graphs an NPU
+    compiles (ONNX for Qualcomm HTP), with the NPU's weight formats."""
     if format not in FORMATS:
         raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
-    if weights not in WEIGHTS[format]:
+    if target not in mf.TARGETS:
+        raise UsageError(f"unknown --target '{target}'", f"targets: {', '.join(mf.TARGETS)}")
+    static = format in STATIC_FORMATS or target == "npu"
+    if target == "npu":
+        if format not in NPU_EXPORTERS:
+            raise UsageError(f"--target npu is not available for --format {format}",
+                             f"--target npu formats: {', '.join(NPU_EXPORTERS)}")
+        if weights not in NPU_EXPORTERS[format][1]:
+            raise UsageError(f"--weights {weights} is not available for --format {format} --target npu",
+                             f"npu weights: {', '.join(NPU_EXPORTERS[format][1])}")
+    elif weights not in WEIGHTS[format]:
         raise UsageError(f"--weights {weights} is not available for --format {format}",
                          f"{format} weights: {', '.join(WEIGHTS[format])}"
                          + ("; fp16 and int8 weights: --format openvino" if format == "onnx" else ""))
@@ -53,18 +66,18 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         raise UsageError(f"output directory {out} already exists", "pass --overwrite or choose another --out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
-    if shape is not None and format not in STATIC_FORMATS:
+    if shape is not None and not static:
         raise UsageError(f"--max-input, --max-output and --prefill-buckets apply to static-shape formats, not {format}",
-                         f"drop them, or export with --format {' / '.join(STATIC_FORMATS)}")
+                         f"drop them, or export with --format {' / '.join(STATIC_FORMATS)} or --target npu")
     require("torch", "export")
     require("onnx", "export")
     if format == "tflite":
         require("litert_torch", "tflite")
         require("ai_edge_litert", "tflite")
-        if shape is None:
-            from .steps.static import StaticShape
+    if static and shape is None:
+        from .steps.static import StaticShape
 
-            shape = StaticShape()
+        shape = StaticShape()
     if format == "openvino":
         require("openvino", "openvino")
         if weights in ("int8", "int4"):
@@ -78,7 +91,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
-        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
@@ -115,16 +128,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any) -> mf.Manifest:
+def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
+           target: str) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
     from . import parity
     from .steps import components, matmul_weights
 
-    exporter = importlib.import_module(FORMATS[format][0])
-    comps = exporter.components(spec, shape) if format in STATIC_FORMATS else components(spec)
-    _say(f"[2/4] exporting {len(comps)} graph(s) to {format}", quiet)
+    exporter = importlib.import_module(NPU_EXPORTERS[format][0] if target == "npu" else FORMATS[format][0])
+    static = shape is not None
+    comps = exporter.components(spec, shape) if static else components(spec)
+    _say(f"[2/4] exporting {len(comps)} component(s) to {format}" + (" for npu" if target == "npu" else ""), quiet)
     infos = {}
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
         infos[c.name] = exporter.export_component(c, tmp, weights)
@@ -134,7 +149,14 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    static=shape.as_dict(spec.kind) if format in STATIC_FORMATS else None)
+                    static=shape.as_dict(spec.kind) if static else None, target=target)
+    if target == "npu" and weights != "fp32":
+        from .calibrate import quantize_artifact
+
+        graphs = sum(len(c.signature_files) for c in m.components.values())
+        _say(f"      calibrating on sample prompts and quantizing {graphs} graph(s) to {weights} (QDQ)", quiet)
+        with tqdm(total=graphs, desc="quantize", unit="graph", disable=quiet, file=sys.stderr) as bar:
+            quantize_artifact(tmp, m, weights, progress=bar)
     m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
     if parity_steps:
         _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)

@@ -13,8 +13,6 @@ Weights (ai-edge-quantizer recipes on the float32 file):
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import warnings
@@ -23,6 +21,7 @@ from typing import Any
 
 from ..errors import ExportError, MissingDependencyError, UsageError
 from ..manifest import ComponentInfo
+from .quiet import quiet
 from .steps import Component
 from .steps.static import StaticShape, arg_name, static_components
 
@@ -53,7 +52,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     for name, example in c.signatures.items():
         conv.signature(name, c.module.eval(), sample_kwargs=example)
     try:
-        with _quiet():
+        with quiet():  # per-signature converter logs (int64 inputs become int32: expected, recorded)
             conv.convert().export(str(path))
             if weights != "fp32":
                 _quantize(path, weights)
@@ -97,18 +96,3 @@ def _describe(c: Component, path: Path) -> ComponentInfo:
     tokens = {s: int(ex[arg_name(first)].shape[1]) for s, ex in c.signatures.items()}
     return ComponentInfo(file=path.name, inputs=inputs, outputs=outputs, cache_inputs=list(c.cache_inputs),
                          cache_outputs=list(c.cache_outputs), weight_bytes=path.stat().st_size, signatures=tokens)
-
-
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """Converter logs and warnings per signature (int64 inputs become int32: expected, recorded)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = [  # (header, key or function, format)
-    ("artifact", "label", "{}"), ("engine", "engine", "{}"), ("dev", "device", "{}"), ("weights", "weights", "{}"),
+    ("artifact", "label", "{}"), ("engine", "engine", "{}"),
+    ("dev", lambda r: r["device"] + ("*" if r.get("simulated") else ""), "{}"), ("weights", "weights", "{}"),
     ("prec", "precision", "{}"),
     ("in", "input_len", "{}"), ("out", "output_len", "{}"), ("b", "batch", "{}"),
     ("TTFT ms", "ttft_ms", "{:.1f}"), ("TPOT ms", "tpot_ms", "{:.2f}"), ("tok/s", "decode_tok_s", "{:.1f}"),
@@ -66,10 +67,21 @@ def footnotes(results: list[dict[str, Any]]) -> str:
             if r.get("status") == "timeout"]
     if late:
         notes.append(f"TIMEOUT (past --time-limit, no figures): {'; '.join(late)}.")
+    sim = sorted({r["label"] for r in results if r.get("simulated")})
+    if sim:
+        notes.append(f"* {sim_note(results)}: {', '.join(sim)} ran on a device simulator (the QNN HTP simulator "
+                     "on x86-64); its figures show the graphs run there, not how fast a device runs them.")
+    shares = [f"{r['label']} {r['node_share']:.0%}" for r in results if r.get("node_share") is not None]
+    if shares:
+        notes.append(f"nodes on the NPU: {'; '.join(dict.fromkeys(shares))} (placement in the JSON report).")
     r0 = results[0]
     notes.append(f"medians of {r0['reps']} runs after {r0['warmup']} warm-up; forced decoding (EOS masked); "
                  f"threads {r0['threads']}; prec = the compute precision the engine reports.")
     return "\n".join(notes)
+
+
+def sim_note(results: list[dict[str, Any]]) -> str:
+    return next(str(r["simulated"]) for r in results if r.get("simulated"))
 
 
 def markdown(doc: dict[str, Any]) -> str:

@@ -152,10 +152,14 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
             runs: list[Timings], first_run_ms: float, gen_ids: list[int], bw: float | None) -> dict[str, Any]:
     samples = {k: [round(getattr(t, k), 4) for t in runs] for k in METRICS}  # empty after a timeout
     stats = {k: summarize(v) for k, v in samples.items()}
+    placement = backend.placement() or {}
+    npu = placement.get("npu") or {}
     res: dict[str, Any] = {
         "artifact": str(p), "model": m.model.get("name"), "label": m.label, "kind": m.kind,
-        "random_weights": m.random_weights, "format": m.format, "engine": backend.engine, "device": cfg.device,
-        "placement": backend.placement(), "precision": backend.precision, "weights": m.quantization or "fp32",
+        "random_weights": m.random_weights, "format": m.format, "engine": backend.engine,
+        "device": getattr(backend, "device_label", cfg.device),  # the row chosen: npu -> npu:qnn
+        "simulated": npu.get("simulated", False), "node_share": npu.get("node_share"),
+        "placement": placement, "precision": backend.precision, "weights": m.quantization or "fp32",
         "quantization": m.quantization,
         "parity": m.parity.get("status"), "threads": cfg.threads,
         "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,

@@ -16,6 +16,8 @@ ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "openvino": ("edgeseq.runtimes.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
     "litert": ("edgeseq.runtimes.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
 }
+# engine -> its class for static-shape artifacts (steps/static.py); engines not listed cannot run them
+STATIC_CLASSES = {"onnxruntime": "OnnxRuntimeStaticBackend", "litert": "LiteRtBackend"}
 DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
 
 
@@ -39,7 +41,13 @@ def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine
         raise ArtifactError(f"engine {engine} cannot run a {manifest.format} artifact",
                             f"use --engine {DEFAULT_ENGINE.get(manifest.format, '?')} or export with --format "
                             f"{ENGINES[engine][3][0]}")
-    cls = getattr(engine_module(engine), ENGINES[engine][1])
+    name = ENGINES[engine][1]
+    if manifest.static:
+        if engine not in STATIC_CLASSES:
+            raise ArtifactError(f"engine {engine} cannot run a static-shape artifact ({artifact})",
+                                f"use --engine {' or '.join(STATIC_CLASSES)}, or export without --target npu")
+        name = STATIC_CLASSES[engine]
+    cls = getattr(engine_module(engine), name)
     return cls(Path(artifact), manifest, device, options or BackendOptions())  # type: ignore[no-any-return]
 
 

@@ -20,6 +20,11 @@ class DeviceRow:
     target: str  # what the engine is asked for (onnxruntime: execution provider name)
     install: str  # what brings it to a host that lacks it
 
+    @property
+    def label(self) -> str:
+        """The device as a user names it: npu:qnn, gpu:cuda, cpu."""
+        return f"{self.device}:{self.vendor}" if self.vendor else self.device
+
 
 TABLE: list[DeviceRow] = [
     DeviceRow("onnxruntime", "cpu", "", "CPUExecutionProvider", "pip install onnxruntime"),

@@ -1,13 +1,20 @@
-"""ONNX Runtime engine: one InferenceSession per component, execution provider from the device table."""
+"""ONNX Runtime engine: one InferenceSession per graph, execution provider from the device table.
+
+Dynamic-shape artifacts run on `OnnxRuntimeBackend` (one graph per component); static-shape ones
+(`--target npu`: one graph per signature) on `OnnxRuntimeStaticBackend`, which is also the way onto
+Qualcomm's NPU (runtimes/qnn.py): HTP compiles fixed shapes only.
+"""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError
-from . import devices
+from . import devices, qnn
 from .base import StepBackend
+from .static import StaticStepBackend
 
 
 def available_targets() -> list[str]:
@@ -22,23 +29,39 @@ def probe(row: devices.DeviceRow) -> str | None:
         have = available_targets()
     except ImportError:
         return "onnxruntime is not installed"
+    if row.target == qnn.EP:  # a plugin provider: present once its package registers it
+        return qnn.probe()
     return None if row.target in have else f"{row.target} not in this onnxruntime build"
 
 
-class OnnxRuntimeBackend(StepBackend):
-    engine = "onnxruntime"
+def detail(row: devices.DeviceRow) -> str:
+    """What `edgeseq devices` says of an available row."""
+    if row.target == qnn.EP and qnn.simulated():
+        return f"{row.target} (HTP simulator on this x86-64 host: {qnn.SIMULATED}; static graphs: --target npu)"
+    return row.target
 
-    def _load(self) -> None:
+
+def _row(engine: str, device: str) -> devices.DeviceRow:
+    rows = devices.rows(engine, device)
+    reasons = [(r, probe(r)) for r in rows]
+    usable = [r for r, why in reasons if why is None]
+    if not usable:
+        raise DeviceError(f"onnxruntime on this host has no {device} provider: "
+                          + "; ".join(f"{r.device}:{r.vendor or '-'} {why}" for r, why in reasons),
+                          "install one of: " + "; ".join(r.install for r in rows))
+    return usable[0]
+
+
+class _Sessions:
+    """Session options and loading shared by both backends."""
+
+    artifact: Path
+    options: Any
+    manifest: Any
+
+    def _session_options(self) -> Any:
         import onnxruntime as ort
 
-        rows = devices.rows(self.engine, self.device)
-        have = available_targets()
-        usable = [r for r in rows if r.target in have]
-        if not usable:
-            raise DeviceError(
-                f"onnxruntime on this host has no {self.device} provider (has: {', '.join(have)})",
-                "install one of: " + "; ".join(r.install for r in rows))
-        self.provider = usable[0].target
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -51,15 +74,55 @@ class OnnxRuntimeBackend(StepBackend):
         # spinning off, decode rate within 5%).
         spin = "1" if self.options.extra.get("spin") else "0"
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        providers = [self.provider] + (["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else [])
-        self.sessions: dict[str, Any] = {}
-        for name, comp in self.manifest.components.items():
-            try:
-                self.sessions[name] = ort.InferenceSession(str(self.artifact / comp.file), so, providers=providers)
-            except Exception as e:  # ORT raises its own pybind types for unreadable or invalid graphs
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise ArtifactError(f"onnxruntime cannot load {comp.file} of {self.artifact}: {first}",
-                                    f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
+        return so
+
+    def _open(self, file: str, provider: str) -> Any:
+        import onnxruntime as ort
+
+        path = self.artifact / file
+        try:
+            if provider == qnn.EP:
+                quantized = self.manifest.quantization is not None
+                sha = self.manifest.files.get(file, {}).get("sha256")
+                s, report = qnn.session(path, self._session_options(), qnn.provider_options(quantized), sha)
+                self.npu_reports[file] = report
+                return s
+            providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+            return ort.InferenceSession(str(path), self._session_options(), providers=providers)
+        except Exception as e:  # ORT raises its own pybind types for unreadable or invalid graphs
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ArtifactError(f"onnxruntime cannot load {file} of {self.artifact} on {provider}: {first}",
+                                f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
+
+    def _npu_placement(self) -> dict[str, Any]:
+        """One report over all graphs: node and weight shares, fallbacks per op type."""
+        reports = self.npu_reports
+        nodes = sum(r["nodes"] for r in reports.values())
+        on = sum(r["nodes_on_npu"] for r in reports.values())
+        fallback: dict[str, int] = {}
+        reasons: dict[str, str] = {}
+        for r in reports.values():
+            for op, n in r["fallback_ops"].items():
+                fallback[op] = fallback.get(op, 0) + n
+            reasons.update(r["fallback_reasons"])
+        return {"node_share": round(on / nodes, 4) if nodes else 0.0, "nodes": nodes, "nodes_on_npu": on,
+                "fallback_ops": fallback, "fallback_reasons": reasons,
+                "simulated": qnn.SIMULATED if qnn.simulated() else False,
+                "graphs": {f: {k: r[k] for k in ("node_share", "weight_share", "nodes", "compiled")}
+                           for f, r in reports.items()}}
+
+
+class OnnxRuntimeBackend(_Sessions, StepBackend):
+    engine = "onnxruntime"
+
+    def _load(self) -> None:
+        row = _row(self.engine, self.device)
+        if row.target == qnn.EP:
+            raise DeviceError(f"{self.artifact} has dynamic shapes; Qualcomm HTP compiles fixed shapes only",
+                              "re-export it with --target npu (edgeseq export MODEL --format onnx --target npu)")
+        self.provider, self.device_label = row.target, row.label
+        self.npu_reports: dict[str, dict[str, Any]] = {}
+        self.sessions = {name: self._open(comp.file, self.provider) for name, comp in self.manifest.components.items()}
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self._inputs = {n: {i.name for i in s.get_inputs()} for n, s in self.sessions.items()}
 
@@ -73,3 +136,44 @@ class OnnxRuntimeBackend(StepBackend):
 
     def placement(self) -> dict[str, Any]:
         return {"provider": self.provider, "note": "whole graph assigned to one provider by ORT"}
+
+
+class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
+    """Static-shape ONNX artifacts: one session per (component, signature) graph."""
+
+    engine = "onnxruntime"
+    compile_cache = True  # on HTP, compiled graphs are cached (a second load reads them)
+
+    def _load(self) -> None:
+        row = _row(self.engine, self.device)
+        self.provider, self.device_label = row.target, row.label
+        self.npu_reports = {}
+        self.sessions: dict[tuple[str, str], Any] = {}
+        for name, comp in self.manifest.components.items():
+            files = comp.signature_files or {sig: comp.file for sig in comp.signatures}
+            for sig, file in files.items():
+                self.sessions[(name, sig)] = self._open(file, self.provider)
+        self._io = {key: ([o.name for o in s.get_outputs()],
+                          {i.name: _NP_TYPES.get(i.type, np.float32) for i in s.get_inputs()})
+                    for key, s in self.sessions.items()}
+        if self.provider == qnn.EP:
+            self.precision = "int (QDQ)" if self.manifest.quantization else "f16 (HTP)"
+
+    def graph_inputs(self, component: str) -> set[str]:
+        sig = list(self.manifest.components[component].signatures)[-1]
+        return set(self._io[(component, sig)][1])
+
+    def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
+        outputs, types = self._io[(component, signature)]
+        given = {k: (v if v.dtype == types[k] else v.astype(types[k])) for k, v in feeds.items() if k in types}
+        return dict(zip(outputs, self.sessions[(component, signature)].run(None, given)))
+
+    def placement(self) -> dict[str, Any]:
+        out = {"provider": self.provider, **super().placement()}
+        if self.provider == qnn.EP:
+            out["npu"] = self._npu_placement()
+        return out
+
+
+_NP_TYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+             "tensor(float16)": np.float16, "tensor(bool)": np.bool_}

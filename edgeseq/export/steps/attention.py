@@ -4,11 +4,27 @@ Shapes: B batch, T new tokens, S keys (past + new), Hq query heads, Hkv key/valu
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 # Additive mask value: finite so a row with every key masked (a left-pad query) gives a uniform
 # softmax instead of NaN; exp(-1e9) is exactly 0 in float32, so real rows are unaffected.
 NEG = -1e9
+
+
+@contextlib.contextmanager
+def mask_value(value: float) -> Iterator[None]:
+    """Trace graphs with another additive mask value. NPU graphs (export/onnx_npu.py) need a moderate
+    one: -1e9 is -inf in float16 (a fully masked left-pad row becomes NaN and reaches real rows
+    through 0 * NaN) and would stretch an activation quantization range over nine decades."""
+    global NEG
+    saved, NEG = NEG, value
+    try:
+        yield
+    finally:
+        NEG = saved
 
 
 def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor) -> torch.Tensor:
@@ -98,6 +114,17 @@ def rotary(positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float = 1.0
     freqs = positions[..., None].float() * inv_freq  # [B, T, D/2]
     angles = torch.cat([freqs, freqs], dim=-1)[:, None]
     return angles.cos() * scaling, angles.sin() * scaling
+
+
+def rotary_gathered(positions: torch.Tensor, length: int, inv_freq: torch.Tensor,
+                    scaling: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rotary` for positions below `length`, as rows gathered from a table of all of them: the table
+    depends on constants only (folded at export), so no float math runs on positions (static NPU graphs,
+    where a quantized position would lose the precision a rotation angle needs)."""
+    cos, sin = rotary(torch.arange(length, device=positions.device)[None], inv_freq, scaling)  # [1, 1, L, D]
+    rows = positions.reshape(-1)
+    shape = (positions.shape[0], 1, positions.shape[1], cos.shape[-1])
+    return cos[0, 0].index_select(0, rows).reshape(shape), sin[0, 0].index_select(0, rows).reshape(shape)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import KVWrite, attend, heads, rms_norm, rotary, rotate
+from .attention import KVWrite, attend, heads, rms_norm, rotary, rotary_gathered, rotate
 
 
 class LlamaStep(nn.Module):
@@ -30,7 +30,11 @@ class LlamaStep(nn.Module):
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.embed(input_ids)  # [B, T, H]
         bias = self.kv.bias(attention_mask, input_ids.shape[1])
-        cos, sin = rotary(position_ids, self.rotary.inv_freq, self.rotary.attention_scaling)
+        if self.kv.slots is None:
+            cos, sin = rotary(position_ids, self.rotary.inv_freq, self.rotary.attention_scaling)
+        else:  # static shapes: a position never reaches the cache length
+            cos, sin = rotary_gathered(position_ids, attention_mask.shape[1], self.rotary.inv_freq,
+                                       self.rotary.attention_scaling)
         presents: list[torch.Tensor] = []
         d, scale = self.head_dim, self.head_dim**-0.5
         for i, layer in enumerate(self.layers):

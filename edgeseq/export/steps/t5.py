@@ -28,7 +28,7 @@ def relative_buckets(rel: torch.Tensor, bidirectional: bool, num_buckets: int, m
         offset = (rel > 0).to(rel.dtype) * num_buckets
         dist = rel.abs()
     else:
-        dist = (-rel).clamp(min=0)  # a causal decoder only looks back
+        dist = (rel * -1).clamp(min=0)  # a causal decoder only looks back (an integer Neg: not on Qualcomm HTP)
     exact = num_buckets // 2
     # clamp(min=1) keeps log() finite where the exact branch is taken anyway
     log_ratio = torch.log(dist.clamp(min=1).float() / exact) / math.log(max_distance / exact)
@@ -113,7 +113,12 @@ class T5DecoderStep(_T5Base):
         q_pos = self.kv.query_slots(t, s, input_ids.device)  # decoder positions are cache places (no padding)
         k_pos = torch.arange(s, device=input_ids.device)
         table = self.blocks[0].layer[0].SelfAttention.relative_attention_bias
-        self_bias = self.position_bias(table, q_pos, k_pos, bidirectional=False) + self.kv.bias(attention_mask, t)
+        if self.kv.slots is None:
+            position = self.position_bias(table, q_pos, k_pos, bidirectional=False)
+        else:  # static shapes: the bias of every slot pair depends on weights only (constant-folded by
+            # the NPU exporter); a step gathers its rows, so no float math runs on positions
+            position = self.position_bias(table, k_pos, k_pos, bidirectional=False).index_select(2, q_pos)
+        self_bias = position + self.kv.bias(attention_mask, t)
         cross_bias = padding_bias(encoder_attention_mask)
         presents: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
