@@ -28,12 +28,14 @@ def _ints(text: str) -> list[int]:
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
     p.add_argument("--device", default="cpu", help="cpu | gpu | npu | auto, optionally with a vendor: gpu:cuda, "
                    "npu:qnn (default: cpu; `edgeseq devices` lists this host's)")
-    p.add_argument("--engine", default=None, help="onnxruntime | openvino | litert (default: the artifact "
-                   "format's own; openvino also runs onnx artifacts)")
+    p.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: the artifact "
+                   "format's own; openvino also runs onnx artifacts; torch is the PyTorch reference, rebuilt from the "
+                   "artifact's recorded source, on cpu or gpu:cuda)")
     p.add_argument("--threads", type=int, default=threads_default,
                    help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
     p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
-                   "default (the device's choice: bf16 on CPUs that have it); recorded in every profile")
+                   "default (the device's choice: bf16 on CPUs that have it); torch engine: f32, or bf16 / f16 under "
+                   "autocast; recorded in every profile")
     p.add_argument("--delegate", default=None, metavar="PATH", help="LiteRT (tflite artifacts): a GPU or NPU "
                    "delegate library for --device gpu / npu")
 
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
     c.add_argument("--device", default=None, help="cpu | gpu | npu | auto (default: cpu)")
-    c.add_argument("--engine", default=None, help="onnxruntime | openvino | litert (default: each format's own)")
+    c.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: each format's own)")
     c.add_argument("--threads", type=int, default=None, help="engine intra-op threads (default: 2)")
     c.add_argument("--precision", default=None, help="OpenVINO inference precision (default: f32)")
 

@@ -91,7 +91,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
-        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
@@ -129,7 +129,7 @@ def _alive(pid: int) -> bool:
 
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
-           target: str) -> mf.Manifest:
+           target: str, seed: int = 0) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
@@ -145,7 +145,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
         infos[c.name] = exporter.export_component(c, tmp, weights)
         infos[c.name].matmul_weights = matmul_weights(c)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
-    m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec),
+    m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec, seed),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -176,10 +176,12 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     return m
 
 
-def _model_info(spec: Any) -> dict[str, Any]:
+def _model_info(spec: Any, seed: int = 0) -> dict[str, Any]:
+    """`source` and `seed` rebuild the model (the torch engine: runtimes/torch_engine.py); `source_hash`
+    tells whether the source is still the one exported. Manifests without a seed were written with 0."""
     return {"name": spec.name, "family": spec.family, "source": spec.source, "source_kind": spec.source_kind,
-            "source_hash": spec.source_hash, "random_weights": spec.random_weights, "params": spec.num_params,
-            "notes": spec.notes}
+            "source_hash": spec.source_hash, "seed": seed, "random_weights": spec.random_weights,
+            "params": spec.num_params, "notes": spec.notes}
 
 
 def _bytes_per_token(spec: Any, m: mf.Manifest) -> int:

@@ -15,9 +15,13 @@ ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
     "openvino": ("edgeseq.runtimes.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
     "litert": ("edgeseq.runtimes.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
+    # the PyTorch reference: rebuilds the model from the manifest's source, so it reads any artifact
+    "torch": ("edgeseq.runtimes.torch_engine", "TorchBackend", "'edgeseq[export]'", ("onnx", "openvino", "tflite")),
 }
 # engine -> its class for static-shape artifacts (steps/static.py); engines not listed cannot run them
-STATIC_CLASSES = {"onnxruntime": "OnnxRuntimeStaticBackend", "litert": "LiteRtBackend"}
+STATIC_CLASSES = {"onnxruntime": "OnnxRuntimeStaticBackend", "litert": "LiteRtBackend",
+                  "openvino": "OpenVinoStaticBackend",
+                  "torch": "TorchBackend"}  # torch runs its own dynamic-shape modules, not the static graphs
 DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
 
 

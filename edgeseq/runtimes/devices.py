@@ -43,6 +43,9 @@ TABLE: list[DeviceRow] = [
     DeviceRow("litert", "gpu", "delegate", "GPU delegate", "a LiteRT GPU delegate library (--delegate PATH)"),
     DeviceRow("litert", "npu", "delegate", "NPU delegate", "a vendor NPU delegate library, e.g. Qualcomm QNN's "
               "(--delegate PATH)"),
+    DeviceRow("torch", "cpu", "", "cpu", "pip install 'edgeseq[export]'"),
+    DeviceRow("torch", "gpu", "cuda", "cuda", "a CUDA build of torch (pip install torch --index-url "
+              "https://download.pytorch.org/whl/cu12x)"),
 ]
 
 
