@@ -3,6 +3,7 @@ onnxruntime-qnn's HTP simulator with the placement report. Export and CPU-provid
 everywhere; the simulator tests skip through the QNN probe where onnxruntime-qnn is absent."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -178,3 +179,15 @@ def test_profile_marks_simulated_and_reports_node_share(npu_artifacts: dict[str,
     r = json.loads(out.read_text())["results"][0]
     assert r["simulated"] == qnn.SIMULATED and r["node_share"] == 1.0 and r["device"] == "npu:qnn"
     assert r["placement"]["static"]["prefill_bucket"] == 8
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                    reason="openvino not installed: pip install 'edgeseq[openvino]'")
+def test_openvino_runs_the_static_graphs(npu_artifacts: dict[str, Path], family: str) -> None:
+    """The graphs an Intel NPU would compile, on OpenVINO's CPU plugin: the ONNX Runtime tokens."""
+    ov = edgeseq.load(npu_artifacts[family], engine="openvino")
+    assert type(ov.backend).__name__ == "OpenVinoStaticBackend" and ov.backend.precision == "f32"
+    ref = edgeseq.load(npu_artifacts[family])
+    two = ["The quick brown fox", "a longer second one"]
+    assert ov.generate(two, config=CFG).ids == ref.generate(two, config=CFG).ids
+    assert ov.backend.placement()["static"]["cache_length"] == (40 if family == "t5" else 64)

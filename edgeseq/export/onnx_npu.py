@@ -12,6 +12,8 @@ shared/reference/qnn-htp-notes.md) and where it is done:
   over all cache slots and gathered by slot (steps/t5.py, steps/llama.py); ONNX Runtime's basic
   optimizer folds them here, before any quantizer sees the graph;
 - an additive attention mask of moderate magnitude (MASK), not -1e9 (-inf in float16);
+- RMS norms that never square a value above 1 (attention.scaled_norms): HTP runs float graphs in
+  float16, and SmolLM2's residual stream (up to ~24,500) squared overflows it;
 - no integer Neg (T5's bucketing multiplies by -1 instead).
 
 Weights (the `--weights` of this target):
@@ -32,7 +34,7 @@ from ..errors import ExportError, UsageError
 from ..manifest import ComponentInfo
 from .onnx import _PROTOBUF_LIMIT, OPSET, _initializer_bytes, _io, _lookup_bytes
 from .steps import Component
-from .steps.attention import mask_value
+from .steps.attention import mask_value, scaled_norms
 from .steps.static import StaticShape, arg_name, static_components
 
 STATIC = True
@@ -70,7 +72,7 @@ def _export_one(c: Component, example: dict[str, Any], path: Path) -> None:
                           "export a model under ~450M parameters for the NPU target")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), mask_value(MASK):
+        with warnings.catch_warnings(), torch.no_grad(), mask_value(MASK), scaled_norms():
             warnings.simplefilter("ignore")
             # the keyword order of `example` is c.inputs' order: the graph's inputs get the tensor names
             torch.onnx.export(c.module.eval(), (), str(path), kwargs=example, input_names=list(c.inputs),

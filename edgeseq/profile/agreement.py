@@ -11,32 +11,14 @@ from typing import Any
 
 import numpy as np
 
-
-def step_logits(backend: Any, prompt: list[int], steps: int, generation: dict[str, Any],
-                forced: list[int] | None = None) -> tuple[np.ndarray, list[int]]:
-    """Logits [steps, V] and the tokens fed: each step's argmax, or `forced` tokens where given."""
-    state = backend.new_state(1)
-    ids = np.array([prompt], np.int64)
-    if backend.manifest.kind == "encoder-decoder":
-        backend.encode(state, ids, np.ones_like(ids))
-        logits = backend.prefill(state, np.array([[generation["decoder_start_token_id"]]], np.int64))
-    else:
-        logits = backend.prefill(state, ids)
-    out, fed = [], []
-    for k in range(steps):
-        row = np.asarray(logits, np.float32)[0]
-        out.append(row)
-        fed.append(int(row.argmax()) if forced is None else forced[k])
-        if k + 1 < steps:
-            logits = backend.decode(state, np.array([fed[-1]], np.int64))
-    return np.stack(out), fed
+from .auto import forced_logits
 
 
 def agreement(device_backend: Any, reference: Any, prompt: list[int], steps: int = 32) -> dict[str, Any]:
     """Teacher-forced comparison of `device_backend` with `reference` over `steps` greedy steps."""
     gen = reference.manifest.generation
-    ref, tokens = step_logits(reference, prompt, steps, gen)
-    got, _ = step_logits(device_backend, prompt, steps, gen, forced=tokens)
+    tokens, ref = forced_logits(reference, prompt, gen, None, steps)
+    _, got = forced_logits(device_backend, prompt, gen, tokens, steps)
     agree = got.argmax(-1) == ref.argmax(-1)
     diff = np.abs(got - ref).max(axis=-1)
     return {"steps": steps, "token_agreement": round(float(agree.mean()), 4),

@@ -3,6 +3,9 @@
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
 blobs are cached in CACHE_DIR, so a second load of the same graphs skips compilation.
+
+The NPU plugin compiles static shapes only: it runs the static ONNX graphs of `--target npu`
+(`OpenVinoStaticBackend`, one compiled model per signature); dynamic artifacts are refused there.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 from ..errors import ArtifactError, DeviceError, UsageError
 from . import devices
 from .base import StepBackend, cache_dir
+from .static import StaticStepBackend
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
 
@@ -35,42 +39,12 @@ class OpenVinoBackend(StepBackend):
     compile_cache = True
 
     def _load(self) -> None:
-        import openvino as ov
-
-        rows = devices.rows(self.engine, self.device)
-        usable = [r for r in rows if probe(r) is None]
-        if not usable:
-            raise DeviceError(f"OpenVINO on this host has no {self.device} device "
-                              f"(has: {', '.join(ov.Core().available_devices)})",
-                              "install one of: " + "; ".join(r.install for r in rows))
-        self.target = usable[0].target
+        self.target, config = self._configure()
         if self.target == "NPU":
-            raise DeviceError("edgeseq's graphs have dynamic shapes; the OpenVINO NPU plugin needs static ones",
-                              "a static-shape export for NPU is not implemented yet: use --device cpu or gpu")
-        wanted = str(self.options.extra.get("precision") or "f32")
-        if wanted not in PRECISIONS:
-            raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                  "CACHE_DIR": str(cache_dir("openvino"))}
-        if PRECISIONS[wanted]:
-            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
-        if self.options.threads and self.target == "CPU":
-            config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
-        core = ov.Core()
-        self.compiled: dict[str, Any] = {}
-        for name, comp in self.manifest.components.items():
-            try:
-                self.compiled[name] = core.compile_model(str(self.artifact / comp.file), self.target, config)
-            except RuntimeError as e:
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
-                raise ArtifactError(f"OpenVINO cannot load {comp.file} of {self.artifact}: {first}",
-                                    f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
-        any_model = next(iter(self.compiled.values()))
-        try:
-            hint = any_model.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
-            self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-        except RuntimeError:  # a device without the property (e.g. some GPU drivers)
-            self.precision = PRECISIONS[wanted] or "device default"
+            raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
+                              "re-export with --format onnx --target npu and run it with --engine openvino")
+        self.compiled: dict[str, Any] = {n: self._compile(c.file, config) for n, c in self.manifest.components.items()}
+        self._after_compile()
         # a port can carry several tensor names (converting ONNX contrib ops such as MatMulNBits adds
         # some; which one get_any_name() returns differs between a fresh compile and the cache):
         # take the name the manifest declares
@@ -79,6 +53,48 @@ class OpenVinoBackend(StepBackend):
         self._inputs = {n: {self._declared(i.get_names(), n, "inputs") for i in c.inputs}
                         for n, c in self.compiled.items()}
         self._local = threading.local()  # an infer request per thread: one model shared by threads
+
+    def _configure(self) -> tuple[str, dict[str, Any]]:
+        """The device row's target and the compile configuration (precision, threads, cache)."""
+        import openvino as ov
+
+        rows = devices.rows(self.engine, self.device)
+        usable = [r for r in rows if probe(r) is None]
+        if not usable:
+            raise DeviceError(f"OpenVINO on this host has no {self.device} device "
+                              f"(has: {', '.join(ov.Core().available_devices)})",
+                              "install one of: " + "; ".join(r.install for r in rows))
+        self.device_label = usable[0].label
+        target = usable[0].target
+        wanted = str(self.options.extra.get("precision") or "f32")
+        if wanted not in PRECISIONS:
+            raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
+        self._wanted = wanted
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                                  "CACHE_DIR": str(cache_dir("openvino"))}
+        if PRECISIONS[wanted] and target != "NPU":  # the NPU plugin computes in its own types
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
+        if self.options.threads and target == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
+        self._core = ov.Core()
+        return target, config
+
+    def _compile(self, file: str, config: dict[str, Any]) -> Any:
+        try:
+            return self._core.compile_model(str(self.artifact / file), self.target, config)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
+            raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {first}",
+                                f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
+
+    def _after_compile(self) -> None:
+        """The precision the compiled models report."""
+        any_model = next(iter(self.compiled.values()))
+        try:
+            hint = any_model.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
+            self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        except RuntimeError:  # a device without the property (e.g. some GPU drivers, the NPU)
+            self.precision = PRECISIONS[self._wanted] or "device default"
 
     def graph_inputs(self, component: str) -> set[str]:
         return set(self._inputs[component])
@@ -112,3 +128,33 @@ class OpenVinoBackend(StepBackend):
             except RuntimeError:
                 pass
         return out
+
+
+class OpenVinoStaticBackend(OpenVinoBackend, StaticStepBackend):
+    """Static-shape ONNX artifacts (`--target npu`): one compiled model per (component, signature);
+    the way onto Intel NPUs, and runnable on CPU and GPU as well."""
+
+    def _load(self) -> None:
+        self.target, config = self._configure()
+        self.compiled = {}
+        for name, comp in self.manifest.components.items():
+            for sig, file in (comp.signature_files or {s: comp.file for s in comp.signatures}).items():
+                self.compiled[(name, sig)] = self._compile(file, config)
+        self._after_compile()
+        self._outputs = {k: [self._declared(o.get_names(), k[0], "outputs") for o in c.outputs]
+                         for k, c in self.compiled.items()}
+        self._inputs = {k: {self._declared(i.get_names(), k[0], "inputs") for i in c.inputs}
+                        for k, c in self.compiled.items()}
+        self._local = threading.local()
+
+    def graph_inputs(self, component: str) -> set[str]:
+        return set(self._inputs[(component, list(self.manifest.components[component].signatures)[-1])])
+
+    def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
+        return OpenVinoBackend.run(self, (component, signature), feeds)  # type: ignore[arg-type]
+
+    def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return StaticStepBackend.run(self, component, feeds)
+
+    def placement(self) -> dict[str, Any]:
+        return {**OpenVinoBackend.placement(self), **StaticStepBackend.placement(self)}
