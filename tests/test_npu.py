@@ -191,3 +191,19 @@ def test_openvino_runs_the_static_graphs(npu_artifacts: dict[str, Path], family:
     two = ["The quick brown fox", "a longer second one"]
     assert ov.generate(two, config=CFG).ids == ref.generate(two, config=CFG).ids
     assert ov.backend.placement()["static"]["cache_length"] == (40 if family == "t5" else 64)
+
+
+def test_a_bare_npu_goes_to_the_engine_that_has_one(npu_artifacts: dict[str, Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --engine, `npu` takes the format's own engine if it has an NPU here, else the next
+    engine that runs the graphs and has one; with none, the format's own (whose error lists the rows)."""
+    from edgeseq.manifest import read
+    from edgeseq.runtimes import device_engine, openvino
+
+    m = read(npu_artifacts["llama"])
+    assert device_engine(m, "cpu") == "onnxruntime"
+    monkeypatch.setattr(qnn, "probe", lambda: "onnxruntime-qnn is not installed")
+    monkeypatch.setattr(openvino, "probe", lambda row: None if row.target == "NPU" else "absent")
+    assert device_engine(m, "npu") == "openvino"
+    monkeypatch.setattr(openvino, "probe", lambda row: "absent")
+    assert device_engine(m, "npu") == "onnxruntime"

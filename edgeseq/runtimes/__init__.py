@@ -36,9 +36,38 @@ def engine_module(engine: str) -> Any:
                                      f"pip install {package}") from e
 
 
+def device_engine(manifest: Manifest, device: str) -> str:
+    """The engine for an artifact on `device` when none is named: the format's own if it has an
+    available row for the device, else the first other engine that runs the artifact's graphs and
+    has one (an ONNX artifact on `npu` goes to OpenVINO's NPU where ONNX Runtime has none). The
+    torch reference is never picked: it does not run the artifact's graphs."""
+    from ..errors import EdgeseqError
+    from . import devices
+
+    own = DEFAULT_ENGINE.get(manifest.format, "")
+    if device.partition(":")[0] == "cpu":
+        return own
+    order = [own] + [e for e, v in ENGINES.items() if e not in (own, "torch") and manifest.format in v[3]
+                     and (not manifest.static or e in STATIC_CLASSES)]
+    for engine in order:
+        try:
+            module, rows = engine_module(engine), devices.rows(engine, device)
+        except EdgeseqError:  # not installed, or no such device class for this engine
+            continue
+        if any(module.probe(r) is None for r in rows):
+            return engine
+    return own  # none has it: the format's own engine says which rows exist and why each is unavailable
+
+
 def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine: str | None = None,
                  options: BackendOptions | None = None) -> StepBackend:
-    engine = engine or DEFAULT_ENGINE.get(manifest.format, "")
+    if not engine:
+        engine = device_engine(manifest, device)
+        if engine != DEFAULT_ENGINE.get(manifest.format, ""):
+            import sys
+
+            print(f"edgeseq: {device}: {DEFAULT_ENGINE.get(manifest.format)} has none here; using --engine {engine}",
+                  file=sys.stderr)
     if engine not in ENGINES:
         raise UsageError(f"unknown engine '{engine}'", f"engines: {', '.join(ENGINES)}")
     if manifest.format not in ENGINES[engine][3]:
