@@ -159,9 +159,12 @@ def rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         # SmolLM2's residual stream (values up to ~24,500) squares to 6e8, past float16's 65,504
         # (HTP's float graphs ran all 30 layers to garbage: 0% of tokens agreed with the CPU)
         # (y * rsqrt, not y / sqrt: ONNX Runtime's CPU provider fuses the latter into its RMS-norm
-        # kernel with a constant epsilon, dropping this one, which depends on s: logits off by 0.09)
-        s = x.abs().amax(-1, keepdim=True).clamp(min=1.0)
-        y = x / s
-        t = eps**0.5 / s  # eps / s^2 without forming s^2
+        # kernel with a constant epsilon, dropping this one, which depends on s: logits off by 0.09).
+        # HTP divides by multiplying with the reciprocal, and 1 / 24,500 is below float16's smallest
+        # normal number (6.1e-5): flushed to 0, the massive token's whole norm was 0. Dividing twice
+        # by sqrt(s) keeps each reciprocal normal (s up to 2.7e8).
+        r = torch.sqrt(x.abs().amax(-1, keepdim=True).clamp(min=1.0))
+        y = x / r / r
+        t = eps**0.5 / r / r  # eps / s^2 without forming s^2
         return norm.weight * (y * torch.rsqrt((y * y).mean(-1, keepdim=True) + t * t))
     return norm.weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps))
