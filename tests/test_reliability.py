@@ -55,6 +55,13 @@ def test_garbage_graph_is_an_artifact_error(artifacts: dict[str, Path], tmp_path
         edgeseq.load(art)
 
 
+def _ctrl_c_reaches_it() -> None:
+    """Run in the child before exec: Ctrl-C as a terminal delivers it. A runner that started the
+    tests in the background (`cmd &` in a script) passes SIGINT on as ignored, and Python then never
+    raises KeyboardInterrupt, so the test would measure the runner, not edgeseq."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(cond, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -67,7 +74,7 @@ def _wait_for(cond, timeout: float = 120.0) -> None:
 def test_killed_export_leaves_nothing_that_loads(sig: int, hf_dirs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "x"
     proc = subprocess.Popen([*EDGESEQ, "export", str(hf_dirs["t5"]), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_reaches_it)
     _wait_for(lambda: any(p.suffix == ".onnx" for d in tmp_path.glob(".x.partial-*") for p in d.iterdir()))
     proc.send_signal(sig)
     code = proc.wait(60)
@@ -89,7 +96,8 @@ def test_interrupted_sweep_keeps_results_and_resumes(artifacts: dict[str, Path],
     j = tmp_path / "r.json"
     args = [*EDGESEQ, "profile", str(artifacts["t5"]), str(artifacts["llama"]), "--input-len", "8,16,24,32",
             "--output-len", "48", "--reps", "40", "--warmup", "0", "--threads", "1", "--no-bandwidth", "--json", str(j)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
     partial = Path(f"{j}.partial.jsonl")
     _wait_for(lambda: partial.exists() and len(partial.read_text().splitlines()) >= 3)  # header + 2 cases
     proc.send_signal(signal.SIGINT)

@@ -37,7 +37,6 @@ from .steps import Component
 from .steps.attention import mask_value, scaled_norms
 from .steps.static import StaticShape, arg_name, static_components
 
-STATIC = True
 WEIGHTS = ("fp32", "w8a16", "w8a8")
 MASK = -100.0  # exp(-100) is 0 against any real score, and a uint16 range over it keeps 0.002 steps
 _EXTERNAL_MIN = 1024  # tensors of at least this many bytes go to the shared weight file

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import manifest as mf
-from ..errors import ExportError, ParityError, UsageError, require
+from ..errors import ParityError, UsageError, require
 
 # format -> (exporter module, default engine)
 FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime"),

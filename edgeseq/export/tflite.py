@@ -25,7 +25,6 @@ from .quiet import quiet
 from .steps import Component
 from .steps.static import StaticShape, arg_name, static_components
 
-STATIC = True  # this format compiles fixed shapes: the pipeline builds components with static_components
 WEIGHTS = ("fp32", "fp16", "int8", "int8-wo")
 
 

@@ -88,7 +88,7 @@ def markdown(doc: dict[str, Any]) -> str:
     results = doc["results"]
     multi = len({r["artifact"] for r in results}) > 1
     head = _headers(multi)
-    out = [f"# edgeseq profile", "", f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; "
+    out = ["# edgeseq profile", "", f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; "
            f"edgeseq {doc['edgeseq_version']}; bandwidth (numpy copy): {doc.get('bandwidth_gb_s') or '-'} GB/s", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(_cells(r, multi)) + " |" for r in results]
