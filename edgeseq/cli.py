@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", default="cpu", choices=["cpu", "npu"],
                    help="cpu (default): graphs for any engine and device; npu: static shapes Qualcomm HTP "
                    "compiles (onnx only; run with --device npu through onnxruntime-qnn), weights fp32 (HTP runs "
-                   "them in float16), w8a16 or w8a8 (QDQ, calibrated on sample prompts)")
+                   "them in float16), w8a16, w8a8 or w4a16 (QDQ, calibrated on sample prompts)")
     e.add_argument("--max-input", type=int, default=None, help="tflite, --target npu: longest prompt (encoder input) the "
                    "artifact takes (default: 256); longer prompts are refused, never truncated")
     e.add_argument("--max-output", type=int, default=None, help="tflite, --target npu: most new tokens per request; sets the "

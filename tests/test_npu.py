@@ -90,7 +90,7 @@ def test_bad_input(npu_artifacts: dict[str, Path], artifacts: dict[str, Path], h
                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match="--target npu is not available for --format tflite"):
         export(str(hf_dirs["llama"]), tmp_path / "x", format="tflite", target="npu")
-    with pytest.raises(UsageError, match="npu weights: fp32, w8a16, w8a8"):
+    with pytest.raises(UsageError, match="npu weights: fp32, w8a16, w8a8, w4a16"):
         export(str(hf_dirs["llama"]), tmp_path / "x", target="npu", weights="int4")
     with pytest.raises(UsageError, match="unknown --target"):
         export(str(hf_dirs["llama"]), tmp_path / "x", target="gpu")
@@ -207,3 +207,20 @@ def test_a_bare_npu_goes_to_the_engine_that_has_one(npu_artifacts: dict[str, Pat
     assert device_engine(m, "npu") == "openvino"
     monkeypatch.setattr(openvino, "probe", lambda row: "absent")
     assert device_engine(m, "npu") == "onnxruntime"
+
+
+@needs_qnn
+def test_int4_weights(hf_dirs: dict[str, Path], npu_artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """w4a16: int4 weights packed two to a byte in the shared weight file; every node on HTP."""
+    from edgeseq.export.steps.static import StaticShape
+
+    from conftest import TFLITE_SHAPE
+
+    m = export(str(hf_dirs["llama"]), tmp_path / "w4", target="npu", weights="w4a16",
+               shape=StaticShape(**TFLITE_SHAPE), quiet=True)  # type: ignore[arg-type]
+    assert m.quantization == "w4a16" and m.parity["status"] == "passed"
+    w8 = (npu_artifacts["llama-w8a16"] / "decoder.weights").stat().st_size
+    assert (tmp_path / "w4" / "decoder.weights").stat().st_size < 0.85 * w8
+    model = edgeseq.load(tmp_path / "w4", device="npu")
+    assert model.backend.placement()["npu"]["node_share"] == 1.0
+    assert len(model.generate("one two", config=CFG).ids[0]) == 16

@@ -8,6 +8,7 @@ weights are shared again. Recipes:
   w8a16  uint8 weights, uint16 activations (the one that kept SmolLM2's and T5's top-1 tokens in
          the feasibility notes; uint8 activations flipped them)
   w8a8   uint8 weights and activations
+  w4a16  int4 weights (packed two to a byte), uint16 activations
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 from ..errors import ExportError
 from .quiet import quiet
 
-RECIPES = {"w8a16": ("QUInt16", "QUInt8"), "w8a8": ("QUInt8", "QUInt8")}  # activations, weights
+RECIPES = {"w8a16": ("QUInt16", "QUInt8"), "w8a8": ("QUInt8", "QUInt8"),  # activations, weights
+           "w4a16": ("QUInt16", "QInt4")}
 PROMPTS_PER_BUCKET = 2
 DECODE_STEPS = 8  # greedy steps recorded after each prompt
 

@@ -20,6 +20,7 @@ Weights (the `--weights` of this target):
   fp32   float graph; onnxruntime-qnn runs it on HTP in float16 (enable_htp_fp16_precision)
   w8a16  QDQ: uint8 weights, uint16 activations, calibrated on sample prompts (export/calibrate.py)
   w8a8   QDQ: uint8 weights and activations
+  w4a16  QDQ: int4 weights, uint16 activations
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from .steps import Component
 from .steps.attention import mask_value, scaled_norms
 from .steps.static import StaticShape, arg_name, static_components
 
-WEIGHTS = ("fp32", "w8a16", "w8a8")
+WEIGHTS = ("fp32", "w8a16", "w8a8", "w4a16")
 MASK = -100.0  # exp(-100) is 0 against any real score, and a uint16 range over it keeps 0.002 steps
 _EXTERNAL_MIN = 1024  # tensors of at least this many bytes go to the shared weight file
 
@@ -109,7 +110,8 @@ def share_weights(paths: list[Path], weights_file: Path) -> None:
     with open(tmp, "wb") as fh:
         for model in models:
             for init in model.graph.initializer:
-                raw = numpy_helper.to_array(init).tobytes()
+                # raw_data as stored (4-bit types are packed two to a byte); typed fields via numpy
+                raw = init.raw_data if init.HasField("raw_data") else numpy_helper.to_array(init).tobytes()
                 if len(raw) < _EXTERNAL_MIN:
                     continue
                 key = f"{hashlib.sha256(raw).hexdigest()}:{init.data_type}:{list(init.dims)}"

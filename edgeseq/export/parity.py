@@ -27,7 +27,8 @@ TOLERANCE["int8-wo"] = TOLERANCE["int8"]  # TFLite weight-only int8: the same we
 # NPU QDQ recipes (export/calibrate.py): per-tensor uint8 weights, quantized activations
 TOLERANCE["w8a16"] = {"atol": 2.0, "rtol": 0.2}
 TOLERANCE["w8a8"] = {"atol": 4.0, "rtol": 0.5}
-LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w8a8"]  # rows from tightest to loosest
+TOLERANCE["w4a16"] = TOLERANCE["int4"]
+LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w4a16", "w8a8"]  # rows from tightest to loosest
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
 
 

@@ -28,7 +28,8 @@ WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4"), "openvino": ("f
                                        "tflite": ("fp32", "fp16", "int8", "int8-wo")}
 STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
 # --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes
-NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.onnx_npu", ("fp32", "w8a16", "w8a8"))}
+NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.onnx_npu",
+                                                                 ("fp32", "w8a16", "w8a8", "w4a16"))}
 
 
 def _say(msg: str, quiet: bool) -> None:
