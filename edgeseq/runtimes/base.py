@@ -6,8 +6,12 @@ and runs them. A loaded backend is immutable and may be shared; each request own
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +22,29 @@ from ..errors import ArtifactError, InputError
 from ..manifest import Manifest
 
 
+@contextlib.contextmanager
+def redirected(fds: tuple[int, ...], path: str = os.devnull) -> Iterator[None]:
+    """File descriptors `fds` into `path` for the block (default: discarded). For engines whose
+    native libraries print to stdout / stderr directly, past Python's sys.stdout and sys.stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    target = os.open(path, os.O_WRONLY | os.O_APPEND)
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        for fd in fds:
+            os.dup2(target, fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip(fds, saved):
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(target)
+
+
 def cache_dir(engine: str) -> Path:
     """Where an engine keeps what it compiles or packs for reuse by later loads (XDG cache)."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgeseq" / engine
 

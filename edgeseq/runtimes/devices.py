@@ -5,6 +5,7 @@ the engine's providers in order of preference; the first one present on this hos
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DeviceError
@@ -47,6 +48,19 @@ TABLE: list[DeviceRow] = [
     DeviceRow("torch", "gpu", "cuda", "cuda", "a CUDA build of torch (pip install torch --index-url "
               "https://download.pytorch.org/whl/cu12x)"),
 ]
+
+
+def pick(engine: str, device: str, probe: Callable[[DeviceRow], str | None], name: str, what: str) -> DeviceRow:
+    """The first of `engine`'s rows for `device` that `probe` finds usable here; else a DeviceError
+    that lists every row with the reason it is unavailable and what would bring it."""
+    found = rows(engine, device)
+    reasons = [(r, probe(r)) for r in found]
+    usable = [r for r, why in reasons if why is None]
+    if not usable:
+        raise DeviceError(f"{name} has no {device} {what} on this host: "
+                          + "; ".join(f"{r.label} {why}" for r, why in reasons),
+                          "install one of: " + "; ".join(r.install for r in found))
+    return usable[0]
 
 
 def parse(device: str) -> tuple[str, str]:

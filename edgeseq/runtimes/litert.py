@@ -16,19 +16,17 @@ Inputs are mapped by the names the manifest records (`signature_name`), never by
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import sys
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError
 from . import devices
-from .base import State, cache_dir
+from .base import State, cache_dir, redirected
 from .static import StaticStepBackend
 
 
@@ -48,20 +46,10 @@ def probe(row: devices.DeviceRow, delegate: str | None = None) -> str | None:
 _ENV: Any = None  # one LiteRT environment per process: it registers the accelerators once
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def _quiet_stderr() -> Any:
     """LiteRT's runtime logs ~20 INFO / WARNING lines per environment and model to file descriptor 2
     (accelerator registration, vendor plugins absent on this host) and has no switch for it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    return redirected((2,))
 
 
 def _environment() -> Any:

@@ -37,19 +37,13 @@ def probe(row: devices.DeviceRow) -> str | None:
 def detail(row: devices.DeviceRow) -> str:
     """What `edgeseq devices` says of an available row."""
     if row.target == qnn.EP and qnn.simulated():
-        return f"{row.target} (HTP simulator on this x86-64 host: {qnn.SIMULATED}; static graphs: --target npu)"
+        return (f"{row.target} (the HTP simulator on this x86-64 host: timings are not device timings; "
+                "static graphs only: --target npu)")
     return row.target
 
 
 def _row(engine: str, device: str) -> devices.DeviceRow:
-    rows = devices.rows(engine, device)
-    reasons = [(r, probe(r)) for r in rows]
-    usable = [r for r, why in reasons if why is None]
-    if not usable:
-        raise DeviceError(f"onnxruntime on this host has no {device} provider: "
-                          + "; ".join(f"{r.device}:{r.vendor or '-'} {why}" for r, why in reasons),
-                          "install one of: " + "; ".join(r.install for r in rows))
-    return usable[0]
+    return devices.pick(engine, device, probe, "onnxruntime", "provider")
 
 
 class _Sessions:

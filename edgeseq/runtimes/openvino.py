@@ -58,14 +58,8 @@ class OpenVinoBackend(StepBackend):
         """The device row's target and the compile configuration (precision, threads, cache)."""
         import openvino as ov
 
-        rows = devices.rows(self.engine, self.device)
-        usable = [r for r in rows if probe(r) is None]
-        if not usable:
-            raise DeviceError(f"OpenVINO on this host has no {self.device} device "
-                              f"(has: {', '.join(ov.Core().available_devices)})",
-                              "install one of: " + "; ".join(r.install for r in rows))
-        self.device_label = usable[0].label
-        target = usable[0].target
+        row = devices.pick(self.engine, self.device, probe, "OpenVINO", "device")
+        self.device_label, target = row.label, row.target
         wanted = str(self.options.extra.get("precision") or "f32")
         if wanted not in PRECISIONS:
             raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")

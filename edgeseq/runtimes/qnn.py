@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import cache_dir
+from .base import cache_dir, redirected
 
 EP = "QNNExecutionProvider"
 SOC_MODEL = "60"  # the Snapdragon (QNN SoC id) the simulator compiles for: as in the feasibility notes
@@ -123,21 +123,12 @@ def _compile(path: Path, opts: dict[str, str], out: Path) -> dict[str, Any]:
 def _captured_output() -> Iterator[Path]:
     """File descriptors 1 and 2 into a temporary file: ONNX Runtime's C++ logger writes to 2, the QNN
     libraries print a thread-local-storage notice to 1 when they load."""
-    import sys
-
     fd, name = tempfile.mkstemp(prefix="edgeseq-qnn-", suffix=".log")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    os.close(fd)
     try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield Path(name)
+        with redirected((1, 2), name):
+            yield Path(name)
     finally:
-        for target, old in zip((1, 2), saved):
-            os.dup2(old, target)
-            os.close(old)
-        os.close(fd)
         Path(name).unlink(missing_ok=True)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError, EdgeseqError, MissingDependencyError, UsageError
+from ..errors import ArtifactError, EdgeseqError, MissingDependencyError, UsageError
 from . import devices
 from .base import State, StepBackend
 
@@ -59,14 +59,7 @@ def detail(row: devices.DeviceRow) -> str:
 
 
 def _row(device: str) -> devices.DeviceRow:
-    rows = devices.rows("torch", device)
-    reasons = [(r, probe(r)) for r in rows]
-    usable = [r for r, why in reasons if why is None]
-    if not usable:
-        raise DeviceError(f"the torch engine has no {device} device on this host: "
-                          + "; ".join(f"{r.label} {why}" for r, why in reasons),
-                          "install one of: " + "; ".join(r.install for r in rows))
-    return usable[0]
+    return devices.pick("torch", device, probe, "the torch engine", "device")
 
 
 def rebuild(artifact: Path, model: dict[str, Any]) -> Any:
