@@ -41,6 +41,24 @@ def test_int4_export_quantizes_every_weight_matmul_and_passes_parity(int4_artifa
     assert m.model["bytes_read_per_token"] * 3 < fp32.model["bytes_read_per_token"]
 
 
+def test_w4a8_computes_in_int8_and_passes_its_parity_bound(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """w4a8: the same MatMulNBits weights, accuracy_level 4 (activations quantized to int8 as each
+    matmul runs), checked against PyTorch at its own, looser bound; the engine reports int8 compute."""
+    from edgeseq import load
+    from edgeseq.generate.config import GenerationConfig
+
+    m = export(str(hf_dirs["llama"]), tmp_path / "w4a8", weights="w4a8", quiet=True)
+    assert m.quantization == "w4a8" and m.parity["status"] == "passed"
+    assert m.parity["tolerance_rule"] == {"atol": 4.0, "rtol": 0.5}
+    nodes = onnx.load(str(tmp_path / "w4a8" / "decoder.onnx"), load_external_data=False).graph.node
+    levels = {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
+    assert levels == {4}
+    model = load(tmp_path / "w4a8")
+    assert model.backend.precision == "int8"
+    out = model.generate_ids([[5, 9, 44, 17]], GenerationConfig(max_new_tokens=5, ignore_eos=True))
+    assert len(out.ids[0]) == 5
+
+
 def test_int4_artifact_generates(int4_artifacts: dict[str, Path]) -> None:
     from edgeseq import load
     from edgeseq.generate.config import GenerationConfig
