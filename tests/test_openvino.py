@@ -119,3 +119,26 @@ def test_missing_openvino_names_the_extra(hf_dirs: dict[str, Path], tmp_path: Pa
     assert "edgeseq[openvino]" in capsys.readouterr().err
     assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "y"), "--format", "openvino",
                  "--weights", "int8"]) == 5
+
+
+@needs_ov
+def test_low_disk_runs_uncached(ov_artifacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """With less free disk than a compiled blob and the margin, the engine compiles without its cache
+    and says so (a blob cut short by a full disk crashed later loads); with room it caches."""
+    import collections
+    import shutil
+
+    from edgeseq.runtimes import base
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, base.CACHE_MARGIN // 2))
+    prompt = "one two three"
+    cfg = edgeseq.GenerationConfig(max_new_tokens=4, ignore_eos=True)
+    uncached = edgeseq.load(ov_artifacts["t5"]).generate(prompt, config=cfg).ids
+    assert "not caching openvino's compiled graphs" in capsys.readouterr().err
+    assert not (tmp_path / "edgeseq" / "openvino").exists()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
+    assert edgeseq.load(ov_artifacts["t5"]).generate(prompt, config=cfg).ids == uncached
+    assert any((tmp_path / "edgeseq" / "openvino").iterdir())

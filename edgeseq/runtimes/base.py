@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -47,6 +48,28 @@ def cache_dir(engine: str) -> Path:
     """Where an engine keeps what it compiles or packs for reuse by later loads (XDG cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgeseq" / engine
+
+
+CACHE_MARGIN = 1 << 30  # free bytes kept beyond what a cache entry needs
+
+
+def cache_room(engine: str, need_bytes: int) -> Path | None:
+    """`cache_dir(engine)` when its disk has room for an entry of about `need_bytes` plus a margin, else
+    None (and a note on stderr): the engine then runs uncached. An OpenVINO blob cut short by a full disk
+    is read back by later loads without a check and crashed the process (segfault, heap corruption)."""
+    folder = cache_dir(engine)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    if free >= need_bytes + CACHE_MARGIN:
+        return folder
+    print(f"edgeseq: {free / 2**20:.0f} MiB free under {probe}; not caching {engine}'s compiled graphs "
+          f"(needs ~{need_bytes / 2**20:.0f} MiB + {CACHE_MARGIN >> 20} MiB spare)", file=sys.stderr)
+    return None
 
 
 @dataclass

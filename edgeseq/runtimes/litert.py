@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ArtifactError, DeviceError
 from . import devices
-from .base import State, cache_dir, redirected
+from .base import State, cache_room, redirected
 from .static import StaticStepBackend
 
 
@@ -130,7 +130,8 @@ class LiteRtBackend(StaticStepBackend):
             # packed weights depend on the graph's bytes and the runtime's version, not on threads;
             # without the manifest's hash (an export's own parity run) nothing identifies the bytes:
             # no cache then (a name alone would hand one model another's weights)
-            final = cache_dir("litert") / f"{digest}-{version('ai-edge-litert')}.xnnpack" if digest else None
+            folder = cache_room("litert", path.stat().st_size) if digest else None
+            final = folder / f"{digest}-{version('ai-edge-litert')}.xnnpack" if folder else None
             # a new cache is written under a name of this process's own, then renamed into place
             # (the mapping stays valid), so two processes never write the same file
             target = final if final is None or final.is_file() else final.with_suffix(f".{os.getpid()}.partial")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ArtifactError, DeviceError, UsageError
 from . import devices
-from .base import StepBackend, cache_dir
+from .base import StepBackend, cache_room
 from .static import StaticStepBackend
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
@@ -64,8 +64,10 @@ class OpenVinoBackend(StepBackend):
         if wanted not in PRECISIONS:
             raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
         self._wanted = wanted
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
-                                  "CACHE_DIR": str(cache_dir("openvino"))}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+        folder = cache_room("openvino", sum(c.weight_bytes for c in self.manifest.components.values()))
+        if folder is not None:
+            config["CACHE_DIR"] = str(folder)
         if PRECISIONS[wanted] and target != "NPU":  # the NPU plugin computes in its own types
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
         if self.options.threads and target == "CPU":

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import cache_dir, redirected
+from .base import cache_room, redirected
 
 EP = "QNNExecutionProvider"
 SOC_MODEL = "60"  # the Snapdragon (QNN SoC id) the simulator compiles for: as in the feasibility notes
@@ -80,7 +80,9 @@ def session(path: Path, so: Any, opts: dict[str, str], sha: str | None) -> tuple
 
     key = hashlib.sha256(json.dumps([sha, opts, ort.__version__, onnxruntime_qnn.__version__],
                                     sort_keys=True).encode()).hexdigest()[:16] if sha else None
-    folder = cache_dir("qnn") if key else Path(tempfile.mkdtemp(prefix="edgeseq-qnn-"))
+    room = cache_room("qnn", path.stat().st_size) if key else None
+    key = key if room else None
+    folder = room or Path(tempfile.mkdtemp(prefix="edgeseq-qnn-"))
     compiled = folder / f"{key or 'graph'}_ctx.onnx"
     report_file = compiled.with_suffix(".placement.json")
     state = "cached"
