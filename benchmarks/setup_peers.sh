@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the peer tools' venvs for benchmarks/vs_openvino.py and vs_litert.py (they pin versions that
-# conflict with edgeseq's, so each gets its own). Usage: benchmarks/setup_peers.sh [DIR]
+# Builds the peer tools' venvs for benchmarks/vs_peers.py, vs_openvino.py and vs_litert.py (they pin versions
+# that conflict with edgeseq's, so each gets its own). Usage: benchmarks/setup_peers.sh [DIR]
 set -euo pipefail
 DIR=${1:-/tmp/edgeseq-peers}
 mkdir -p "$DIR"
@@ -23,4 +23,14 @@ echo "torch==2.13.0" > "$DIR/torch-pin.txt"
 "$DIR/venv-litert/bin/pip" install -q torch==2.13.0
 "$DIR/venv-litert/bin/pip" install -q -c "$DIR/torch-pin.txt" litert-torch==0.10.0 ai-edge-litert==2.3.0 \
     tensorflow-cpu==2.21.0 transformers==5.24.0 tokenizers==0.23.3 numpy==2.4.6
+# optimum-onnx: ORTModelForCausalLM / ORTModelForSeq2SeqLM; it pins transformers < 4.58
+[ -x "$DIR/venv-optonnx/bin/python" ] || python3 -m venv "$DIR/venv-optonnx"
+"$DIR/venv-optonnx/bin/pip" install -q torch==2.13.0
+"$DIR/venv-optonnx/bin/pip" install -q -c "$DIR/torch-pin.txt" "optimum-onnx[onnxruntime]==0.1.0" optimum==2.1.0 \
+    transformers==4.57.6 onnxruntime==1.31.1 onnx==1.23.2 numpy==2.4.6 tokenizers==0.22.2
+# onnxruntime-genai: its model builder (needs torch + transformers) and its Generator loop
+[ -x "$DIR/venv-ortgenai/bin/python" ] || python3 -m venv "$DIR/venv-ortgenai"
+"$DIR/venv-ortgenai/bin/pip" install -q torch==2.13.0
+"$DIR/venv-ortgenai/bin/pip" install -q -c "$DIR/torch-pin.txt" onnxruntime-genai==0.18.0 onnxruntime==1.31.1 \
+    transformers==5.24.0 onnx==1.23.2 onnxscript==0.7.2 numpy==2.4.6 tokenizers==0.23.3
 echo "peer venvs ready in $DIR"

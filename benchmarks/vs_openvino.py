@@ -57,15 +57,38 @@ def hf_dir(source: str, out: Path) -> Path:
     return out
 
 
-def ensure_export(source: str, out: Path, fmt: str, weights: str) -> Path:
+def ensure_export(source: str, out: Path, fmt: str, weights: str, fresh: bool = False) -> Path:
+    """edgeseq's export of source at out, reused when its manifest names the installed edgeseq and
+    exporter versions; made anew when it is missing, older or `fresh`."""
     from edgeseq.errors import EdgeseqError
     from edgeseq.export.pipeline import export
     from edgeseq.manifest import read
 
     try:
-        read(out)
+        changed = _changed_tools(read(out).tools)
     except EdgeseqError:
+        changed = ["no artifact"]
+    if fresh or changed:
+        if changed and changed != ["no artifact"]:
+            print(f"re-exporting {out} ({', '.join(changed)})", file=sys.stderr)
         export(source, out, format=fmt, weights=weights, overwrite=True)
+    return out
+
+
+def _changed_tools(tools: dict[str, str]) -> list[str]:
+    """'name old -> new' for each tool in a manifest whose installed version differs (absent ones are skipped)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import edgeseq
+
+    out = []
+    for name, then in tools.items():
+        try:
+            now = edgeseq.__version__ if name == "edgeseq" else version(name)
+        except PackageNotFoundError:
+            continue
+        if now != then:
+            out.append(f"{name} {then} -> {now}")
     return out
 
 

@@ -92,8 +92,8 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
     print(json.dumps({"tool": f"edgeseq {r['engine']}", "versions": model.manifest.tools, "gen_ids": gen,
                       "ttft_ms": r["ttft_ms"], "tpot_ms": r["tpot_ms"], "decode_tok_s": r["decode_tok_s"],
                       "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"],
-                      "precision": r["precision"], "weights": r["weights"], "max_abs_diff":
-                      model.manifest.parity.get("max_abs_diff")}))
+                      "precision": r["precision"], "weights": r["weights"], "napkin": r["napkin"],
+                      "max_abs_diff": model.manifest.parity.get("max_abs_diff")}))
 
 
 def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -107,7 +107,8 @@ def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, preci
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        sys.exit(f"{tool} worker failed for {source}:\n{out.stderr[-3000:]}")
+        lines = out.stderr.strip().splitlines()
+        return {"error": f"{tool} worker failed: {lines[-1][:200] if lines else f'exit {out.returncode}'}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -185,6 +186,9 @@ def main() -> None:
             export(source, art, overwrite=True)
         hf = _worker("hf", a, source, art)
         es = _worker("edgeseq", a, source, art)
+        for res in (hf, es):
+            if "error" in res:
+                sys.exit(f"{source}: {res['error']}")
         rows.append({"model": source, "random_weights": source.startswith("preset:"), "transformers": hf,
                      "edgeseq": es, "ttft_speedup": hf["ttft_ms"] / es["ttft_ms"],
                      "decode_speedup": es["decode_tok_s"] / hf["decode_tok_s"],
