@@ -39,6 +39,9 @@ def test_int4_export_quantizes_every_weight_matmul_and_passes_parity(int4_artifa
         assert _constant_matmuls(graph) == [], name  # the LM head too (GPT-2's is tied to the embedding)
     fp32 = mf.read(artifacts[family])
     assert m.model["bytes_read_per_token"] * 3 < fp32.model["bytes_read_per_token"]
+    if family == "llama":  # q/k/v and gate/up merged: 4 matmuls per layer, plus the LM head
+        nodes = onnx.load(str(int4_artifacts[family] / "decoder.onnx"), load_external_data=False).graph.node
+        assert sum(n.op_type == "MatMulNBits" for n in nodes) == 4 * m.dims["num_layers"] + 1
 
 
 def test_w4a8_computes_in_int8_and_passes_its_parity_bound(hf_dirs: dict[str, Path], tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def _quantize_int4(path: Path, accuracy_level: int = 0) -> None:
 
     model = onnx.load(str(path))
     _gemm_to_matmul(model)
+    _merge_parallel_matmuls(model)
     config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=accuracy_level,
                                           bits=4)
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
@@ -102,6 +103,43 @@ def _gemm_to_matmul(model: Any) -> None:
         g.node.remove(node)
         for k, n in enumerate(new):
             g.node.insert(idx + k, n)
+
+
+def _merge_parallel_matmuls(model: Any) -> None:
+    """MatMuls that read the same input with constant [K, N] weights (q / k / v projections, an MLP's
+    gate and up) -> one MatMul on the weights side by side + Split. With 4-bit weights each MatMulNBits
+    call has a fixed cost (and, at accuracy_level 4, quantizes its input again): merging took SmolLM2's
+    w4a8 decode step from 7 to 4 matmuls per layer, 146-153 -> 161-164 steps/s (graph timed alone, 2
+    threads). Float32 graphs gained nothing measurable and stay as exported."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    groups: dict[str, list[Any]] = {}
+    for node in g.node:
+        if node.op_type == "MatMul" and node.input[1] in inits and len(inits[node.input[1]].dims) == 2:
+            groups.setdefault(node.input[0], []).append(node)
+    merged: dict[int, list[Any]] = {}  # id of a group's first node -> its replacement
+    drop: set[int] = set()
+    for k, (x, nodes) in enumerate(groups.items()):
+        if len(nodes) < 2:
+            continue
+        ws = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        name = f"merged_matmul_{k}"
+        g.initializer.extend([numpy_helper.from_array(np.concatenate(ws, axis=1), name),
+                              numpy_helper.from_array(np.array([w.shape[1] for w in ws], np.int64), f"{name}.split")])
+        merged[id(nodes[0])] = [helper.make_node("MatMul", [x, name], [f"{name}.out"], name=name),
+                                helper.make_node("Split", [f"{name}.out", f"{name}.split"], [n.output[0] for n in nodes],
+                                                 name=f"{name}.split", axis=-1)]
+        drop.update(id(n) for n in nodes)
+    order = [m for n in g.node for m in merged.get(id(n), [] if id(n) in drop else [n])]
+    del g.node[:]
+    g.node.extend(order)
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
 
 
 def _lookup_bytes(model: Any) -> int:
