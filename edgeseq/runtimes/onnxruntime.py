@@ -66,8 +66,9 @@ class _Sessions:
         # Workers spin between the nodes of one run (a decode step is hundreds of small nodes; waking a
         # sleeping worker for each cost 5-9% of the decode rate) and stop spinning when the run ends, so a
         # pool idling after decoder_step steals no core from the next request's encoder. Measured on 2
-        # cores, `edgeseq profile`, 128/64: SmolLM2 decode 47.6 -> 51.2 tok/s, t5-small 236 -> 253 tok/s,
-        # TTFT unchanged; spinning without the stop raised t5-small's TTFT from 26 to 60 ms.
+        # cores (`edgeseq profile`, 128/64, 5 runs each without spinning, 2 with): SmolLM2 decode 47.5 ->
+        # 51.2 tok/s, t5-small 233 -> 253, TTFT unchanged; spinning without the stop raised t5-small's
+        # TTFT from 26 to 60 ms.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         so.add_session_config_entry("session.force_spinning_stop", "1")
         return so
