@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
 
+    ca = sub.add_parser("cache", help="show or clear the engines' caches of compiled graphs",
+                        description="Engines keep compiled graphs and packed weights under $XDG_CACHE_HOME/edgeseq "
+                        "(default ~/.cache/edgeseq), one folder per engine, about one model's size per entry and "
+                        "never pruned. Without flags: each folder's size. Clearing is always safe: the next load "
+                        "compiles again.")
+    ca.add_argument("--clear", nargs="?", const="all", default=None, metavar="ENGINE",
+                    help="delete the cache of ENGINE (openvino, litert, qnn) or, without a name, all of it")
+
     v = sub.add_parser("verify", help="check an artifact's files against the sizes and SHA-256 in its manifest",
                        description="Check every file of ARTIFACT against the size and full SHA-256 recorded at "
                        "export (loading checks sizes and the first/last MiB only).")
@@ -341,6 +349,31 @@ def cmd_devices(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(a: argparse.Namespace) -> int:
+    import shutil
+
+    from .runtimes.base import cache_dir
+
+    root = cache_dir("any").parent
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if a.clear:
+        chosen = folders if a.clear == "all" else [p for p in folders if p.name == a.clear]
+        if a.clear != "all" and not chosen:
+            raise UsageError(f"no cache for '{a.clear}' under {root}",
+                             f"caches here: {', '.join(p.name for p in folders) or 'none'}")
+        for p in chosen:
+            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            shutil.rmtree(p)
+            print(f"cleared {p} ({size / 2**20:.0f} MiB)")
+        return 0
+    if not folders:
+        print(f"no engine caches under {root}")
+    for p in folders:
+        files = [f for f in p.rglob("*") if f.is_file()]
+        print(f"{p.name:<10} {sum(f.stat().st_size for f in files) / 2**20:>9.0f} MiB  {len(files):>5} files  {p}")
+    return 0
+
+
 DEMO_SUITE = "quick"
 
 
@@ -425,7 +458,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
-            "demo": cmd_demo, "compare": cmd_compare}
+            "demo": cmd_demo, "compare": cmd_compare, "cache": cmd_cache}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -153,3 +153,22 @@ def test_demo_runs_the_main_job(hf_dirs: dict[str, Path], tmp_path: Path, monkey
     assert json.loads((tmp_path / "demo" / "results.json").read_text())["complete"] is True
     code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0 and "exporting" not in err
+
+
+def test_cache_lists_and_clears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`edgeseq cache` shows each engine's cache size; --clear ENGINE deletes one, --clear all of them,
+    an unknown name is a usage error that lists the caches."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["cache"]) == 0 and "no engine caches" in capsys.readouterr().out
+    for engine, size in (("openvino", 3 << 20), ("litert", 1 << 20)):
+        (tmp_path / "edgeseq" / engine).mkdir(parents=True)
+        (tmp_path / "edgeseq" / engine / "blob").write_bytes(b"\0" * size)
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert "openvino" in out and "3 MiB" in out and "litert" in out
+    assert main(["cache", "--clear", "nope"]) == 2
+    assert "caches here: litert, openvino" in capsys.readouterr().err
+    assert main(["cache", "--clear", "openvino"]) == 0
+    assert not (tmp_path / "edgeseq" / "openvino").exists() and (tmp_path / "edgeseq" / "litert").exists()
+    assert main(["cache", "--clear"]) == 0 and not (tmp_path / "edgeseq" / "litert").exists()
