@@ -352,9 +352,9 @@ def cmd_devices(a: argparse.Namespace) -> int:
 def cmd_cache(a: argparse.Namespace) -> int:
     import shutil
 
-    from .runtimes.base import cache_dir
+    from .runtimes.base import cache_root, folder_bytes
 
-    root = cache_dir("any").parent
+    root = cache_root()
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if a.clear:
         chosen = folders if a.clear == "all" else [p for p in folders if p.name == a.clear]
@@ -362,15 +362,15 @@ def cmd_cache(a: argparse.Namespace) -> int:
             raise UsageError(f"no cache for '{a.clear}' under {root}",
                              f"caches here: {', '.join(p.name for p in folders) or 'none'}")
         for p in chosen:
-            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            size = folder_bytes(p)
             shutil.rmtree(p)
             print(f"cleared {p} ({size / 2**20:.0f} MiB)")
         return 0
     if not folders:
         print(f"no engine caches under {root}")
     for p in folders:
-        files = [f for f in p.rglob("*") if f.is_file()]
-        print(f"{p.name:<10} {sum(f.stat().st_size for f in files) / 2**20:>9.0f} MiB  {len(files):>5} files  {p}")
+        files = sum(1 for f in p.rglob("*") if f.is_file())
+        print(f"{p.name:<10} {folder_bytes(p) / 2**20:>9.0f} MiB  {files:>5} files  {p}")
     return 0
 
 

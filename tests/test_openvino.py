@@ -132,6 +132,7 @@ def test_low_disk_runs_uncached(ov_artifacts: dict[str, Path], tmp_path: Path, m
     from edgeseq.runtimes import base
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(base, "_LOW_DISK_SAID", set())  # the note is said once per engine and process
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, base.CACHE_MARGIN // 2))
     prompt = "one two three"

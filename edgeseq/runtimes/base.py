@@ -44,13 +44,22 @@ def redirected(fds: tuple[int, ...], path: str = os.devnull) -> Iterator[None]:
         os.close(target)
 
 
+def cache_root() -> Path:
+    """The folder that holds every engine's cache (XDG cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "edgeseq"
+
+
 def cache_dir(engine: str) -> Path:
-    """Where an engine keeps what it compiles or packs for reuse by later loads (XDG cache)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgeseq" / engine
+    """Where an engine keeps what it compiles or packs for reuse by later loads."""
+    return cache_root() / engine
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 CACHE_MARGIN = 1 << 30  # free bytes kept beyond what a cache entry needs
+_LOW_DISK_SAID: set[str] = set()
 
 
 def cache_room(engine: str, need_bytes: int) -> Path | None:
@@ -67,6 +76,9 @@ def cache_room(engine: str, need_bytes: int) -> Path | None:
         return None
     if free >= need_bytes + CACHE_MARGIN:
         return folder
+    if engine in _LOW_DISK_SAID:  # once per engine and process, not once per graph
+        return None
+    _LOW_DISK_SAID.add(engine)
     print(f"edgeseq: {free / 2**20:.0f} MiB free under {probe}; not caching {engine}'s compiled graphs "
           f"(needs ~{need_bytes / 2**20:.0f} MiB + {CACHE_MARGIN >> 20} MiB spare)", file=sys.stderr)
     return None
