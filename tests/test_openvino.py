@@ -143,3 +143,55 @@ def test_low_disk_runs_uncached(ov_artifacts: dict[str, Path], tmp_path: Path, m
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
     assert edgeseq.load(ov_artifacts["t5"]).generate(prompt, config=cfg).ids == uncached
     assert any((tmp_path / "edgeseq" / "openvino").iterdir())
+
+
+def _fused_layers(backend: object, component: str) -> list[str]:
+    ops = backend.compiled[component].get_runtime_model().get_ops()  # type: ignore[attr-defined]
+    return [op.get_rt_info()["layerType"].astype(str) for op in ops]
+
+
+@needs_ov
+def test_cache_as_engine_state_matches_explicit_cache(ov_artifacts: dict[str, Path], family: str) -> None:
+    """The CPU step with its cache as OpenVINO state (runtimes/ov_state.py) gives the logits of the
+    exported explicit-cache graph through everything the loop does to a cache: a left-padded batch,
+    beam tiling and reorders (the step's beam_idx), and a rewind (the variables rewritten)."""
+    import numpy as np
+
+    from edgeseq import manifest as mf
+    from edgeseq.runtimes import open_backend
+    from edgeseq.runtimes.base import BackendOptions
+
+    d = ov_artifacts[family]
+    m = mf.read(d)
+    held, plain = (open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "stateful": s}))
+                   for s in (True, False))
+    step = "decoder" if m.kind == "decoder-only" else "decoder_step"
+    assert held.placement()["kv_cache"] == "engine state, f32" and "kv_cache" not in plain.placement()
+    assert "MemoryInput" not in _fused_layers(plain, step)
+    if family == "llama":  # grouped-query attention: the folded queries were unfolded for the fused kernel
+        assert "ScaledDotProductAttention" in _fused_layers(held, step)
+    ids = np.array([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]], np.int64)
+    mask = (np.arange(5) >= np.array([[2], [0]])).astype(np.int64)
+    states = []
+    for b in (held, plain):
+        s = b.new_state(2)
+        if m.kind != "decoder-only":
+            b.encode(s, ids, mask)
+            logits = [b.prefill(s, np.zeros((2, 1), np.int64))]
+        else:
+            logits = [b.prefill(s, ids, mask)]
+        logits.append(b.decode(s, np.array([3, 4])))
+        b.reorder(s, np.array([0, 0, 1, 1]), cross=True)  # tile to 2 beams each
+        logits.append(b.decode(s, np.array([20, 21, 22, 23])))
+        b.reorder(s, np.array([1, 1, 3, 2]))
+        b.reorder(s, np.array([0, 3, 1, 2]))  # two reorders before a step compose
+        logits.append(b.decode(s, np.array([30, 31, 32, 33])))
+        b.trim(s, 2)
+        logits.append(b.decode(s, np.array([40, 41, 42, 43])))
+        b.reorder(s, np.array([1, 2, 3, 0]))  # rows of the two prompts swap places
+        b.trim(s, 1)  # a rewind right after a reorder applies the pending rows first
+        logits.append(b.decode(s, np.array([50, 51, 52, 53])))
+        states.append(logits)
+    for got, want in zip(*states):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

@@ -95,6 +95,7 @@ class State:
     encoder_mask: np.ndarray | None = None  # int64 [B, S] (encoder-decoder)
     cross: dict[str, np.ndarray] = field(default_factory=dict)  # cross-attention caches (encoder-decoder)
     slots: int | None = None  # static shapes (runtimes/static.py): cache slots used; None = dynamic
+    held: Any = None  # a cache the engine holds itself (OpenVINO state): caches is then empty
 
     @property
     def length(self) -> int:
@@ -209,17 +210,22 @@ class StepBackend(ABC):
         state.positions = state.positions - state.mask[:, keep:].sum(axis=1)
         state.mask = state.mask[:, :keep]
 
+    def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the decoder step of `state` (engines that hold the cache themselves override this)."""
+        return self.run(component, feeds)
+
     def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
         assert state.mask is not None and state.positions is not None
         full_mask = np.concatenate([state.mask, new_mask], axis=1)
         feeds = {"input_ids": ids, "attention_mask": full_mask, **state.caches}
         if self.manifest.kind == "decoder-only":
             feeds["position_ids"] = pos
-            out = self.run("decoder", feeds)
+            out = self._run_step(state, "decoder", feeds)
         else:
             if state.encoder_mask is None:
                 raise InputError("encoder-decoder model: call encode() before prefill()")
-            out = self.run("decoder_step", {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
+            out = self._run_step(state, "decoder_step",
+                                 {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
         state.caches = {self._next_names[name]: v for name, v in out.items() if name != "logits"}
         state.mask = full_mask
         state.positions = pos[:, -1] + 1

@@ -1,5 +1,12 @@
 """OpenVINO engine: one compiled model per component, device from the device table.
 
+On the CPU the decoder step keeps its KV cache as OpenVINO state (runtimes/ov_state.py: the graph is
+rewritten at load so the plugin's fused attention grows the cache in place); a `State` then holds
+its own infer request, beam reorders become the step's `beam_idx`, and a rewind rewrites the
+variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
+"default" (the plugin's own choice, u8 on recent CPUs). `BackendOptions.extra["stateful"] = False`, or
+the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph.
+
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
 blobs are cached in CACHE_DIR, so a second load of the same graphs skips compilation.
@@ -9,17 +16,27 @@ The NPU plugin compiles static shapes only: it runs the static ONNX graphs of `-
 """
 from __future__ import annotations
 
+import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError, UsageError
-from . import devices
-from .base import StepBackend, cache_room
+from . import devices, ov_state
+from .base import State, StepBackend, cache_room
 from .static import StaticStepBackend
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
+
+
+@dataclass
+class _Held:
+    """A request's cache held by OpenVINO: its infer request and the rows to gather before the next step."""
+
+    request: Any
+    rows: np.ndarray | None = None  # beam reorders since the last step, composed; None = rows as they are
 
 
 def probe(row: devices.DeviceRow) -> str | None:
@@ -37,22 +54,74 @@ def probe(row: devices.DeviceRow) -> str | None:
 class OpenVinoBackend(StepBackend):
     engine = "openvino"
     compile_cache = True
+    _stateful: str | None = None  # the component whose cache is OpenVINO state
+    _state_names: list[str] = []
 
     def _load(self) -> None:
         self.target, config = self._configure()
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
                               "re-export with --format onnx --target npu and run it with --engine openvino")
-        self.compiled: dict[str, Any] = {n: self._compile(c.file, config) for n, c in self.manifest.components.items()}
+        step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
+        stateful = self.options.extra.get("stateful", os.environ.get("EDGESEQ_OPENVINO_STATE", "1") != "0")
+        self.compiled: dict[str, Any] = {}
+        for name, comp in self.manifest.components.items():
+            if name == step and self.target == "CPU" and stateful:
+                self.compiled[name] = self._compile_stateful(name, comp.file, config)
+            else:
+                self.compiled[name] = self._compile(comp.file, config)
         self._after_compile()
         # a port can carry several tensor names (converting ONNX contrib ops such as MatMulNBits adds
         # some; which one get_any_name() returns differs between a fresh compile and the cache):
         # take the name the manifest declares
         self._outputs = {n: [self._declared(o.get_names(), n, "outputs") for o in c.outputs]
                          for n, c in self.compiled.items()}
-        self._inputs = {n: {self._declared(i.get_names(), n, "inputs") for i in c.inputs}
+        self._inputs = {n: {self._declared(i.get_names(), n, "inputs") for i in c.inputs} - {ov_state.BEAM}
                         for n, c in self.compiled.items()}
         self._local = threading.local()  # an infer request per thread: one model shared by threads
+
+    def graph_inputs(self, component: str) -> set[str]:
+        held = set(self._state_names) if component == self._stateful else set()
+        return self._inputs[component] | held
+
+    # -- the cache as OpenVINO state: each State owns an infer request ------------------------------
+    def new_state(self, batch: int) -> State:
+        state = super().new_state(batch)
+        if self._stateful:
+            state.caches = {}
+            state.held = _Held(self.compiled[self._stateful].create_infer_request())
+        return state
+
+    def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        held = state.held
+        if held is None or component != self._stateful:
+            return self.run(component, feeds)
+        rows = np.arange(state.batch, dtype=np.int32) if held.rows is None else held.rows.astype(np.int32)
+        feeds = {k: v for k, v in feeds.items() if k in self._inputs[component]}
+        res = held.request.infer({**feeds, ov_state.BEAM: rows}, share_inputs=True, share_outputs=False)
+        held.rows = None
+        return {name: np.asarray(res[i]) for i, name in enumerate(self._outputs[component])}
+
+    def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
+        super().reorder(state, rows, cross)
+        if state.held is not None:  # gathered by the next step's beam_idx, not copied now
+            rows = np.asarray(rows, np.int64)
+            state.held.rows = rows if state.held.rows is None else state.held.rows[rows]
+
+    def trim(self, state: State, n: int) -> None:
+        keep = state.length - n
+        super().trim(state, n)  # checks n; positions and mask
+        held = state.held
+        if held is None or (n == 0 and held.rows is None):
+            return
+        import openvino as ov
+
+        for var in held.request.query_state():
+            cache = np.asarray(var.state.data)
+            if held.rows is not None:
+                cache = cache[held.rows]
+            var.state = ov.Tensor(np.ascontiguousarray(cache[:, :, :keep]))
+        held.rows = None
 
     def _configure(self) -> tuple[str, dict[str, Any]]:
         """The device row's target and the compile configuration (precision, threads, cache)."""
@@ -83,6 +152,33 @@ class OpenVinoBackend(StepBackend):
             raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {first}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
+    def _compile_stateful(self, name: str, file: str, config: dict[str, Any]) -> Any:
+        """The step graph with its cache as OpenVINO state (ov_state.py), or as exported where it has none."""
+        try:
+            model = self._core.read_model(str(self.artifact / file))
+        except RuntimeError:
+            return self._compile(file, config)  # _compile words the error
+        ov_state.unfold_grouped_queries(model)
+        names = ov_state.make_stateful(model)
+        if not names:
+            return self._compile(file, config)
+        kv = PRECISIONS[self._wanted]
+        try:
+            compiled = self._core.compile_model(model, self.target, {**config, **({"KV_CACHE_PRECISION": kv}
+                                                                                   if kv else {})})
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
+            raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: {first}",
+                                "run it with the exported cache (EDGESEQ_OPENVINO_STATE=0) or --engine onnxruntime"
+                                ) from e
+        self._stateful, self._state_names = name, names
+        try:
+            got = compiled.get_property("KV_CACHE_PRECISION")
+            self.kv_precision = got.to_string() if hasattr(got, "to_string") else str(got)
+        except RuntimeError:
+            self.kv_precision = kv or "device default"
+        return compiled
+
     def _after_compile(self) -> None:
         """The precision the compiled models report."""
         any_model = next(iter(self.compiled.values()))
@@ -91,9 +187,6 @@ class OpenVinoBackend(StepBackend):
             self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
         except RuntimeError:  # a device without the property (e.g. some GPU drivers, the NPU)
             self.precision = PRECISIONS[self._wanted] or "device default"
-
-    def graph_inputs(self, component: str) -> set[str]:
-        return set(self._inputs[component])
 
     def _request(self, component: str) -> Any:
         reqs = getattr(self._local, "requests", None)
@@ -118,6 +211,8 @@ class OpenVinoBackend(StepBackend):
 
     def placement(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.target, "precision": self.precision}
+        if self._stateful:
+            out["kv_cache"] = f"engine state, {self.kv_precision}"
         if self.target == "AUTO":
             try:
                 out["execution_devices"] = list(next(iter(self.compiled.values())).get_property("EXECUTION_DEVICES"))
