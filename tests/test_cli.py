@@ -172,3 +172,27 @@ def test_cache_lists_and_clears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["cache", "--clear", "openvino"]) == 0
     assert not (tmp_path / "edgeseq" / "openvino").exists() and (tmp_path / "edgeseq" / "litert").exists()
     assert main(["cache", "--clear"]) == 0 and not (tmp_path / "edgeseq" / "litert").exists()
+
+
+def test_engine_cache_evicts_least_recently_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before an engine writes a new entry, its cache drops the entries used longest ago until the new
+    one fits under EDGESEQ_CACHE_GB; recently used entries stay."""
+    import os
+
+    from edgeseq.runtimes.base import cache_room
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("EDGESEQ_CACHE_GB", str(10 / 1024))  # 10 MiB
+    folder = tmp_path / "edgeseq" / "openvino"
+    folder.mkdir(parents=True)
+    for i, name in enumerate(["old", "mid", "new"]):  # 3 MiB each, used at t = 1000, 2000, 3000
+        (folder / name).write_bytes(b"\0" * (3 << 20))
+        os.utime(folder / name, (1000.0 * (i + 1), 1000.0 * (i + 1)))
+    os.utime(folder / "old", (5000.0, 1000.0))  # read last (a cache hit): now the most recently used
+    assert cache_room("openvino", 1 << 20) == folder  # 9 + 1 MiB fit: nothing goes
+    assert sorted(p.name for p in folder.iterdir()) == ["mid", "new", "old"]
+    assert cache_room("openvino", 3 << 20) == folder  # 9 + 3 MiB do not: the least recently used goes
+    assert sorted(p.name for p in folder.iterdir()) == ["new", "old"]
+    monkeypatch.setenv("EDGESEQ_CACHE_GB", "0")
+    cache_room("openvino", 1)
+    assert not list(folder.iterdir())

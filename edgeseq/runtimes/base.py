@@ -62,11 +62,44 @@ CACHE_MARGIN = 1 << 30  # free bytes kept beyond what a cache entry needs
 _LOW_DISK_SAID: set[str] = set()
 
 
+def cache_cap() -> int:
+    """Bytes an engine's cache may hold (EDGESEQ_CACHE_GB, default 4): OpenVINO writes a blob of about
+    the model's size per model, precision and edgeseq graph form, and had grown to 8.7 GB here."""
+    try:
+        return int(float(os.environ.get("EDGESEQ_CACHE_GB", "4")) * 2**30)
+    except ValueError:
+        return 4 << 30
+
+
+def evict(folder: Path, room: int) -> list[Path]:
+    """Delete the least recently used files of `folder` (last access or change, whichever is later)
+    until it holds at most cache_cap() - room bytes; return what was deleted. A file another process
+    has open stays readable by it until closed."""
+    if not folder.is_dir():
+        return []
+    files = sorted((f for f in folder.rglob("*") if f.is_file()), key=lambda f: max(f.stat().st_atime,
+                                                                                      f.stat().st_mtime))
+    total, limit, gone = sum(f.stat().st_size for f in files), cache_cap() - room, []
+    for f in files:
+        if total <= limit:
+            break
+        size = f.stat().st_size
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        total -= size
+        gone.append(f)
+    return gone
+
+
 def cache_room(engine: str, need_bytes: int) -> Path | None:
     """`cache_dir(engine)` when its disk has room for an entry of about `need_bytes` plus a margin, else
     None (and a note on stderr): the engine then runs uncached. An OpenVINO blob cut short by a full disk
-    is read back by later loads without a check and crashed the process (segfault, heap corruption)."""
+    is read back by later loads without a check and crashed the process (segfault, heap corruption).
+    Least recently used entries are evicted first so that the cache stays under `cache_cap()`."""
     folder = cache_dir(engine)
+    evict(folder, need_bytes)
     probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
