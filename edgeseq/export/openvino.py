@@ -3,8 +3,9 @@
 Why from the ONNX graphs rather than the torch modules: they are the graphs the ONNX artifact
 ships and that the parity gate already checks, so both formats share every input, output and cache
 name by construction, and the torch modules are traced once, not twice. The KV cache stays
-explicit tensors (not OpenVINO state): the same runtime contract as ONNX, so beam search, rewind
-and the profiler work unchanged.
+explicit tensors in the file (the same contract as ONNX, which every device plugin compiles); the
+engine turns it into OpenVINO state at load on the CPU (runtimes/ov_state.py), and the parity gate
+runs that form.
 
 Weights: fp32 as is; fp16 stored as half precision (`compress_to_fp16`); int8 / int4 through
 NNCF's weight compression (asymmetric int8 per channel; int4 asymmetric in groups of 128, or the
