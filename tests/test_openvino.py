@@ -195,3 +195,34 @@ def test_cache_as_engine_state_matches_explicit_cache(ov_artifacts: dict[str, Pa
     for got, want in zip(*states):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+@needs_ov
+def test_cached_blob_of_another_precision_is_not_reused(ov_artifacts: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO's compiled-model cache keys a blob by graph, not by inference / KV-cache precision: an f32
+    load after a bf16 one read the bf16 blob back (SmolLM2: logits off by 0.019, parity failed). Each
+    precision caches in its own folder, so the f32 load computes in f32 (= an uncached f32 load)."""
+    import numpy as np
+
+    from edgeseq import manifest as mf
+    from edgeseq.runtimes import open_backend
+    from edgeseq.runtimes.base import BackendOptions
+
+    d = ov_artifacts["llama"]
+    m = mf.read(d)
+    ids = np.arange(5, 40)[None]
+
+    def logits(precision: str) -> np.ndarray:
+        b = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": precision}))
+        return b.prefill(b.new_state(1), ids)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "none"))
+    monkeypatch.setattr("edgeseq.runtimes.openvino.cache_room", lambda *a: None)
+    fresh_f32, fresh_bf16 = logits("f32"), logits("bf16")
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    logits("bf16")  # writes its blob first
+    np.testing.assert_allclose(logits("f32"), fresh_f32, atol=1e-6, rtol=0)
+    if np.abs(fresh_bf16 - fresh_f32).max() > 1e-6:  # a CPU without bf16 computes both in f32
+        assert np.abs(logits("bf16") - fresh_f32).max() > 1e-6

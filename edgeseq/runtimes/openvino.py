@@ -9,7 +9,8 @@ the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-c
 
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
-blobs are cached in CACHE_DIR, so a second load of the same graphs skips compilation.
+blobs are cached in CACHE_DIR (a folder per precision), so a second load of the same graphs skips
+compilation.
 
 The NPU plugin compiles static shapes only: it runs the static ONNX graphs of `--target npu`
 (`OpenVinoStaticBackend`, one compiled model per signature); dynamic artifacts are refused there.
@@ -136,7 +137,10 @@ class OpenVinoBackend(StepBackend):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
         folder = cache_room("openvino", sum(c.weight_bytes for c in self.manifest.components.values()))
         if folder is not None:
-            config["CACHE_DIR"] = str(folder)
+            # one folder per precision: OpenVINO keys a blob by the graph alone (2026.4), so an f32 load
+            # after a bf16 one of the same graph read the bf16 blob back (SmolLM2 logits off by 0.019);
+            # the KV cache is stored in the compute precision, so this also keys its precision
+            config["CACHE_DIR"] = str(folder / wanted)
         if PRECISIONS[wanted] and target != "NPU":  # the NPU plugin computes in its own types
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
         if self.options.threads and target == "CPU":
