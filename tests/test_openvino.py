@@ -69,6 +69,14 @@ def test_compressed_weights(weights: str, hf_dirs: dict[str, Path], tmp_path: Pa
     if weights == "int4":  # a tiny model: warned, not refused
         assert "int4 saves little" in capsys.readouterr().err
     assert m.files["decoder.bin"]["bytes"] > 0
+    import openvino as ov
+
+    # int8 / int4: matmuls that read one input (q/k/v, gate/up) were merged before compression
+    readers = [(op.input_value(0).get_node().get_friendly_name(), op.input_value(0).get_index())
+               for op in ov.Core().read_model(str(tmp_path / "a" / "decoder.xml")).get_ops()
+               if op.get_type_name() == "MatMul" and op.input_value(1).get_node().get_type_name() != "Parameter"]
+    shared = len(readers) - len(set(readers))
+    assert (shared == 0) if weights in ("int8", "int4") else (shared > 0)
     out = edgeseq.load(tmp_path / "a").generate("hello", config=CFG)
     assert len(out.ids[0]) == 16
 

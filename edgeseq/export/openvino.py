@@ -36,6 +36,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     staging.mkdir()
     try:
         info = onnx_exporter.export_component(c, staging)
+        if weights in ("int8", "int4"):
+            _merge_for_compression(staging / info.file)
         model = ov.convert_model(str(staging / info.file))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -46,6 +48,21 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     info.file = xml.name
     info.weight_bytes = (out_dir / f"{c.name}.bin").stat().st_size
     return info
+
+
+def _merge_for_compression(path: Path) -> None:
+    """Merge the matmuls that share an input (q/k/v, gate/up) before NNCF compresses them: the CPU plugin
+    fuses them itself in float graphs, not compressed ones, where each FullyConnectedCompressed call has
+    a fixed cost. SmolLM2 decode step (2 threads, a bare loop over the stateful graph): int4 116 -> 128
+    steps/s, int8 95.5 -> 99.5 (211 -> 121 compressed matmuls)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx_exporter._merge_parallel_matmuls(model)
+    for f in path.parent.iterdir():
+        f.unlink()
+    big = sum(len(i.raw_data) for i in model.graph.initializer) > onnx_exporter._PROTOBUF_LIMIT
+    onnx.save_model(model, str(path), save_as_external_data=big, location=f"{path.name}.data")
 
 
 def _compress(model: object, weights: str, name: str) -> object:
