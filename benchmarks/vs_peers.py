@@ -4,7 +4,7 @@ Protocol (shared/peers'): batch 1, 128 prompt tokens, 64 forced new tokens, gree
 1 warm-up + 5 runs, medians; every tool in its own process, one after the other. Every export a
 row needs is made (or reused from --work) before the first row is timed. Rows per model:
 
-  smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8, openvino fp32 (f32 and bf16 compute) / int8,
+  smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8, openvino fp32 (f32 and bf16 compute) / int8 / int4,
                          tflite fp32 / int8; peers: transformers eager, optimum-onnx, optimum-intel f32,
                          onnxruntime-genai fp32 / int4, openvino-genai f32 / bf16 / int8, litert-torch fp32 / int8
   preset:t5-small        edgeseq: the same; peers: transformers eager, optimum-onnx, optimum-intel f32 / bf16 / int8
@@ -42,6 +42,7 @@ BASE = ("edgeseq onnxruntime", "fp32", "float32")
 # edgeseq's rows: format, weights, the engine's --precision, the compute it asks for
 EDGESEQ = [("onnx", "fp32", "f32", "float32"), ("onnx", "int4", "f32", "float32"), ("onnx", "w4a8", "f32", "int8"),
            ("openvino", "fp32", "f32", "float32"), ("openvino", "int8", "f32", "float32"),
+           ("openvino", "int4", "f32", "float32"),
            ("openvino", "fp32", "bf16", "bf16"), ("tflite", "fp32", "f32", "float32"),
            ("tflite", "int8", "f32", "int8")]  # tflite int8 = dynamic range: int8 activations too
 
@@ -210,7 +211,7 @@ def _edgeseq_export(source: str, art: Path, fmt: str, weights: str, fresh: bool,
         _EXPORTED.add(art)
     except Exception as e:  # one failed export costs its row, not the run
         return f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-    if row is not None and weights == "int4":
+    if row is not None and weights == "int4" and fmt == "onnx":
         _probe(row, art)
     return None
 
@@ -280,6 +281,8 @@ def _compute_cell(r: dict) -> str:
         return text
 
     asked = short(r["compute"])
+    if r.get("activations"):  # OpenVINO's CPU plugin quantizes the activations of compressed-weight layers
+        return f"{asked}, int8 activations"
     if r["weights"] == "int4" or not r.get("precision"):
         return asked
     said = short(r["precision"].split(" (")[0])

@@ -93,7 +93,8 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
                       "ttft_ms": r["ttft_ms"], "tpot_ms": r["tpot_ms"], "decode_tok_s": r["decode_tok_s"],
                       "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"],
                       "precision": r["precision"], "weights": r["weights"], "napkin": r["napkin"],
-                      "max_abs_diff": model.manifest.parity.get("max_abs_diff")}))
+                      "max_abs_diff": model.manifest.parity.get("max_abs_diff"),
+                      "activations": (r.get("placement") or {}).get("activations")}))
 
 
 def _medians(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -217,6 +217,13 @@ class OpenVinoBackend(StepBackend):
         out: dict[str, Any] = {"device": self.target, "precision": self.precision}
         if self._stateful:
             out["kv_cache"] = f"engine state, {self.kv_precision}"
+        if self.manifest.quantization in ("int8", "int4"):  # the CPU plugin's default for compressed weights
+            try:
+                group = int(next(iter(self.compiled.values())).get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
+            except (RuntimeError, TypeError, ValueError):
+                group = 0
+            if group:
+                out["activations"] = f"int8, quantized per token in groups of {group}"
         if self.target == "AUTO":
             try:
                 out["execution_devices"] = list(next(iter(self.compiled.values())).get_property("EXECUTION_DEVICES"))
