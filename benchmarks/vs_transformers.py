@@ -101,11 +101,12 @@ def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, precision: str = "f32") -> dict:
+def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, precision: str = "f32",
+            env: dict[str, str] | None = None) -> dict:
     cmd = [sys.executable, str(HERE), "--worker", tool, "--source", source, "--artifact", str(artifact),
            "--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
            "--warmup", str(a.warmup), "--threads", str(a.threads), "--precision", precision]
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), **(env or {}))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines()
