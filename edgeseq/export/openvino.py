@@ -59,7 +59,7 @@ def _merge_for_compression(path: Path) -> None:
 
     model = onnx.load(str(path))
     onnx_exporter._merge_parallel_matmuls(model)
-    for f in path.parent.iterdir():
+    for f in path.parent.iterdir():  # the staging folder holds this graph and its external data only
         f.unlink()
     big = sum(len(i.raw_data) for i in model.graph.initializer) > onnx_exporter._PROTOBUF_LIMIT
     onnx.save_model(model, str(path), save_as_external_data=big, location=f"{path.name}.data")

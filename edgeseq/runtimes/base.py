@@ -77,13 +77,12 @@ def evict(folder: Path, room: int) -> list[Path]:
     has open stays readable by it until closed."""
     if not folder.is_dir():
         return []
-    files = sorted((f for f in folder.rglob("*") if f.is_file()), key=lambda f: max(f.stat().st_atime,
-                                                                                      f.stat().st_mtime))
-    total, limit, gone = sum(f.stat().st_size for f in files), cache_cap() - room, []
-    for f in files:
+    entries = sorted((max(st.st_atime, st.st_mtime), st.st_size, f)
+                     for f in folder.rglob("*") if f.is_file() for st in (f.stat(),))
+    total, limit, gone = sum(size for _, size, _ in entries), cache_cap() - room, []
+    for _, size, f in entries:
         if total <= limit:
             break
-        size = f.stat().st_size
         try:
             f.unlink()
         except OSError:
@@ -95,9 +94,9 @@ def evict(folder: Path, room: int) -> list[Path]:
 
 def cache_room(engine: str, need_bytes: int) -> Path | None:
     """`cache_dir(engine)` when its disk has room for an entry of about `need_bytes` plus a margin, else
-    None (and a note on stderr): the engine then runs uncached. An OpenVINO blob cut short by a full disk
-    is read back by later loads without a check and crashed the process (segfault, heap corruption).
-    Least recently used entries are evicted first so that the cache stays under `cache_cap()`."""
+    None (and a note on stderr): the engine then runs uncached (engines read a blob back without
+    checking it, so one cut short by a full disk must not be written). Least recently used entries
+    are evicted first so that the cache stays under `cache_cap()`."""
     folder = cache_dir(engine)
     evict(folder, need_bytes)
     probe = folder

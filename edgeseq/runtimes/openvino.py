@@ -40,6 +40,15 @@ class _Held:
     rows: np.ndarray | None = None  # beam reorders since the last step, composed; None = rows as they are
 
 
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def _type_name(t: Any) -> str:
+    """An ov.Type property as "f32", "bf16", "u8", ..."""
+    return t.to_string() if hasattr(t, "to_string") else str(t)
+
+
 def probe(row: devices.DeviceRow) -> str | None:
     try:
         import openvino as ov
@@ -56,7 +65,7 @@ class OpenVinoBackend(StepBackend):
     engine = "openvino"
     compile_cache = True
     _stateful: str | None = None  # the component whose cache is OpenVINO state
-    _state_names: list[str] = []
+    _state_names: tuple[str, ...] = ()
 
     def _load(self) -> None:
         self.target, config = self._configure()
@@ -152,8 +161,7 @@ class OpenVinoBackend(StepBackend):
         try:
             return self._core.compile_model(str(self.artifact / file), self.target, config)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
-            raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {first}",
+            raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {_first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
     def _compile_stateful(self, name: str, file: str, config: dict[str, Any]) -> Any:
@@ -171,14 +179,13 @@ class OpenVinoBackend(StepBackend):
             compiled = self._core.compile_model(model, self.target, {**config, **({"KV_CACHE_PRECISION": kv}
                                                                                    if kv else {})})
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else "RuntimeError"
-            raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: {first}",
+            raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: "
+                                f"{_first_line(e)}",
                                 "run it with the exported cache (EDGESEQ_OPENVINO_STATE=0) or --engine onnxruntime"
                                 ) from e
-        self._stateful, self._state_names = name, names
+        self._stateful, self._state_names = name, tuple(names)
         try:
-            got = compiled.get_property("KV_CACHE_PRECISION")
-            self.kv_precision = got.to_string() if hasattr(got, "to_string") else str(got)
+            self.kv_precision = _type_name(compiled.get_property("KV_CACHE_PRECISION"))
         except RuntimeError:
             self.kv_precision = kv or "device default"
         return compiled
@@ -187,8 +194,7 @@ class OpenVinoBackend(StepBackend):
         """The precision the compiled models report."""
         any_model = next(iter(self.compiled.values()))
         try:
-            hint = any_model.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", ...
-            self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+            self.precision = _type_name(any_model.get_property("INFERENCE_PRECISION_HINT"))
         except RuntimeError:  # a device without the property (e.g. some GPU drivers, the NPU)
             self.precision = PRECISIONS[self._wanted] or "device default"
 
