@@ -79,3 +79,8 @@ def require(module: str, extra: str) -> None:
             f"this needs the Python package '{module}', which is not installed",
             f"pip install 'edgeseq[{extra}]' -c constraints.txt",
         )
+
+
+def first_line(e: BaseException) -> str:
+    """An engine's exception as one short line for an error message (engines raise multi-line C++ text)."""
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

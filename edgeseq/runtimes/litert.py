@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError
+from ..errors import ArtifactError, DeviceError, first_line
 from . import devices
 from .base import State, cache_room, redirected
 from .static import StaticStepBackend
@@ -104,8 +104,7 @@ class LiteRtBackend(StaticStepBackend):
                 digest = self.manifest.files.get(comp.file, {}).get("sha256", "")[:16]
                 self.models[name] = self._open(self.artifact / comp.file, delegate_path, digest)
             except (ValueError, RuntimeError) as e:
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise ArtifactError(f"LiteRT cannot load {comp.file} of {self.artifact}: {first}",
+                raise ArtifactError(f"LiteRT cannot load {comp.file} of {self.artifact}: {first_line(e)}",
                                     f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
             missing = sorted(set(comp.signatures) - set(self.models[name].get_signature_list()))
             if missing:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError
+from ..errors import ArtifactError, DeviceError, first_line
 from . import devices, qnn
 from .base import StepBackend
 from .static import StaticStepBackend
@@ -87,8 +87,7 @@ class _Sessions:
             providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
             return ort.InferenceSession(str(path), self._session_options(), providers=providers)
         except Exception as e:  # ORT raises its own pybind types for unreadable or invalid graphs
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ArtifactError(f"onnxruntime cannot load {file} of {self.artifact} on {provider}: {first}",
+            raise ArtifactError(f"onnxruntime cannot load {file} of {self.artifact} on {provider}: {first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
     def _npu_placement(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError, UsageError
+from ..errors import ArtifactError, DeviceError, UsageError, first_line
 from . import devices, ov_state
 from .base import State, StepBackend, cache_room
 from .static import StaticStepBackend
@@ -38,10 +38,6 @@ class _Held:
 
     request: Any
     rows: np.ndarray | None = None  # beam reorders since the last step, composed; None = rows as they are
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
 
 
 def _type_name(t: Any) -> str:
@@ -161,7 +157,7 @@ class OpenVinoBackend(StepBackend):
         try:
             return self._core.compile_model(str(self.artifact / file), self.target, config)
         except RuntimeError as e:
-            raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {_first_line(e)}",
+            raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
     def _compile_stateful(self, name: str, file: str, config: dict[str, Any]) -> Any:
@@ -180,7 +176,7 @@ class OpenVinoBackend(StepBackend):
                                                                                    if kv else {})})
         except RuntimeError as e:
             raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: "
-                                f"{_first_line(e)}",
+                                f"{first_line(e)}",
                                 "run it with the exported cache (EDGESEQ_OPENVINO_STATE=0) or --engine onnxruntime"
                                 ) from e
         self._stateful, self._state_names = name, tuple(names)
