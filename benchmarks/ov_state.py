@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_openvino import ensure_export  # noqa: E402
-from vs_transformers import _worker, protocol_args, save_report  # noqa: E402
+from vs_transformers import _worker, print_pairs, protocol_args, save_report  # noqa: E402
 
 # (source, weights, --precision)
 CASES = [("smollm2-135m-instruct", "fp32", "f32"), ("smollm2-135m-instruct", "fp32", "bf16"),
@@ -38,14 +38,10 @@ def main() -> None:
         rows.append({"model": source, "weights": weights, "precision": precision, **got,
                      "same_greedy_tokens": got["explicit"]["gen_ids"] == got["state"]["gen_ids"]})
     save_report(a, rows, "ov_state.json")
-    print("| model | weights | compute | TTFT ms explicit | TTFT ms state | tok/s explicit | tok/s state "
-          "| decode state / explicit | same greedy tokens |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        e, s = r["explicit"], r["state"]
-        print(f"| {r['model']} | {r['weights']} | {r['precision']} | {e['ttft_ms']:.1f} | {s['ttft_ms']:.1f} | "
-              f"{e['decode_tok_s']:.1f} | {s['decode_tok_s']:.1f} | {s['decode_tok_s'] / e['decode_tok_s']:.2f}x | "
-              f"{'yes' if r['same_greedy_tokens'] else 'no'} |")
+    print_pairs(rows, "explicit", "state", LEAD)
+
+
+LEAD = [("model", lambda r: r["model"]), ("weights", lambda r: r["weights"]), ("compute", lambda r: r["precision"])]
 
 
 if __name__ == "__main__":

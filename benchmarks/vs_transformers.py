@@ -196,15 +196,24 @@ def main() -> None:
                      "decode_speedup": es["decode_tok_s"] / hf["decode_tok_s"],
                      "same_greedy_tokens": hf["gen_ids"] == es["gen_ids"]})
     save_report(a, rows, "vs_transformers.json")
-    print("| model | transformers TTFT ms | edgeseq TTFT ms | TTFT speed-up | transformers tok/s | edgeseq tok/s "
-          "| decode speed-up | same greedy tokens |")
-    print("|---|---|---|---|---|---|---|---|")
+    print_pairs(rows, "transformers", "edgeseq",
+                [("model", lambda r: r["model"] + (" (random weights)" if r["random_weights"] else ""))])
+
+
+def print_pairs(rows: list, before: str, after: str, lead: Sequence[Column]) -> None:
+    """The Markdown table of rows that each time two settings (`r[before]`, `r[after]`, worker results)
+    on the same artifact: TTFT and decode rate of each, the speed-ups of `after`, same greedy tokens."""
+    heads = [h for h, _ in lead] + [f"{before} TTFT ms", f"{after} TTFT ms", "TTFT speed-up", f"{before} tok/s",
+                                    f"{after} tok/s", "decode speed-up", "same greedy tokens"]
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---|" * len(heads))
     for r in rows:
-        name = r["model"] + (" (random weights)" if r["random_weights"] else "")
-        h, e = r["transformers"], r["edgeseq"]
-        print(f"| {name} | {h['ttft_ms']:.1f} | {e['ttft_ms']:.1f} | {r['ttft_speedup']:.2f}x | "
-              f"{h['decode_tok_s']:.1f} | {e['decode_tok_s']:.1f} | {r['decode_speedup']:.2f}x | "
-              f"{'yes' if r['same_greedy_tokens'] else 'no'} |")
+        b, f = r[before], r[after]
+        cells = [cell(r) for _, cell in lead] + [
+            f"{b['ttft_ms']:.1f}", f"{f['ttft_ms']:.1f}", f"{b['ttft_ms'] / f['ttft_ms']:.2f}x",
+            f"{b['decode_tok_s']:.1f}", f"{f['decode_tok_s']:.1f}", f"{f['decode_tok_s'] / b['decode_tok_s']:.2f}x",
+            "yes" if b["gen_ids"] == f["gen_ids"] else "no"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
     e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
-    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits, float compute) and w4a8 "
-                   "(int4 weights, int8 compute: faster decode, slower prefill); "
+    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits, "
+                   "float compute) and w4a8 (int4 weights, int8 compute: faster decode, slower prefill); "
                    "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
                    "also fp16, int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
     e.add_argument("--target", default="cpu", choices=["cpu", "npu"],
@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("cache", help="show or clear the engines' caches of compiled graphs",
                         description="Engines keep compiled graphs and packed weights under $XDG_CACHE_HOME/edgeseq "
-                        "(default ~/.cache/edgeseq), one folder per engine, about one model's size per entry and "
-                        "never pruned. Without flags: each folder's size. Clearing is always safe: the next load "
+                        "(default ~/.cache/edgeseq), one folder per engine, about one model's size per entry; "
+                        "the least recently used entries are dropped to keep each under EDGESEQ_CACHE_GB "
+                        "(default 4). Without flags: each folder's size. Clearing is always safe: the next load "
                         "compiles again.")
     ca.add_argument("--clear", nargs="?", const="all", default=None, metavar="ENGINE",
                     help="delete the cache of ENGINE (openvino, litert, qnn) or, without a name, all of it")
