@@ -1,8 +1,12 @@
 """edgeseq against every installed peer tool, one protocol, one run: the performance issue's table.
 
 Protocol (shared/peers'): batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads,
-1 warm-up + 5 runs, medians; every tool in its own process, one after the other. Every export a
-row needs is made (or reused from --work) before the first row is timed. Rows per model:
+1 warm-up + 5 runs, medians; every tool in its own process. Rows run round-robin in --rounds rounds
+(default 3, each process 1 warm-up + ceil(5 / 3) = 2 timed runs, medians over all 6), so that a slow
+spell of this shared machine lands on every row rather than on a few: in a one-pass run on
+2026-11-27 the first rows (edgeseq's SmolLM2) decoded 17-31% slower than the same artifacts did
+minutes later. Every export a row needs is made (or reused from --work) before the first row is
+timed. Rows per model:
 
   smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8, openvino fp32 (f32 and bf16 compute) / int8 / int4,
                          tflite fp32 / int8; peers: transformers eager, optimum-onnx, optimum-intel f32,
@@ -25,6 +29,7 @@ import argparse
 import hashlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -216,6 +221,28 @@ def _edgeseq_export(source: str, art: Path, fmt: str, weights: str, fresh: bool,
     return None
 
 
+TIMES = ("ttft_ms", "tpot_ms", "decode_tok_s", "e2e_ms")
+
+
+def merge_rounds(rounds: list[dict]) -> dict:
+    """One row's result from its rounds: the first good round's fields, the timings' medians over every
+    good round's samples (raw samples kept), and what failed or disagreed."""
+    good = [r for r in rounds if "error" not in r]
+    if not good:
+        return rounds[0]
+    out = dict(good[0])
+    keys = [k for k in good[0].get("samples", {}) if all(k in r.get("samples", {}) for r in good)]
+    out["samples"] = {k: [x for r in good for x in r["samples"][k]] for k in keys}
+    out.update({k: statistics.median(out["samples"][k]) for k in TIMES if out["samples"].get(k)})
+    out["rounds"] = len(good)
+    if len(good) < len(rounds):
+        out["failed_rounds"] = [r["error"] for r in rounds if "error" in r]
+    shas = {r.get("gen_sha") or _sha(r.get("gen_ids", [])) for r in good}
+    if len(shas) > 1:
+        out["note"] = f"greedy output differed between rounds ({len(shas)} distinct)"
+    return out
+
+
 def _class(r: dict) -> str:
     """Comparable-precision class of a row: fp32, int8/bf16 or int4."""
     if r["weights"] in ("int4", "w4a8"):
@@ -350,12 +377,18 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="re-export edgeseq's artifacts (after changing an exporter)")
     p.add_argument("--only", default=None, help="comma-separated texts: time only the rows whose 'tool weights "
                    "compute' contains one (edgeseq onnxruntime fp32, the ratios' base, always runs)")
+    p.add_argument("--rounds", type=int, default=3, help="processes per row, run round-robin over all rows; each "
+                   "does --warmup untimed runs and ceil(reps / rounds) timed ones; medians over all of them")
     protocol_args(p)
     a = p.parse_args()
+    if a.rounds < 1 or a.reps < 1:
+        p.error("--rounds and --reps must be at least 1")
     from edgeseq.profile.bandwidth import copy_gb_s
     from edgeseq.profile.runner import host_info
 
     only = [s.strip() for s in a.only.split(",")] if a.only else None
+    asked, per_round = a.reps, -(-a.reps // a.rounds)
+    a.reps = per_round  # what each row's process is told; rows_for reads it
     plan = []
     for source in a.models.split(","):
         rows = [r for r in rows_for(source, a) if not only or any(s in r.label for s in only)
@@ -367,13 +400,19 @@ def main() -> None:
         plan.append((source, rows))
     bw_start = copy_gb_s(threads=a.threads)
     doc: dict = {"host": host_info(), "protocol": {k: getattr(a, k) for k in
-                                                   ("input_len", "output_len", "reps", "warmup", "threads")},
+                                                   ("input_len", "output_len", "reps", "warmup", "threads", "rounds")},
                  "bandwidth_gb_s": {"start": round(bw_start, 1)}, "results": []}
-    for source, rows in plan:
+    doc["protocol"].update(reps=asked, reps_per_round=per_round)
+    runs: dict[tuple[int, int], list[dict]] = {}
+    for rnd in range(a.rounds):  # round-robin: a drift in the machine's speed touches every row alike
+        for m, (source, rows) in enumerate(plan):
+            for k, r in enumerate(rows):
+                print(f"timing {source}: {r.label} (round {rnd + 1}/{a.rounds})", file=sys.stderr, flush=True)
+                runs.setdefault((m, k), []).append({"error": r.error} if r.error else r.run())
+    for m, (source, rows) in enumerate(plan):
         results = []
-        for r in rows:
-            print(f"timing {source}: {r.label}", file=sys.stderr, flush=True)
-            res = {"error": r.error} if r.error else r.run()
+        for k, r in enumerate(rows):
+            res = merge_rounds(runs[(m, k)])
             if "gen_ids" in res:  # edgeseq and transformers: hash like the peers do
                 res["gen_sha"] = _sha(res["gen_ids"])
                 res["prompt_sha"] = _prompt_sha(Path(a.work) / f"{source.split(':')[-1]}-onnx-fp32", a.input_len)
@@ -394,7 +433,8 @@ def main() -> None:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "vs_peers.json").write_text(json.dumps(doc, indent=2))
     print(f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; copy bandwidth {bw_start:.1f} GB/s before, "
-          f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); {a.reps} runs after {a.warmup} warm-up, medians")
+          f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); medians of {a.rounds} rounds x {per_round} runs per row, each "
+          f"process after {a.warmup} warm-up")
     for m in doc["results"]:
         print("\n".join(report(m["model"], m["random_weights"], m["rows"], bw)))
     print("\nThe issue's goals, this run:")
