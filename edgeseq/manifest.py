@@ -35,6 +35,8 @@ class ComponentInfo:
     signatures: dict[str, int] = field(default_factory=dict)
     # formats with one graph file per signature (ONNX for NPUs): signature name -> file; {} = all in `file`
     signature_files: dict[str, str] = field(default_factory=dict)
+    # ONNX Runtime contrib ops the graph uses (com.microsoft: GroupQueryAttention, MatMulNBits); [] = none
+    contrib_ops: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,31 @@ def npu_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(params=FAMILIES)
 def family(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def cache_walk(b: Any, m: Any) -> list[Any]:
+    """Logits of every step of a walk through what the loop does to a cache: a left-padded batch of two
+    prompts, beam tiling, composed reorders and rewinds (one right after a reorder that swaps the
+    prompts' rows). Engines that hold the cache themselves must give what the handed-over cache gives."""
+    import numpy as np
+
+    ids = np.array([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]], np.int64)
+    mask = (np.arange(5) >= np.array([[2], [0]])).astype(np.int64)
+    s = b.new_state(2)
+    if m.kind != "decoder-only":
+        b.encode(s, ids, mask)
+        logits = [b.prefill(s, np.zeros((2, 1), np.int64))]
+    else:
+        logits = [b.prefill(s, ids, mask)]
+    logits.append(b.decode(s, np.array([3, 4])))
+    b.reorder(s, np.array([0, 0, 1, 1]), cross=True)  # tile to 2 beams each
+    logits.append(b.decode(s, np.array([20, 21, 22, 23])))
+    b.reorder(s, np.array([1, 1, 3, 2]))
+    b.reorder(s, np.array([0, 3, 1, 2]))  # two reorders before a step compose
+    logits.append(b.decode(s, np.array([30, 31, 32, 33])))
+    b.trim(s, 2)
+    logits.append(b.decode(s, np.array([40, 41, 42, 43])))
+    b.reorder(s, np.array([1, 2, 3, 0]))  # rows of the two prompts swap places
+    b.trim(s, 1)  # a rewind right after a reorder applies the pending rows first
+    logits.append(b.decode(s, np.array([50, 51, 52, 53])))
+    return logits

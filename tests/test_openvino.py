@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import cache_walk
 
 import edgeseq
 from edgeseq.cli import main
@@ -178,29 +179,7 @@ def test_cache_as_engine_state_matches_explicit_cache(ov_artifacts: dict[str, Pa
     assert "MemoryInput" not in _fused_layers(plain, step)
     if family == "llama":  # grouped-query attention: the folded queries were unfolded for the fused kernel
         assert "ScaledDotProductAttention" in _fused_layers(held, step)
-    ids = np.array([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]], np.int64)
-    mask = (np.arange(5) >= np.array([[2], [0]])).astype(np.int64)
-    states = []
-    for b in (held, plain):
-        s = b.new_state(2)
-        if m.kind != "decoder-only":
-            b.encode(s, ids, mask)
-            logits = [b.prefill(s, np.zeros((2, 1), np.int64))]
-        else:
-            logits = [b.prefill(s, ids, mask)]
-        logits.append(b.decode(s, np.array([3, 4])))
-        b.reorder(s, np.array([0, 0, 1, 1]), cross=True)  # tile to 2 beams each
-        logits.append(b.decode(s, np.array([20, 21, 22, 23])))
-        b.reorder(s, np.array([1, 1, 3, 2]))
-        b.reorder(s, np.array([0, 3, 1, 2]))  # two reorders before a step compose
-        logits.append(b.decode(s, np.array([30, 31, 32, 33])))
-        b.trim(s, 2)
-        logits.append(b.decode(s, np.array([40, 41, 42, 43])))
-        b.reorder(s, np.array([1, 2, 3, 0]))  # rows of the two prompts swap places
-        b.trim(s, 1)  # a rewind right after a reorder applies the pending rows first
-        logits.append(b.decode(s, np.array([50, 51, 52, 53])))
-        states.append(logits)
-    for got, want in zip(*states):
+    for got, want in zip(cache_walk(held, m), cache_walk(plain, m)):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 

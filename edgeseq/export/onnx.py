@@ -30,10 +30,16 @@ OPSET = 18
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
-def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> ComponentInfo:
+def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool = True) -> ComponentInfo:
+    """`ort_kernels`: attention as ONNX Runtime's fused kernel where the family supports it
+    (steps/fused.py); the OpenVINO exporter, which converts this graph further, turns it off."""
+    import contextlib
+
     import onnx
     import torch
     from torch.export import Dim
+
+    from .steps import fused
 
     path = out_dir / f"{c.name}.onnx"
     shapes = [{axis: Dim.DYNAMIC for axis in c.dynamic.get(n, {})} for n in c.inputs]
@@ -44,30 +50,67 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in c.module.parameters()}.values())
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), fused.ort_kernels() if ort_kernels else contextlib.nullcontext():
             warnings.simplefilter("ignore")
             torch.onnx.export(c.module, c.example, str(path), input_names=c.inputs, output_names=c.outputs,
                               dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,
+                              custom_translation_table=fused.translation_table() if ort_kernels else None,
                               external_data=weight_bytes > _PROTOBUF_LIMIT, verbose=False, report=False)
     except Exception as e:  # the exporter raises many types; all mean this graph did not convert
         raise ExportError(f"torch.onnx.export failed for component '{c.name}': {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}",
                           "re-run with --debug for the exporter's trace; report it with the model's config") from e
-    if weights in ("int4", "w4a8"):
-        _quantize_int4(path, accuracy_level=4 if weights == "w4a8" else 0)
-    elif weights != "fp32":
+    if weights not in ("fp32", "int4", "w4a8"):
         raise ExportError(f"the onnx exporter does not write --weights {weights}", "onnx weights: fp32, int4, w4a8")
+    model = onnx.load(str(path))
+    folded = _fold_constant_weights(model)
+    if weights in ("int4", "w4a8"):
+        _quantize_int4(model, path, accuracy_level=4 if weights == "w4a8" else 0)
+    elif folded:
+        onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
+                        location=f"{path.name}.data")
+    del model
     model = onnx.load(str(path), load_external_data=False)
     return ComponentInfo(file=path.name, inputs=_io(model.graph.input, c.dynamic), outputs=_io(model.graph.output, c.dynamic),
                          cache_inputs=c.cache_inputs, cache_outputs=c.cache_outputs,
-                         weight_bytes=_initializer_bytes(model), lookup_bytes=_lookup_bytes(model))
+                         weight_bytes=_initializer_bytes(model), lookup_bytes=_lookup_bytes(model),
+                         contrib_ops=sorted({n.op_type for n in model.graph.node if n.domain == fused.DOMAIN}))
 
 
-def _quantize_int4(path: Path, accuracy_level: int = 0) -> None:
+def _fold_constant_weights(model: Any) -> int:
+    """Concat and Transpose nodes whose inputs are all stored constants -> one constant each (the fused
+    attention's packed q/k/v weight is exported as Concat + Transpose of the three weights: ONNX
+    Runtime would fold it at every load, keeping both copies in memory, and the 4-bit quantizer takes
+    only a stored constant). Returns how many nodes were folded."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    folded = []
+    for node in g.node:
+        if node.op_type not in ("Concat", "Transpose") or not all(i in inits for i in node.input):
+            continue
+        arrays = [numpy_helper.to_array(inits[i]) for i in node.input]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        value = (np.concatenate(arrays, axis=attrs["axis"]) if node.op_type == "Concat"
+                 else np.transpose(arrays[0], attrs.get("perm")))
+        inits[node.output[0]] = numpy_helper.from_array(np.ascontiguousarray(value), node.output[0])
+        g.initializer.append(inits[node.output[0]])
+        folded.append(node)
+    for node in folded:
+        g.node.remove(node)
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return len(folded)
+
+
+def _quantize_int4(model: Any, path: Path, accuracy_level: int = 0) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    model = onnx.load(str(path))
     _gemm_to_matmul(model)
     _merge_parallel_matmuls(model)
     config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=accuracy_level,

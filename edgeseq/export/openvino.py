@@ -35,7 +35,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
     staging = out_dir / f".{c.name}.onnx-staging"
     staging.mkdir()
     try:
-        info = onnx_exporter.export_component(c, staging)
+        info = onnx_exporter.export_component(c, staging, ort_kernels=False)  # plain attention: OpenVINO fuses its own
         if weights in ("int8", "int4"):
             _merge_for_compression(staging / info.file)
         model = ov.convert_model(str(staging / info.file))

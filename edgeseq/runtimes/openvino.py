@@ -64,6 +64,12 @@ class OpenVinoBackend(StepBackend):
     _state_names: tuple[str, ...] = ()
 
     def _load(self) -> None:
+        if any("GroupQueryAttention" in c.contrib_ops for c in self.manifest.components.values()):
+            # OpenVINO 2026.4 reads the node but fails on a batch of 2 (a Reshape) and its present
+            # outputs do not have the cache's shape, so the cache cannot become state either
+            raise ArtifactError(f"{self.artifact} attends with ONNX Runtime's GroupQueryAttention kernel, which "
+                                "OpenVINO does not run", "run it with --engine onnxruntime, or export for OpenVINO: "
+                                "edgeseq export MODEL --format openvino")
         self.target, config = self._configure()
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import fused
 from .attention import KVWrite, attend, heads, rms_norm, rotary, rotary_gathered, rotate
 
 
@@ -24,29 +25,48 @@ class LlamaStep(nn.Module):
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.max_positions = cfg.max_position_embeddings
         self.kv = KVWrite()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.embed(input_ids)  # [B, T, H]
         bias = self.kv.bias(attention_mask, input_ids.shape[1])
-        if self.kv.slots is None:
+        d, scale = self.head_dim, self.head_dim**-0.5
+        fuse = self.kv.slots is None and fused.fusable(d, self.n_heads, self.n_kv)  # one ONNX Runtime kernel a layer
+        if fuse:
+            lens = fused.lengths(attention_mask)
+            tables = fused.rotary_tables(self.rotary.inv_freq, self.max_positions, self.rotary.attention_scaling)
+        elif self.kv.slots is None:
             cos, sin = rotary(position_ids, self.rotary.inv_freq, self.rotary.attention_scaling)
         else:  # static shapes: a position never reaches the cache length
             cos, sin = rotary_gathered(position_ids, attention_mask.shape[1], self.rotary.inv_freq,
                                        self.rotary.attention_scaling)
         presents: list[torch.Tensor] = []
-        d, scale = self.head_dim, self.head_dim**-0.5
         for i, layer in enumerate(self.layers):
             a = layer.self_attn
             h = rms_norm(layer.input_layernorm, x)
-            q = heads(a.q_proj(h), self.n_heads, d)
-            k = heads(a.k_proj(h), self.n_kv, d)
-            v = heads(a.v_proj(h), self.n_kv, d)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
+            if fuse:
+                qkv = _packed(h, a.q_proj, a.k_proj, a.v_proj)
+                o, k, v = fused.gqa(qkv, past[2 * i], past[2 * i + 1], bias, position_ids, lens, tables,
+                                    self.n_heads, self.n_kv, scale)
+            else:
+                q = heads(a.q_proj(h), self.n_heads, d)
+                k = heads(a.k_proj(h), self.n_kv, d)
+                v = heads(a.v_proj(h), self.n_kv, d)
+                q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+                k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
+                o = attend(q, k, v, bias, scale)
             presents += [k, v]
-            x = x + a.o_proj(attend(q, k, v, bias, scale))
+            x = x + a.o_proj(o)
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
         logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
         return (logits, *presents)
+
+
+def _packed(h: torch.Tensor, *projections: nn.Linear) -> torch.Tensor:
+    """h through q, k and v side by side, as one matmul (the weights concatenated: one constant once
+    exported)."""
+    w = torch.cat([p.weight for p in projections])
+    b = None if projections[0].bias is None else torch.cat([p.bias for p in projections])
+    return torch.nn.functional.linear(h, w, b)
