@@ -31,11 +31,13 @@ def test_generate_on_each_device_row(row, artifacts: dict[str, Path], request: p
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
     device = row.label
-    # ONNX: both onnxruntime and openvino read it; litert reads the TFLite export of the same model,
-    # Qualcomm HTP its static --target npu export
+    # ONNX: both onnxruntime and openvino read it (gpt2 for openvino: llama's ONNX graph attends with an
+    # ONNX Runtime kernel); litert reads the TFLite export of the same model, Qualcomm HTP its static
+    # --target npu export
+    family = "gpt2" if row.engine == "openvino" else "llama"
     art = request.getfixturevalue("tflite_artifacts")["llama"] if row.engine == "litert" else \
-        request.getfixturevalue("npu_artifacts")["llama"] if row.label == "npu:qnn" else artifacts["llama"]
+        request.getfixturevalue("npu_artifacts")["llama"] if row.label == "npu:qnn" else artifacts[family]
     model = edgeseq.load(art, device=device, engine=row.engine)
-    cpu = edgeseq.load(artifacts["llama"], device="cpu")
+    cpu = edgeseq.load(artifacts[family], device="cpu")
     cfg = edgeseq.GenerationConfig(max_new_tokens=8, ignore_eos=True)
     assert model.generate("hello world", config=cfg).ids == cpu.generate("hello world", config=cfg).ids

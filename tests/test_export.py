@@ -115,7 +115,7 @@ def test_prefill_in_chunks_equals_one_prefill(artifacts: dict[str, Path], family
     b.prefill(s2, ids[:, :4])
     parts = b.prefill(s2, ids[:, 4:])
     np.testing.assert_allclose(whole, parts, atol=1e-4)
-    assert s2.caches["past.0.key"].shape[2] == ids.shape[1]
+    assert s2.length == ids.shape[1]  # (engines that hold the cache themselves keep State.caches empty)
 
 
 def test_t5_v11_variant_gated_untied(tmp_path: Path) -> None:

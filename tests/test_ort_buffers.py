@@ -3,6 +3,7 @@ place (runtimes/onnxruntime.py): same logits as the cache handed over as arrays,
 the loop does to a cache, and the same tokens as the plain graph."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,16 @@ from edgeseq.export.pipeline import export
 from edgeseq.generate.config import GenerationConfig
 from edgeseq.runtimes import open_backend
 from edgeseq.runtimes.base import BackendOptions
+
+
+@pytest.fixture(scope="module")
+def plain_llama(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama exported with plain attention (EDGESEQ_ORT_KERNELS=0), which OpenVINO also runs."""
+    d = tmp_path_factory.mktemp("plain") / "llama"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGESEQ_ORT_KERNELS", "0")
+        export(str(hf_dirs["llama"]), d, quiet=True)
+    return d
 
 
 def _ops(path: Path) -> set[str]:
@@ -65,22 +76,30 @@ def test_buffers_match_the_handed_over_cache(artifacts: dict[str, Path], hf_dirs
     assert s_held.held.arrays["past.0.key"].shape[2] == 32
 
 
-def test_generation_through_buffers_equals_the_plain_graph(artifacts: dict[str, Path], hf_dirs: dict[str, Path],
-                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Greedy and beam search give the tokens of an artifact exported without the fused kernel."""
-    from edgeseq.export import onnx as onnx_exporter
+def test_fused_graph_matches_the_plain_graph(artifacts: dict[str, Path], plain_llama: Path) -> None:
+    """The same walk (left-padded rows included: the kernel rotates by cache slot, the plain graph by
+    position) through the fused graph with buffers and through the plain graph."""
+    assert "GroupQueryAttention" not in _ops(plain_llama / "decoder.onnx")
+    fused, m = open_backend(artifacts["llama"], mf.read(artifacts["llama"]), "cpu", "onnxruntime", BackendOptions()), \
+        mf.read(plain_llama)
+    plain = open_backend(plain_llama, m, "cpu", "onnxruntime", BackendOptions())
+    for got, want in zip(cache_walk(fused, m), cache_walk(plain, m)):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
-    plain_dir = tmp_path / "plain"
-    real = onnx_exporter.export_component
-    monkeypatch.setattr(onnx_exporter, "export_component", lambda c, out, weights="fp32": real(c, out, weights, False))
-    export(str(hf_dirs["llama"]), plain_dir, quiet=True)
-    assert "GroupQueryAttention" not in _ops(plain_dir / "decoder.onnx")
-    fused, plain = edgeseq.load(artifacts["llama"]), edgeseq.load(plain_dir)
+
+def test_generation_through_buffers_equals_the_plain_graph(artifacts: dict[str, Path], plain_llama: Path) -> None:
+    """Greedy (batched: a left-padded row) and beam search give the plain graph's tokens."""
+    fused, plain = edgeseq.load(artifacts["llama"]), edgeseq.load(plain_llama)
     prompts = ["the cat sat on", "a longer prompt about dogs and the weather"]
     for cfg in (GenerationConfig(max_new_tokens=12, ignore_eos=True),
                 GenerationConfig(max_new_tokens=8, num_beams=3, ignore_eos=True)):
         assert [fused.generate(p, config=cfg).ids for p in prompts] == [plain.generate(p, config=cfg).ids
                                                                        for p in prompts]
+    cfg = GenerationConfig(max_new_tokens=12, ignore_eos=True)
+    assert fused.generate(prompts, config=cfg).ids == plain.generate(prompts, config=cfg).ids
+    if importlib.util.find_spec("openvino") is not None:
+        assert edgeseq.load(plain_llama, engine="openvino").generate(prompts[0], config=cfg).ids == \
+            fused.generate(prompts[0], config=cfg).ids
 
 
 def test_openvino_refuses_the_fused_graph_and_names_the_fix(artifacts: dict[str, Path]) -> None:
@@ -89,4 +108,4 @@ def test_openvino_refuses_the_fused_graph_and_names_the_fix(artifacts: dict[str,
 
     with pytest.raises(ArtifactError, match="GroupQueryAttention") as e:
         edgeseq.load(artifacts["llama"], engine="openvino")
-    assert "--format openvino" in e.value.hint
+    assert "--format openvino" in e.value.hint and "EDGESEQ_ORT_KERNELS=0" in e.value.hint

@@ -30,10 +30,13 @@ OPSET = 18
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
-def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool = True) -> ComponentInfo:
+def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool | None = None
+                     ) -> ComponentInfo:
     """`ort_kernels`: attention as ONNX Runtime's fused kernel where the family supports it
-    (steps/fused.py); the OpenVINO exporter, which converts this graph further, turns it off."""
+    (steps/fused.py); the OpenVINO exporter, which converts this graph further, turns it off. None:
+    on unless the environment sets EDGESEQ_ORT_KERNELS=0 (a plain graph that other ONNX readers run)."""
     import contextlib
+    import os
 
     import onnx
     import torch
@@ -41,6 +44,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
 
     from .steps import fused
 
+    if ort_kernels is None:
+        ort_kernels = os.environ.get("EDGESEQ_ORT_KERNELS", "1") != "0"
     path = out_dir / f"{c.name}.onnx"
     shapes = [{axis: Dim.DYNAMIC for axis in c.dynamic.get(n, {})} for n in c.inputs]
     # forward(a, b, *rest): the exporter wants the var-positional part as one nested tuple

@@ -178,6 +178,9 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         if wanted and self.provider == "CPUExecutionProvider" \
                 and "GroupQueryAttention" in self.manifest.components[step].contrib_ops:
             self._in_place = step
+            logits = next(o for o in self.sessions[step].get_outputs() if o.name == "logits")
+            # the graph's own width (a manifest edited by hand may say otherwise; the graph is what runs)
+            self._vocab = logits.shape[-1] if isinstance(logits.shape[-1], int) else self.manifest.dims["vocab_size"]
 
     def graph_inputs(self, component: str) -> set[str]:
         return set(self._inputs[component])
@@ -203,7 +206,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         session = self.sessions[component]
         if held.io is None:
             held.io = session.io_binding()
-            held.logits = np.empty((state.batch, self.manifest.dims["vocab_size"]), np.float32)
+            held.logits = np.empty((state.batch, self._vocab), np.float32)
         if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
             import onnxruntime as ort  # 60 buffers and reading back 61 outputs cost ~0.2 ms a step
 

@@ -11,8 +11,12 @@ the engine preallocates and binds as both past and present (runtimes/onnxruntime
 Contract kept by the fused graph: inputs, outputs and cache layout [B, Hkv, L, D] are unchanged.
 The padding / causal mask is the step's additive bias (attention_bias); seqlens_k is total - 1 for
 every row, so a left-padded row's pad slots count as cache slots, as in the plain graph, and the
-bias hides them. Rotary positions are the artifact's position_ids (not the slots), read from
-cos/sin tables of max_position_embeddings rows. The kernel needs a head size that is a multiple of
+bias hides them. Rotary positions are the cache slots, read from cos/sin tables of
+max_position_embeddings rows: the kernel rotates decode steps by slot whatever position_ids say
+(given position_ids, a left-padded row's prompt and later tokens were rotated inconsistently: logits
+off by 3e-3, greedy tokens changed), and a rotary attention score depends only on the distance
+between query and key, so a row's positions shifted by its padding give the same attention. The
+graph therefore has no position_ids input. The kernel needs a head size that is a multiple of
 16 and batch 1 whenever several new tokens follow a past (edgeseq's Generator.append_tokens and
 rewind are single-sequence). Only ONNX Runtime (and OpenVINO's ONNX reader) runs the node, so the
 OpenVINO IR, TFLite and NPU exporters never enable it.
@@ -59,21 +63,21 @@ def rotary_tables(inv_freq: torch.Tensor, positions: int, scaling: float) -> tup
 
 
 @torch.library.custom_op("edgeseq::gqa", mutates_args=())
-def _gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, positions: torch.Tensor,
-         seqlens: torch.Tensor, total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int,
+def _gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, seqlens: torch.Tensor,
+         total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int,
          scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    d = past_k.shape[-1]
+    d, p, t = past_k.shape[-1], past_k.shape[2], qkv.shape[1]
     q, k, v = qkv.split([n_heads * d, n_kv * d, n_kv * d], dim=-1)
-    c, s = (torch.cat([t[positions], t[positions]], dim=-1)[:, None] for t in (cos, sin))  # [B, 1, T, D]
+    slots = torch.arange(p, p + t, device=qkv.device)
+    c, s = (torch.cat([x[slots], x[slots]], dim=-1)[None, None] for x in (cos, sin))  # [1, 1, T, D]
     key = torch.cat([past_k, rotate(heads(k, n_kv, d), c, s)], dim=2)
     value = torch.cat([past_v, heads(v, n_kv, d)], dim=2)
     return attend(rotate(heads(q, n_heads, d), c, s), key, value, bias, scale), key, value
 
 
 @_gqa.register_fake
-def _(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, positions: torch.Tensor,
-      seqlens: torch.Tensor, total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int,
-      scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, seqlens: torch.Tensor,
+      total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, t, (p, d) = qkv.shape[0], qkv.shape[1], past_k.shape[2:]
     return (qkv.new_empty(b, t, n_heads * d), past_k.new_empty(b, n_kv, p + t, d), past_v.new_empty(b, n_kv, p + t, d))
 
@@ -85,12 +89,12 @@ def lengths(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (attention_mask[:, 0] * 0).to(torch.int32) + total - 1, total
 
 
-def gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, positions: torch.Tensor,
+def gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor,
         lens: tuple[torch.Tensor, torch.Tensor], tables: tuple[torch.Tensor, torch.Tensor], n_heads: int, n_kv: int,
         scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """qkv [B, T, (Hq + 2 Hkv) * D] (not yet rotated), past [B, Hkv, P, D], bias [B, 1, T, P+T],
-    positions [B, T] -> attention output [B, T, Hq*D], present key, value [B, Hkv, P+T, D]."""
-    return torch.ops.edgeseq.gqa(qkv, past_k, past_v, bias, positions, *lens, *tables, n_heads, n_kv, scale)
+    """qkv [B, T, (Hq + 2 Hkv) * D] (not yet rotated; rotated by cache slot), past [B, Hkv, P, D],
+    bias [B, 1, T, P+T] -> attention output [B, T, Hq*D], present key, value [B, Hkv, P+T, D]."""
+    return torch.ops.edgeseq.gqa(qkv, past_k, past_v, bias, *lens, *tables, n_heads, n_kv, scale)
 
 
 def translation_table() -> dict[Any, Any]:
@@ -100,9 +104,9 @@ def translation_table() -> dict[Any, Any]:
     _register_schema()
     ms = onnxscript.values.Opset(DOMAIN, 1)
 
-    def gqa_onnx(qkv: Any, past_k: Any, past_v: Any, bias: Any, positions: Any, seqlens: Any, total: Any, cos: Any,
-                 sin: Any, n_heads: int, n_kv: int, scale: float) -> Any:
-        return ms.GroupQueryAttention(qkv, None, None, past_k, past_v, seqlens, total, cos, sin, positions, bias,
+    def gqa_onnx(qkv: Any, past_k: Any, past_v: Any, bias: Any, seqlens: Any, total: Any, cos: Any, sin: Any,
+                 n_heads: int, n_kv: int, scale: float) -> Any:
+        return ms.GroupQueryAttention(qkv, None, None, past_k, past_v, seqlens, total, cos, sin, None, bias,
                                       num_heads=n_heads, kv_num_heads=n_kv, scale=scale, do_rotary=1,
                                       rotary_interleaved=0, _num_outputs=3)
 

@@ -48,8 +48,8 @@ class LlamaStep(nn.Module):
             h = rms_norm(layer.input_layernorm, x)
             if fuse:
                 qkv = _packed(h, a.q_proj, a.k_proj, a.v_proj)
-                o, k, v = fused.gqa(qkv, past[2 * i], past[2 * i + 1], bias, position_ids, lens, tables,
-                                    self.n_heads, self.n_kv, scale)
+                o, k, v = fused.gqa(qkv, past[2 * i], past[2 * i + 1], bias, lens, tables, self.n_heads, self.n_kv,
+                                    scale)
             else:
                 q = heads(a.q_proj(h), self.n_heads, d)
                 k = heads(a.k_proj(h), self.n_kv, d)
