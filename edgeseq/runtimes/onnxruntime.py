@@ -208,7 +208,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
             held.io = session.io_binding()
             held.logits = np.empty((state.batch, self._vocab), np.float32)
         if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
-            import onnxruntime as ort  # 60 buffers and reading back 61 outputs cost ~0.2 ms a step
+            import onnxruntime as ort  # 60 buffers and reading back 61 outputs cost SmolLM2 w4a8 ~0.13 ms a
+            # step (TPOT 3.96 -> 3.83 ms, medians of 3 alternating `edgeseq profile` runs of each version)
 
             for name, value in held.values.items():
                 held.io.bind_ortvalue_input(name, value)

@@ -18,12 +18,12 @@ off by 3e-3, greedy tokens changed), and a rotary attention score depends only o
 between query and key, so a row's positions shifted by its padding give the same attention. The
 graph therefore has no position_ids input. The kernel needs a head size that is a multiple of
 16 and batch 1 whenever several new tokens follow a past (edgeseq's Generator.append_tokens and
-rewind are single-sequence). Only ONNX Runtime (and OpenVINO's ONNX reader) runs the node, so the
-OpenVINO IR, TFLite and NPU exporters never enable it.
+rewind are single-sequence). Only ONNX Runtime runs the node (OpenVINO's ONNX reader converts it but
+fails on a batch of two), so the OpenVINO IR, TFLite and NPU exporters never enable it.
 
-Measured on SmolLM2-135M (2 threads, graph timed alone, 128 + 63 steps): the first form of this
-(q, k, v unpacked, rotary outside the node, cache grown by the node) decoded 3-5% slower than the
-plain graph; the in-place buffer is what pays (see runtimes/onnxruntime.py for the figures).
+SmolLM2-135M fp32, graph timed alone (2 threads, 128 + 63 steps, one run): a first form with q, k, v
+apart and rotary outside the node decoded at 53.5-54.3 steps/s with the cache grown by the node,
+57.5 with it in place, against 55.2-56.1 for the plain graph; this form: benchmarks/ort_buffers.py.
 """
 from __future__ import annotations
 
