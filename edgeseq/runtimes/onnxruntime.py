@@ -123,13 +123,16 @@ MIN_CAPACITY = 256  # cache positions a request's first buffers hold (SmolLM2-13
 
 @dataclass
 class _Buffers:
-    """One request's KV cache as buffers ONNX Runtime writes in place: past input name -> [B, Hkv, C, D]."""
+    """One request's KV cache as buffers ONNX Runtime writes in place: past input name -> [B, Hkv, C, D],
+    and the logits [B, V] each step writes; with OrtValues over the same memory for the IO binding."""
 
     arrays: dict[str, np.ndarray]
-    values: dict[str, Any] = field(default_factory=dict)  # OrtValues over the same memory
+    vocab: int
+    values: dict[str, Any] = field(default_factory=dict)
+    logits: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    logits_value: Any = None
     io: Any = None  # the request's IO binding
-    bound: bool = False  # the IO binding holds `values` and `logits` (rebound only when they change)
-    logits: np.ndarray | None = None  # [B, V], written by each step (batch from the buffers)
+    bound: bool = False  # the IO binding holds `values` and `logits_value` (rebound only when they change)
 
     def reserve(self, length: int) -> None:
         """Room for `length` positions: the buffers doubled (contents kept) when they hold fewer."""
@@ -146,9 +149,9 @@ class _Buffers:
 
         self.arrays = arrays
         self.values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()}
+        self.logits = np.empty((next(iter(arrays.values())).shape[0], self.vocab), np.float32)
+        self.logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
         self.bound = False
-        if self.logits is not None:
-            self.logits = np.empty((next(iter(arrays.values())).shape[0], self.logits.shape[1]), np.float32)
 
 
 def _grown(a: np.ndarray, capacity: int) -> np.ndarray:
@@ -194,7 +197,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
     def new_state(self, batch: int) -> State:
         state = super().new_state(batch)
         if self._in_place:
-            state.held = _Buffers(state.caches)  # [B, Hkv, 0, D]: grown at the first step
+            state.held = _Buffers(state.caches, self._vocab)  # [B, Hkv, 0, D]: grown at the first step
             state.caches = {}
         return state
 
@@ -206,15 +209,13 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         session = self.sessions[component]
         if held.io is None:
             held.io = session.io_binding()
-            held.logits = np.empty((state.batch, self._vocab), np.float32)
         if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
-            import onnxruntime as ort  # 60 buffers and reading back 61 outputs cost SmolLM2 w4a8 ~0.13 ms a
-            # step (TPOT 3.96 -> 3.83 ms, medians of 3 alternating `edgeseq profile` runs of each version)
-
+            # 60 buffers and reading back 61 outputs cost SmolLM2 w4a8 ~0.13 ms a step (TPOT 3.96 ->
+            # 3.83 ms, medians of 3 alternating `edgeseq profile` runs of each version)
             for name, value in held.values.items():
                 held.io.bind_ortvalue_input(name, value)
                 held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)
-            held.io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(held.logits))
+            held.io.bind_ortvalue_output("logits", held.logits_value)
             held.bound = True
         for name in self._inputs[component]:
             if name not in held.values:
