@@ -433,8 +433,8 @@ def main() -> None:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "vs_peers.json").write_text(json.dumps(doc, indent=2))
     print(f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; copy bandwidth {bw_start:.1f} GB/s before, "
-          f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); medians of {a.rounds} rounds x {per_round} runs per row, each "
-          f"process after {a.warmup} warm-up")
+          f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); medians of {a.rounds} rounds x {per_round} runs "
+          f"per row, each process after {a.warmup} warm-up")
     for m in doc["results"]:
         print("\n".join(report(m["model"], m["random_weights"], m["rows"], bw)))
     print("\nThe issue's goals, this run:")

@@ -71,8 +71,9 @@ def test_buffers_match_the_handed_over_cache(artifacts: dict[str, Path], hf_dirs
     for b, s in ((held, s_held), (plain, s_plain)):
         b.prefill(s, ids)  # type: ignore[attr-defined]
     for t in range(10):  # 12 -> 22 positions: the buffers grow from 16 to 32
-        np.testing.assert_allclose(held.decode(s_held, np.array([t + 5])),  # type: ignore[attr-defined]
-                                   plain.decode(s_plain, np.array([t + 5])), atol=1e-4, rtol=0)  # type: ignore[attr-defined]
+        tok = np.array([t + 5])
+        np.testing.assert_allclose(held.decode(s_held, tok), plain.decode(s_plain, tok),  # type: ignore[attr-defined]
+                                   atol=1e-4, rtol=0)
     assert s_held.held.arrays["past.0.key"].shape[2] == 32
 
 

@@ -55,7 +55,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in c.module.parameters()}.values())
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), fused.ort_kernels() if ort_kernels else contextlib.nullcontext():
+        kernels = fused.ort_kernels() if ort_kernels else contextlib.nullcontext()
+        with warnings.catch_warnings(), torch.no_grad(), kernels:
             warnings.simplefilter("ignore")
             torch.onnx.export(c.module, c.example, str(path), input_names=c.inputs, output_names=c.outputs,
                               dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,

@@ -68,8 +68,9 @@ class OpenVinoBackend(StepBackend):
             # OpenVINO 2026.4 reads the node but fails on a batch of 2 (a Reshape) and its present
             # outputs do not have the cache's shape, so the cache cannot become state either
             raise ArtifactError(f"{self.artifact} attends with ONNX Runtime's GroupQueryAttention kernel, which "
-                                "OpenVINO does not run", "run it with --engine onnxruntime, export for OpenVINO (edgeseq export "
-                                "MODEL --format openvino), or export a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ...")
+                                "OpenVINO does not run",
+                                "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
+                                "--format openvino), or export a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ...")
         self.target, config = self._configure()
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",

@@ -8,18 +8,19 @@ The node takes the packed q/k/v projection, applies the rotary tables to it, app
 and values to the cache and attends: so that ONNX Runtime can grow the cache in place, in a buffer
 the engine preallocates and binds as both past and present (runtimes/onnxruntime.py).
 
-Contract kept by the fused graph: inputs, outputs and cache layout [B, Hkv, L, D] are unchanged.
-The padding / causal mask is the step's additive bias (attention_bias); seqlens_k is total - 1 for
-every row, so a left-padded row's pad slots count as cache slots, as in the plain graph, and the
-bias hides them. Rotary positions are the cache slots, read from cos/sin tables of
-max_position_embeddings rows: the kernel rotates decode steps by slot whatever position_ids say
-(given position_ids, a left-padded row's prompt and later tokens were rotated inconsistently: logits
-off by 3e-3, greedy tokens changed), and a rotary attention score depends only on the distance
-between query and key, so a row's positions shifted by its padding give the same attention. The
-graph therefore has no position_ids input. The kernel needs a head size that is a multiple of
-16 and batch 1 whenever several new tokens follow a past (edgeseq's Generator.append_tokens and
-rewind are single-sequence). Only ONNX Runtime runs the node (OpenVINO's ONNX reader converts it but
-fails on a batch of two), so the OpenVINO IR, TFLite and NPU exporters never enable it.
+Contract kept by the fused graph: outputs, cache names and cache layout [B, Hkv, L, D] are the plain
+graph's; its inputs too, less position_ids (below). The padding / causal mask is the step's additive
+bias (attention_bias); seqlens_k is total - 1 for every row, so a left-padded row's pad slots count
+as cache slots, as in the plain graph, and the bias hides them. Rotary positions are the cache
+slots, read from cos/sin tables of max_position_embeddings rows: the kernel rotates decode steps by
+slot whatever position_ids say (given position_ids, a left-padded row's prompt and later tokens were
+rotated inconsistently: logits off by 3e-3, greedy tokens changed), and a rotary attention score
+depends only on the distance between query and key, so a row's positions shifted by its padding give
+the same attention. The graph therefore has no position_ids input. The kernel needs a head size that
+is a multiple of 16 and batch 1 whenever several new tokens follow a past (edgeseq's
+Generator.append_tokens and rewind are single-sequence). Only ONNX Runtime runs the node (OpenVINO's
+ONNX reader converts it but fails on a batch of two), so the OpenVINO IR, TFLite and NPU exporters
+never enable it.
 
 SmolLM2-135M fp32, graph timed alone (2 threads, 128 + 63 steps, one run): a first form with q, k, v
 apart and rotary outside the node decoded at 53.5-54.3 steps/s with the cache grown by the node,
@@ -77,7 +78,8 @@ def _gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: to
 
 @_gqa.register_fake
 def _(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: torch.Tensor, seqlens: torch.Tensor,
-      total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+      total: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_heads: int, n_kv: int,
+      scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, t, (p, d) = qkv.shape[0], qkv.shape[1], past_k.shape[2:]
     return (qkv.new_empty(b, t, n_heads * d), past_k.new_empty(b, n_kv, p + t, d), past_v.new_empty(b, n_kv, p + t, d))
 
