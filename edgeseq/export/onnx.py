@@ -68,15 +68,13 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
                           "re-run with --debug for the exporter's trace; report it with the model's config") from e
     if weights not in ("fp32", "int4", "w4a8"):
         raise ExportError(f"the onnx exporter does not write --weights {weights}", "onnx weights: fp32, int4, w4a8")
-    model = onnx.load(str(path))
+    model = onnx.load(str(path))  # read once: folded, quantized, saved and described from memory
     folded = _fold_constant_weights(model)
     if weights in ("int4", "w4a8"):
-        _quantize_int4(model, path, accuracy_level=4 if weights == "w4a8" else 0)
+        model = _quantize_int4(model, path, accuracy_level=4 if weights == "w4a8" else 0)
     elif folded:
         onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
                         location=f"{path.name}.data")
-    del model
-    model = onnx.load(str(path), load_external_data=False)
     return ComponentInfo(file=path.name, inputs=_io(model.graph.input, c.dynamic), outputs=_io(model.graph.output, c.dynamic),
                          cache_inputs=c.cache_inputs, cache_outputs=c.cache_outputs,
                          weight_bytes=_initializer_bytes(model), lookup_bytes=_lookup_bytes(model),
@@ -113,7 +111,8 @@ def _fold_constant_weights(model: Any) -> int:
     return len(folded)
 
 
-def _quantize_int4(model: Any, path: Path, accuracy_level: int = 0) -> None:
+def _quantize_int4(model: Any, path: Path, accuracy_level: int = 0) -> Any:
+    """The model's constant-weight matmuls as MatMulNBits, saved at `path`; returns the saved model."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -125,6 +124,7 @@ def _quantize_int4(model: Any, path: Path, accuracy_level: int = 0) -> None:
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
     onnx.save_model(quantizer.model.model, str(path))
+    return quantizer.model.model
 
 
 def _gemm_to_matmul(model: Any) -> None:

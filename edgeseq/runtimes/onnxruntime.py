@@ -181,6 +181,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         if wanted and self.provider == "CPUExecutionProvider" \
                 and "GroupQueryAttention" in self.manifest.components[step].contrib_ops:
             self._in_place = step
+            # bound each step; the past.* buffers (new_state's caches) only when they change
+            self._fed = sorted(n for n in self._inputs[step] if not n.startswith("past."))
             logits = next(o for o in self.sessions[step].get_outputs() if o.name == "logits")
             # the graph's own width (a manifest edited by hand may say otherwise; the graph is what runs)
             self._vocab = logits.shape[-1] if isinstance(logits.shape[-1], int) else self.manifest.dims["vocab_size"]
@@ -217,9 +219,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
                 held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)
             held.io.bind_ortvalue_output("logits", held.logits_value)
             held.bound = True
-        for name in self._inputs[component]:
-            if name not in held.values:
-                held.io.bind_cpu_input(name, feeds[name])
+        for name in self._fed:
+            held.io.bind_cpu_input(name, feeds[name])
         session.run_with_iobinding(held.io)
         return {"logits": held.logits.copy()}  # the next step writes the buffer again
 

@@ -9,36 +9,38 @@ from collections.abc import Iterator
 
 import torch
 
+class Traced:
+    """A setting that step modules read while they are traced, changed for the span of a `with` block
+    (export paths that need another graph form: NPU float16, ONNX Runtime kernels)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    @contextlib.contextmanager
+    def set(self, value: object) -> Iterator[None]:
+        saved, self.value = self.value, value
+        try:
+            yield
+        finally:
+            self.value = saved
+
+
 # Additive mask value: finite so a row with every key masked (a left-pad query) gives a uniform
 # softmax instead of NaN; exp(-1e9) is exactly 0 in float32, so real rows are unaffected.
-NEG = -1e9
+NEG = Traced(-1e9)
+SCALED_NORM = Traced(False)
 
 
-_SCALED_NORM = False
-
-
-@contextlib.contextmanager
-def scaled_norms() -> Iterator[None]:
+def scaled_norms() -> contextlib.AbstractContextManager[None]:
     """Trace RMS norms that stay within float16 (`rms_norm`): for graphs an NPU runs in float16."""
-    global _SCALED_NORM
-    saved, _SCALED_NORM = _SCALED_NORM, True
-    try:
-        yield
-    finally:
-        _SCALED_NORM = saved
+    return SCALED_NORM.set(True)
 
 
-@contextlib.contextmanager
-def mask_value(value: float) -> Iterator[None]:
+def mask_value(value: float) -> contextlib.AbstractContextManager[None]:
     """Trace graphs with another additive mask value. NPU graphs (export/onnx_npu.py) need a moderate
     one: -1e9 is -inf in float16 (a fully masked left-pad row becomes NaN and reaches real rows
     through 0 * NaN) and would stretch an activation quantization range over nine decades."""
-    global NEG
-    saved, NEG = NEG, value
-    try:
-        yield
-    finally:
-        NEG = saved
+    return NEG.set(value)
 
 
 def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,7 @@ def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor) -> torch.Te
     visible to new token i if j <= q_slots[i] and the mask marks j as a real token."""
     k_pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # [S]
     visible = (k_pos[None, :] <= q_slots[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
-    return torch.where(visible, 0.0, NEG)
+    return torch.where(visible, 0.0, NEG.value)
 
 
 class KVWrite:
@@ -92,7 +94,7 @@ def write_slots(cache: torch.Tensor, new: torch.Tensor, slots: torch.Tensor) -> 
 
 def padding_bias(attention_mask: torch.Tensor) -> torch.Tensor:
     """[B, S] 1/0 key mask -> additive [B, 1, 1, S] (bidirectional and cross attention)."""
-    return torch.where(attention_mask[:, None, None, :] > 0, 0.0, NEG)
+    return torch.where(attention_mask[:, None, None, :] > 0, 0.0, NEG.value)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
@@ -154,7 +156,7 @@ def rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     exports as Sqrt + Reciprocal + Mul, which no runtime fuses: six nodes per norm per step."""
     eps = getattr(norm, "variance_epsilon", None)
     eps = norm.eps if eps is None else eps
-    if _SCALED_NORM:
+    if SCALED_NORM.value:
         # x / rms(x) = y / rms(y) for y = x / s: with s = max(|x|, 1) no square exceeds 1, where
         # SmolLM2's residual stream (values up to ~24,500) squares to 6e8, past float16's 65,504
         # (HTP's float graphs ran all 30 layers to garbage: 0% of tokens agreed with the CPU)

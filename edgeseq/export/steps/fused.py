@@ -29,32 +29,25 @@ apart and rotary outside the node decoded at 53.5-54.3 steps/s with the cache gr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from .attention import attend, heads, rotate
+from .attention import Traced, attend, heads, rotate
 
-_ACTIVE = False
+ACTIVE = Traced(False)
 DOMAIN = "com.microsoft"
 OP = "GroupQueryAttention"
 
 
-@contextlib.contextmanager
-def ort_kernels() -> Iterator[None]:
+def ort_kernels() -> contextlib.AbstractContextManager[None]:
     """Export `gqa` calls as ONNX Runtime's GroupQueryAttention (ONNX artifacts only)."""
-    global _ACTIVE
-    saved, _ACTIVE = _ACTIVE, True
-    try:
-        yield
-    finally:
-        _ACTIVE = saved
+    return ACTIVE.set(True)
 
 
 def fusable(head_dim: int, n_heads: int, n_kv: int) -> bool:
     """Whether a step should route attention through `gqa` while exporting."""
-    return _ACTIVE and head_dim % 16 == 0 and n_heads % n_kv == 0
+    return bool(ACTIVE.value) and head_dim % 16 == 0 and n_heads % n_kv == 0
 
 
 def rotary_tables(inv_freq: torch.Tensor, positions: int, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
