@@ -38,6 +38,8 @@ def test_profile_sweep_keeps_raw_samples(artifacts: dict[str, Path], family: str
         assert r["load_ms"] > 0 and r["first_run_ms"] > 0 and r["peak_rss_mb"] > 0
         assert r["artifact_bytes"] == sum(p.stat().st_size for p in artifacts[family].iterdir())
         assert r["parity"] == "passed" and r["precision"] == "float32"
+        # a tiny model's weights fill no mapping worth collapsing; the record says what was done
+        assert r["huge_pages"]["mb"] == 0 and r["huge_pages"]["status"] in ("nothing to do", "off")
         assert r["napkin"]["bytes_per_token"] > r["napkin"]["weight_bytes_per_token"] > 0
         assert "share_of_bandwidth" in r["napkin"]
 

@@ -74,6 +74,9 @@ def footnotes(results: list[dict[str, Any]]) -> str:
     shares = [f"{r['label']} {r['node_share']:.0%}" for r in results if r.get("node_share") is not None]
     if shares:
         notes.append(f"nodes on the NPU: {'; '.join(dict.fromkeys(shares))} (placement in the JSON report).")
+    huge = [f"{r['label']} {r['huge_pages']['mb']} MB" for r in results if (r.get("huge_pages") or {}).get("mb")]
+    if huge:
+        notes.append(f"weights moved into huge pages at load (load ms includes it): {'; '.join(dict.fromkeys(huge))}.")
     r0 = results[0]
     notes.append(f"medians of {r0['reps']} runs after {r0['warmup']} warm-up; forced decoding (EOS masked); "
                  f"threads {r0['threads']}; prec = the compute precision the engine reports.")

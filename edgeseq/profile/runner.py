@@ -164,6 +164,7 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
         "parity": m.parity.get("status"), "threads": cfg.threads,
         "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,
         "load_ms": round(backend.load_ms, 2), "first_run_ms": round(first_run_ms, 2),
+        "huge_pages": backend.huge_pages,
         "artifact_bytes": sum(f["bytes"] for f in m.files.values()) + (p / mf.MANIFEST).stat().st_size,
         **{k: stats[k]["median"] for k in METRICS},
         "stats": stats, "samples": samples, "gen_head": gen_ids[:8],

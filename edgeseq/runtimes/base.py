@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..manifest import Manifest
+from . import hugepages
 
 
 @contextlib.contextmanager
@@ -152,7 +153,10 @@ class StepBackend(ABC):
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
+        before = hugepages.snapshot() if hugepages.wanted(options.extra) else None
         self._load()
+        # the weights just loaded into huge pages (runtimes/hugepages.py): part of the load's time
+        self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}
         self.load_ms = (time.perf_counter() - t) * 1e3
         self._check_contract()
         step = manifest.components["decoder" if manifest.kind == "decoder-only" else "decoder_step"]
