@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,8 +93,9 @@ def _changed_tools(tools: dict[str, str]) -> list[str]:
     return out
 
 
-def peer(cmd: list[str]) -> dict:
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def peer(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run a peer's script; its last stdout line is its JSON result. `env`: variables added for it."""
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **env) if env else None)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -140,7 +140,7 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
             err = f"not installed ({', '.join(missing)}: run benchmarks/setup_peers.sh)"
             rows.append(Row(tool, weights, compute, lambda: {}, error=err))
         else:
-            rows.append(Row(tool, weights, compute, lambda: peer(cmd()), prepare, weight_bytes))
+            rows.append(Row(tool, weights, compute, lambda: peer(cmd(), a.peer_env), prepare, weight_bytes))
 
     for fmt, weights, precision, compute in EDGESEQ:
         art = work / f"{name}-{fmt}-{weights}"
@@ -150,7 +150,7 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
                                                                                           a.fresh, row)
         rows.append(row)
     base_art = work / f"{name}-onnx-fp32"
-    rows.append(Row("transformers eager", "fp32", "float32", lambda: _worker("hf", a, source, base_art),
+    rows.append(Row("transformers eager", "fp32", "float32", lambda: _worker("hf", a, source, base_art, env=a.peer_env),
                     lambda: _edgeseq_export(source, base_art, "onnx", "fp32", a.fresh, None)))
 
     py = lambda v: str(venv(v))  # noqa: E731
@@ -379,10 +379,16 @@ def main() -> None:
                    "compute' contains one (edgeseq onnxruntime fp32, the ratios' base, always runs)")
     p.add_argument("--rounds", type=int, default=3, help="processes per row, run round-robin over all rows; each "
                    "does --warmup untimed runs and ceil(reps / rounds) timed ones; medians over all of them")
+    p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable for the peers' processes only (repeatable), e.g. "
+                   "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 to give them the huge pages edgeseq asks for itself")
     protocol_args(p)
     a = p.parse_args()
     if a.rounds < 1 or a.reps < 1:
         p.error("--rounds and --reps must be at least 1")
+    if any("=" not in e for e in a.peer_env):
+        p.error("--peer-env takes KEY=VALUE")
+    a.peer_env = dict(e.split("=", 1) for e in a.peer_env)
     from edgeseq.profile.bandwidth import copy_gb_s
     from edgeseq.profile.runner import host_info
 
@@ -400,7 +406,8 @@ def main() -> None:
         plan.append((source, rows))
     bw_start = copy_gb_s(threads=a.threads)
     doc: dict = {"host": host_info(), "protocol": {k: getattr(a, k) for k in
-                                                   ("input_len", "output_len", "reps", "warmup", "threads", "rounds")},
+                                                   ("input_len", "output_len", "reps", "warmup", "threads", "rounds",
+                                                    "peer_env")},
                  "bandwidth_gb_s": {"start": round(bw_start, 1)}, "results": []}
     doc["protocol"].update(reps=asked, reps_per_round=per_round)
     runs: dict[tuple[int, int], list[dict]] = {}
