@@ -94,7 +94,8 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
                       "samples": r["samples"], "parity": r["parity"], "peak_rss_mb": r["peak_rss_mb"],
                       "precision": r["precision"], "weights": r["weights"], "napkin": r["napkin"],
                       "max_abs_diff": model.manifest.parity.get("max_abs_diff"),
-                      "activations": (r.get("placement") or {}).get("activations")}))
+                      "activations": (r.get("placement") or {}).get("activations"), "load_ms": r["load_ms"],
+                      "huge_pages": r["huge_pages"]}))
 
 
 def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
