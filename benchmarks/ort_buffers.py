@@ -1,8 +1,9 @@
-"""edgeseq's ONNX Runtime path with Llama attention as GroupQueryAttention and the KV cache appended in
-place, against the plain attention graph (EDGESEQ_ORT_KERNELS=0 at export) and against the fused graph
-with the cache handed over as arrays (EDGESEQ_ORT_KV_BUFFER=0): same weights, same run, same
-protocol as benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy,
-2 threads, 1 warm-up + 5 runs, medians; each setting in its own process).
+"""edgeseq's ONNX Runtime path with Llama attention (and T5's decoder self-attention) as
+GroupQueryAttention and the KV cache appended in place, against the plain attention graph
+(EDGESEQ_ORT_KERNELS=0 at export) and against the fused graph with the cache handed over as arrays
+(EDGESEQ_ORT_KV_BUFFER=0): same weights, same run, same protocol as benchmarks/vs_transformers.py
+(batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads, 1 warm-up + 5 runs, medians;
+each setting in its own process).
 
     .venv/bin/python benchmarks/ort_buffers.py            # artifacts exported into --work if missing
 
@@ -20,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_openvino import ensure_export  # noqa: E402
 from vs_transformers import _worker, print_pairs, protocol_args, save_report  # noqa: E402
 
-SOURCE = "smollm2-135m-instruct"
-WEIGHTS = ["fp32", "w4a8", "int4"]
+CASES = [("smollm2-135m-instruct", "fp32"), ("smollm2-135m-instruct", "w4a8"), ("smollm2-135m-instruct", "int4"),
+         ("preset:t5-small", "fp32"), ("preset:t5-small", "w4a8")]  # T5: the decoder's self-attention
 
 
 def main() -> None:
@@ -29,20 +30,21 @@ def main() -> None:
     protocol_args(p)
     a = p.parse_args()
     rows = []
-    for weights in WEIGHTS:
-        fused = ensure_export(SOURCE, Path(a.work) / f"{SOURCE}-onnx-{weights}", "onnx", weights)
+    for source, weights in CASES:
+        name = source.split(":")[-1]
+        fused = ensure_export(source, Path(a.work) / f"{name}-onnx-{weights}", "onnx", weights)
         os.environ["EDGESEQ_ORT_KERNELS"] = "0"
         try:
-            plain = ensure_export(SOURCE, Path(a.work) / f"{SOURCE}-onnx-{weights}-plain", "onnx", weights)
+            plain = ensure_export(source, Path(a.work) / f"{name}-onnx-{weights}-plain", "onnx", weights)
         finally:
             del os.environ["EDGESEQ_ORT_KERNELS"]
-        got = {"plain": _worker("edgeseq", a, SOURCE, plain),
-               "arrays": _worker("edgeseq", a, SOURCE, fused, env={"EDGESEQ_ORT_KV_BUFFER": "0"}),
-               "buffers": _worker("edgeseq", a, SOURCE, fused)}
+        got = {"plain": _worker("edgeseq", a, source, plain),
+               "arrays": _worker("edgeseq", a, source, fused, env={"EDGESEQ_ORT_KV_BUFFER": "0"}),
+               "buffers": _worker("edgeseq", a, source, fused)}
         for mode, res in got.items():
             if "error" in res:
-                sys.exit(f"{weights} {mode}: {res['error']}")
-        rows.append({"model": SOURCE, "weights": weights, **got})
+                sys.exit(f"{name} {weights} {mode}: {res['error']}")
+        rows.append({"model": source, "weights": weights, **got})
     save_report(a, rows, "ort_buffers.json")
     print_pairs(rows, "plain", "buffers", LEAD)
     print()

@@ -86,8 +86,11 @@ def test_sparse_and_earlier_mappings_are_left_alone() -> None:
 
 
 def test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    linux = sys.platform.startswith("linux")
+    monkeypatch.delenv("EDGESEQ_HUGE_PAGES", raising=False)
+    assert hugepages.wanted({}, True) == linux and not hugepages.wanted({}, False)  # the engine's default
     monkeypatch.setenv("EDGESEQ_HUGE_PAGES", "0")
-    assert not hugepages.wanted({})
+    assert not hugepages.wanted({}, True)
     monkeypatch.setenv("EDGESEQ_HUGE_PAGES", "1")
-    assert hugepages.wanted({}) == sys.platform.startswith("linux")
-    assert not hugepages.wanted({"huge_pages": False})
+    assert hugepages.wanted({}, False) == linux
+    assert not hugepages.wanted({"huge_pages": False}, True)

@@ -148,12 +148,13 @@ class StepBackend(ABC):
 
     engine: str = "?"
     compile_cache: bool = False  # True where a second load reuses compiled blobs (reported as load_warm_ms)
+    huge_pages_help: bool = False  # move the weights onto huge pages at load (runtimes/hugepages.py)
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
-        before = hugepages.snapshot() if hugepages.wanted(options.extra) else None
+        before = hugepages.snapshot() if hugepages.wanted(options.extra, self.huge_pages_help) else None
         self._load()
         # the weights just loaded into huge pages (runtimes/hugepages.py): part of the load's time
         self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}

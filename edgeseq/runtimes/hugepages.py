@@ -2,15 +2,17 @@
 
 A decode step reads every weight once. In 4 kB pages SmolLM2-135M's fp32 weights span ~130k pages,
 far more than the TLB holds, so each step walks page tables all the way through; in 2 MB pages they
-span ~270. Engines allocate weights with malloc, which on a kernel whose THP mode is "madvise" (the
-common default) gets 4 kB pages only. `collapse` asks for huge pages for the anonymous mappings a
+span ~270. Engines allocate weights with malloc, which on a kernel whose THP mode is "madvise" (Ubuntu's
+default, and this machine's) gets 4 kB pages only. `collapse` asks for huge pages for the anonymous mappings a
 load filled (their resident size in /proc/self/smaps grew by 8 MB or more) that are mostly resident:
 madvise(MADV_HUGEPAGE), so that later faults in them get huge pages, then MADV_COLLAPSE (Linux 6.1+),
 which moves what is already there into huge pages now. Measured on the 2-core dev machine (THP
-"madvise", Linux 6.18), three alternating process pairs: ONNX Runtime SmolLM2 fp32 decode 48.8 /
-48.8 / 50.7 -> 51.5 / 51.0 / 53.0 tok/s, TTFT unchanged, load +0.9 s for 950 MB collapsed.
+"madvise", Linux 6.18; benchmarks/huge_pages.py, 3 alternating rounds): ONNX Runtime SmolLM2
+decode fp32 1.09x, w4a8 1.06x, for +0.7 s / +0.08 s of load; OpenVINO fp32 1.00x and int8 0.99x
+(+0.5 s of load at fp32), t5-small on ONNX Runtime 0.98x. So engines opt in (`huge_pages_help`):
+ONNX Runtime's dynamic-shape backend does.
 
-EDGESEQ_HUGE_PAGES=0 or BackendOptions.extra["huge_pages"] = False turns it off.
+EDGESEQ_HUGE_PAGES=0 turns it off, =1 on for every engine; BackendOptions.extra["huge_pages"] wins.
 """
 from __future__ import annotations
 
@@ -26,10 +28,14 @@ MIN_BYTES = 4 * HUGE  # smaller mappings are not worth a system call
 RESIDENT = 0.9  # collapse a mapping only when this share of it is in memory: a huge page fills holes
 
 
-def wanted(extra: dict[str, Any]) -> bool:
+def wanted(extra: dict[str, Any], engine_default: bool) -> bool:
+    """extra["huge_pages"], else EDGESEQ_HUGE_PAGES (0 off, 1 on for every engine), else the engine's default."""
     if not sys.platform.startswith("linux"):
         return False
-    return bool(extra.get("huge_pages", os.environ.get("EDGESEQ_HUGE_PAGES", "1") != "0"))
+    if "huge_pages" in extra:
+        return bool(extra["huge_pages"])
+    env = os.environ.get("EDGESEQ_HUGE_PAGES")
+    return engine_default if env is None else env != "0"
 
 
 def snapshot() -> dict[tuple[int, int], int]:

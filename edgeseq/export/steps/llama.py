@@ -47,7 +47,7 @@ class LlamaStep(nn.Module):
             a = layer.self_attn
             h = rms_norm(layer.input_layernorm, x)
             if fuse:
-                qkv = _packed(h, a.q_proj, a.k_proj, a.v_proj)
+                qkv = fused.packed(h, a.q_proj, a.k_proj, a.v_proj)
                 o, k, v = fused.gqa(qkv, past[2 * i], past[2 * i + 1], bias, lens, tables, self.n_heads, self.n_kv,
                                     scale)
             else:
@@ -63,10 +63,3 @@ class LlamaStep(nn.Module):
         logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
         return (logits, *presents)
 
-
-def _packed(h: torch.Tensor, *projections: nn.Linear) -> torch.Tensor:
-    """h through q, k and v side by side, as one matmul (the weights concatenated: one constant once
-    exported)."""
-    w = torch.cat([p.weight for p in projections])
-    b = None if projections[0].bias is None else torch.cat([p.bias for p in projections])
-    return torch.nn.functional.linear(h, w, b)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import fused
 from .attention import KVWrite, attend, heads, padding_bias, rms_norm
 
 
@@ -118,17 +119,27 @@ class T5DecoderStep(_T5Base):
         else:  # static shapes: the bias of every slot pair depends on weights only (constant-folded by
             # the NPU exporter); a step gathers its rows, so no float math runs on positions
             position = self.position_bias(table, k_pos, k_pos, bidirectional=False).index_select(2, q_pos)
-        self_bias = position + self.kv.bias(attention_mask, t)
+        self_bias = position + self.kv.bias(attention_mask, t)  # [B, H, T, S]
         cross_bias = padding_bias(encoder_attention_mask)
+        # self-attention as one ONNX Runtime kernel a layer (no rotary; the position bias per head is
+        # its attention_bias), so that its cache too is appended in place (runtimes/onnxruntime.py)
+        fuse = self.kv.slots is None and fused.fusable(self.d_kv, self.n_heads, self.n_heads)
+        lens = fused.lengths(attention_mask) if fuse else None
         presents: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             sa, ca, ff = block.layer[0], block.layer[1], block.layer[2]
             h = rms_norm(sa.layer_norm, x)
-            q = heads(sa.SelfAttention.q(h), self.n_heads, self.d_kv)
-            k = self.kv.append(self_kv[2 * i], heads(sa.SelfAttention.k(h), self.n_heads, self.d_kv))
-            v = self.kv.append(self_kv[2 * i + 1], heads(sa.SelfAttention.v(h), self.n_heads, self.d_kv))
+            at = sa.SelfAttention
+            if lens is not None:
+                o, k, v = fused.gqa(fused.packed(h, at.q, at.k, at.v), self_kv[2 * i], self_kv[2 * i + 1], self_bias,
+                                    lens, None, self.n_heads, self.n_heads, 1.0)
+            else:
+                q = heads(at.q(h), self.n_heads, self.d_kv)
+                k = self.kv.append(self_kv[2 * i], heads(at.k(h), self.n_heads, self.d_kv))
+                v = self.kv.append(self_kv[2 * i + 1], heads(at.v(h), self.n_heads, self.d_kv))
+                o = attend(q, k, v, self_bias, 1.0)
             presents += [k, v]
-            x = x + sa.SelfAttention.o(attend(q, k, v, self_bias, 1.0))
+            x = x + at.o(o)
             x = x + self.attention(ca.EncDecAttention, rms_norm(ca.layer_norm, x), (cross_kv[2 * i], cross_kv[2 * i + 1]),
                                    cross_bias)[0]
             x = x + ff.DenseReluDense(rms_norm(ff.layer_norm, x))
