@@ -1,5 +1,6 @@
 """edgeseq with its weights moved into huge pages at load (runtimes/hugepages.py) against the same
-artifact without (EDGESEQ_HUGE_PAGES=0): same weights, same run, the protocol of
+artifact without (EDGESEQ_HUGE_PAGES=1 against 0, so every engine is tried, whether or not it does
+it by default): same weights, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).
 Each setting runs in its own process; the two alternate for --rounds rounds (each process 1 warm-up
 + ceil(reps / rounds) timed runs), medians over all rounds' samples, so that a drift of this shared
