@@ -20,9 +20,9 @@ prompt and later tokens were rotated inconsistently: logits off by 3e-3, greedy 
 a rotary attention score depends only on the distance between query and key, so a row's positions
 shifted by its padding give the same attention. position_ids stays a graph input (every decoder-only
 graph takes it), unread. The kernel needs a head size that is a multiple of 16 and batch 1 whenever
-several new tokens follow a past (edgeseq's Generator.append_tokens and rewind are single-sequence). Only ONNX Runtime runs the node (OpenVINO's
-ONNX reader converts it but fails on a batch of two), so the OpenVINO IR, TFLite and NPU exporters
-never enable it.
+several new tokens follow a past (edgeseq's Generator.append_tokens and rewind are single-sequence).
+Only ONNX Runtime runs the node (OpenVINO's ONNX reader converts it but fails on a batch of two), so
+the OpenVINO IR, TFLite and NPU exporters never enable it.
 
 SmolLM2-135M fp32, graph timed alone (2 threads, 128 + 63 steps, one run): a first form with q, k, v
 apart and rotary outside the node decoded at 53.5-54.3 steps/s with the cache grown by the node,
