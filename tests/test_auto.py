@@ -51,3 +51,24 @@ def test_a_setting_outside_tolerance_is_not_profiled(artifacts: dict[str, Path],
 def test_auto_refuses_an_explicit_engine(artifacts: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", str(artifacts["llama"]), "--auto", "--engine", "openvino", *FAST]) == 2
     assert "--auto chooses the engine" in capsys.readouterr().err
+
+
+def test_an_engine_that_cannot_run_the_graphs_is_skipped_not_tried(artifacts: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Llama's ONNX graphs attend with ONNX Runtime's kernel: --auto says OpenVINO was skipped and why, and a
+    device with no ONNX Runtime row does not fall back to OpenVINO for them (it does for gpt2's plain graphs)."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed: only one engine to try")
+    from edgeseq.manifest import read
+    from edgeseq.runtimes import device_engine, onnxruntime, openvino
+
+    out = tmp_path / "auto.json"
+    assert main(["profile", str(artifacts["llama"]), "--auto", "--json", str(out), *FAST]) == 0
+    checks = json.loads(out.read_text())["checks"][str(artifacts["llama"])]
+    assert [(c["engine"], c["status"]) for c in checks] == [("onnxruntime", "passed"), ("openvino", "skipped"),
+                                                            ("openvino", "skipped")]
+    assert "openvino f32: skipped (attends with ONNX Runtime's GroupQueryAttention" in capsys.readouterr().out
+    monkeypatch.setattr(onnxruntime, "probe", lambda row: None if row.target == "CPUExecutionProvider" else "absent")
+    monkeypatch.setattr(openvino, "probe", lambda row: None)
+    assert device_engine(read(artifacts["gpt2"]), "gpu") == "openvino"
+    assert device_engine(read(artifacts["llama"]), "gpu") == "onnxruntime"  # whose error names the missing rows

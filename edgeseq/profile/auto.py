@@ -20,7 +20,7 @@ from .. import manifest as mf
 from ..errors import EdgeseqError
 from ..export.parity import LOOSENESS, judge, prompt_ids
 from ..generate.loop import Timings, start
-from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend
+from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend, refusal
 from .runner import ProfileConfig, iter_profile
 
 PRECISIONS = {"onnxruntime": ["f32"], "openvino": ["f32", "bf16"]}
@@ -73,6 +73,11 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
     del ref
     checks, results = [], []
     for engine, precision in candidates(m):
+        why = refusal(engine, m)
+        if why:  # e.g. OpenVINO and a graph with ONNX Runtime's own attention kernel: nothing to check
+            checks.append({"engine": engine, "precision": precision, "asked": precision, "status": "skipped",
+                           "error": f"{why}; to try it, export with --format {engine} or EDGESEQ_ORT_KERNELS=0"})
+            continue
         options = BackendOptions(threads=cfg.threads, extra={"precision": precision})
         try:
             backend = open_backend(p, m, cfg.device, engine, options)

@@ -36,6 +36,12 @@ def engine_module(engine: str) -> Any:
                                      f"pip install {package}") from e
 
 
+def refusal(engine: str, manifest: Manifest) -> str | None:
+    """Why `engine` cannot run this artifact at all (e.g. OpenVINO and ONNX Runtime's own kernels), or None."""
+    check = getattr(engine_module(engine), "refusal", None)
+    return check(manifest) if check else None
+
+
 def device_engine(manifest: Manifest, device: str) -> str:
     """The engine for an artifact on `device` when none is named: the format's own if it has an
     available row for the device, else the first other engine that runs the artifact's graphs and
@@ -53,6 +59,8 @@ def device_engine(manifest: Manifest, device: str) -> str:
         try:
             module, rows = engine_module(engine), devices.rows(engine, device)
         except EdgeseqError:  # not installed, or no such device class for this engine
+            continue
+        if engine != own and refusal(engine, manifest):  # cannot run these graphs on any device
             continue
         if any(module.probe(r) is None for r in rows):
             return engine

@@ -45,6 +45,15 @@ def _type_name(t: Any) -> str:
     return t.to_string() if hasattr(t, "to_string") else str(t)
 
 
+def refusal(manifest: Any) -> str | None:
+    """Why this engine cannot run an artifact on any device, or None. OpenVINO 2026.4 reads ONNX Runtime's
+    GroupQueryAttention node but fails on a batch of 2 (a Reshape), and its present outputs do not have
+    the cache's shape, so the cache cannot become state either."""
+    if any("GroupQueryAttention" in c.contrib_ops for c in manifest.components.values()):
+        return "attends with ONNX Runtime's GroupQueryAttention kernel, which OpenVINO does not run"
+    return None
+
+
 def probe(row: devices.DeviceRow) -> str | None:
     try:
         import openvino as ov
@@ -64,11 +73,9 @@ class OpenVinoBackend(StepBackend):
     _state_names: tuple[str, ...] = ()
 
     def _load(self) -> None:
-        if any("GroupQueryAttention" in c.contrib_ops for c in self.manifest.components.values()):
-            # OpenVINO 2026.4 reads the node but fails on a batch of 2 (a Reshape) and its present
-            # outputs do not have the cache's shape, so the cache cannot become state either
-            raise ArtifactError(f"{self.artifact} attends with ONNX Runtime's GroupQueryAttention kernel, which "
-                                "OpenVINO does not run",
+        why = refusal(self.manifest)
+        if why:
+            raise ArtifactError(f"{self.artifact} {why}",
                                 "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
                                 "--format openvino), or export a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ...")
         self.target, config = self._configure()
