@@ -119,6 +119,7 @@ class _Sessions:
 
 
 MIN_CAPACITY = 256  # cache positions a request's first buffers hold (SmolLM2-135M: 46 kB a position)
+PER_TOKEN = {"input_ids", "attention_mask", "position_ids"}  # step inputs that change every token
 
 
 @dataclass
@@ -182,8 +183,11 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         if wanted and self.provider == "CPUExecutionProvider" \
                 and "GroupQueryAttention" in self.manifest.components[step].contrib_ops:
             self._in_place = step
-            # bound each step; the past.* buffers (new_state's caches) only when they change
-            self._fed = sorted(n for n in self._inputs[step] if not n.startswith("past."))
+            # bound each step: what changes every token; the rest (an encoder-decoder's cross-attention
+            # cache and encoder mask, fixed for a request) with the past.* buffers, only when they change
+            fed = sorted(n for n in self._inputs[step] if not n.startswith("past."))
+            self._fed = [n for n in fed if n in PER_TOKEN]
+            self._fed_once = [n for n in fed if n not in PER_TOKEN]
             logits = next(o for o in self.sessions[step].get_outputs() if o.name == "logits")
             # the graph's own width (a manifest edited by hand may say otherwise; the graph is what runs)
             self._vocab = logits.shape[-1] if isinstance(logits.shape[-1], int) else self.manifest.dims["vocab_size"]
@@ -219,6 +223,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
                 held.io.bind_ortvalue_input(name, value)
                 held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)
             held.io.bind_ortvalue_output("logits", held.logits_value)
+            for name in self._fed_once:  # a reorder of the cross cache replaces the buffers too: rebound then
+                held.io.bind_cpu_input(name, feeds[name])
             held.bound = True
         for name in self._fed:
             held.io.bind_cpu_input(name, feeds[name])
