@@ -8,12 +8,17 @@ gathers their rows, a rewind only shortens the mask (the kernel reads total_sequ
 `BackendOptions.extra["kv_buffer"] = False`, or EDGESEQ_ORT_KV_BUFFER=0, runs the same graph with the
 cache handed over as arrays, as for plain graphs.
 
+Sessions compute subnormal floats as zero (`flush_denormals`; EDGESEQ_ORT_FLUSH_DENORMALS=0 keeps
+them). On the calling thread the CPU flags for it are in force only while a session loads or runs
+(fpenv.py): the caller's own code keeps its floating-point environment.
+
 Dynamic-shape artifacts run on `OnnxRuntimeBackend` (one graph per component); static-shape ones
 (`--target npu`: one graph per signature) on `OnnxRuntimeStaticBackend`, which is also the way onto
 Qualcomm's NPU (runtimes/qnn.py): HTP compiles fixed shapes only.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError, first_line
-from . import devices, qnn
+from . import devices, fpenv, qnn
 from .base import State, StepBackend
 from .static import StaticStepBackend
 
@@ -50,6 +55,12 @@ def detail(row: devices.DeviceRow) -> str:
         return (f"{row.target} (the HTP simulator on this x86-64 host: timings are not device timings; "
                 "static graphs only: --target npu)")
     return row.target
+
+
+def flush_denormals(extra: dict[str, Any]) -> bool:
+    """Whether sessions compute subnormal floats as zero: extra["flush_denormals"], else
+    EDGESEQ_ORT_FLUSH_DENORMALS (0 = keep them), else yes."""
+    return bool(extra.get("flush_denormals", os.environ.get("EDGESEQ_ORT_FLUSH_DENORMALS", "1") != "0"))
 
 
 def _row(engine: str, device: str) -> devices.DeviceRow:
@@ -81,7 +92,20 @@ class _Sessions:
         # TTFT from 26 to 60 ms.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         so.add_session_config_entry("session.force_spinning_stop", "1")
+        if flush_denormals(self.options.extra):
+            # Subnormal floats (below 1.2e-38) computed as zero: on x86 each subnormal operand or result
+            # costs a microcode assist, and attention meets many (exp of the scores far below a row's
+            # maximum). SmolLM2 TTFT fp32 1.06x, w4a8 1.04x, int4 1.08x; decode and t5-small level
+            # (benchmarks/denormals.py); one fp32 prefill's GroupQueryAttention nodes 15.5 -> 9.8 ms. ONNX
+            # Runtime sets the flags on its threads; `_fp` sets them on the calling thread for the span of
+            # each load and call only.
+            so.add_session_config_entry("session.set_denormal_as_zero", "1")
         return so
+
+    @functools.cached_property
+    def _fp(self) -> fpenv.EngineEnv:
+        """Subnormals flushed on the calling thread while a session loads or runs, if wanted (fpenv.py)."""
+        return fpenv.EngineEnv(flush_denormals(self.options.extra))
 
     def _open(self, file: str, provider: str) -> Any:
         import onnxruntime as ort
@@ -91,14 +115,20 @@ class _Sessions:
             if provider == qnn.EP:
                 quantized = self.manifest.quantization is not None
                 sha = self.manifest.files.get(file, {}).get("sha256")
-                s, report = qnn.session(path, self._session_options(), qnn.provider_options(quantized), sha)
+                s, report = self._fp.run(qnn.session, path, self._session_options(),
+                                          qnn.provider_options(quantized), sha)
                 self.npu_reports[file] = report
                 return s
             providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-            return ort.InferenceSession(str(path), self._session_options(), providers=providers)
+            return self._fp.run(ort.InferenceSession, str(path), self._session_options(), providers=providers)
         except Exception as e:  # ORT raises its own pybind types for unreadable or invalid graphs
             raise ArtifactError(f"onnxruntime cannot load {file} of {self.artifact} on {provider}: {first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
+
+    def _denormals(self) -> dict[str, str]:
+        """The placement entry for the flag set in `_session_options` (CPU provider only)."""
+        cpu = getattr(self, "provider", None) == "CPUExecutionProvider"
+        return {"denormals": "flushed to zero"} if cpu and flush_denormals(self.options.extra) else {}
 
     def _npu_placement(self) -> dict[str, Any]:
         """One report over all graphs: node and weight shares, fallbacks per op type."""
@@ -197,7 +227,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
 
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = self._inputs[component]
-        outs = self.sessions[component].run(None, {k: v for k, v in feeds.items() if k in wanted})
+        outs = self._fp.run(self.sessions[component].run, None, {k: v for k, v in feeds.items() if k in wanted})
         return dict(zip(self._outputs[component], outs))
 
     # -- the cache in buffers the kernel appends to -------------------------------------------------
@@ -228,7 +258,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
             held.bound = True
         for name in self._fed:
             held.io.bind_cpu_input(name, feeds[name])
-        session.run_with_iobinding(held.io)
+        self._fp.run(session.run_with_iobinding, held.io)
         return {"logits": held.logits.copy()}  # the next step writes the buffer again
 
     def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
@@ -240,7 +270,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         out = {"provider": self.provider, "note": "whole graph assigned to one provider by ORT"}
         if self._in_place:
             out["kv_cache"] = "buffers appended in place (GroupQueryAttention, IO binding)"
-        return out
+        return {**out, **self._denormals()}
 
 
 class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
@@ -271,10 +301,10 @@ class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
     def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
         outputs, types = self._io[(component, signature)]
         given = {k: (v if v.dtype == types[k] else v.astype(types[k])) for k, v in feeds.items() if k in types}
-        return dict(zip(outputs, self.sessions[(component, signature)].run(None, given)))
+        return dict(zip(outputs, self._fp.run(self.sessions[(component, signature)].run, None, given)))
 
     def placement(self) -> dict[str, Any]:
-        out = {"provider": self.provider, **super().placement()}
+        out = {"provider": self.provider, **super().placement(), **self._denormals()}
         if self.provider == qnn.EP:
             out["npu"] = self._npu_placement()
         return out

@@ -1,0 +1,66 @@
+"""ONNX Runtime sessions compute subnormal floats as zero (runtimes/onnxruntime.flush_denormals), while
+the thread that loads and calls them keeps its own floating-point environment (runtimes/fpenv.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import edgeseq
+from edgeseq import manifest as mf
+from edgeseq.generate.config import GenerationConfig
+from edgeseq.runtimes import onnxruntime as ort_engine
+from edgeseq.runtimes import open_backend
+from edgeseq.runtimes.base import BackendOptions
+
+TINY, ONE = np.array([1e-39], np.float32), np.ones(1, np.float32)  # 1e-39: below float32's least normal
+
+
+def _thread_keeps_subnormals() -> bool:
+    return bool((TINY * ONE)[0] != 0)
+
+
+class _Owner(ort_engine._Sessions):
+    def __init__(self, folder: Path, flush: bool) -> None:
+        self.artifact, self.manifest = folder, None
+        self.options = BackendOptions(threads=1, extra={"flush_denormals": flush})
+
+
+def test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGESEQ_ORT_FLUSH_DENORMALS", raising=False)
+    assert ort_engine.flush_denormals({})
+    monkeypatch.setenv("EDGESEQ_ORT_FLUSH_DENORMALS", "0")
+    assert not ort_engine.flush_denormals({}) and ort_engine.flush_denormals({"flush_denormals": True})
+    monkeypatch.setenv("EDGESEQ_ORT_FLUSH_DENORMALS", "1")
+    assert not ort_engine.flush_denormals({"flush_denormals": False})
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_session_flushes_and_the_calling_thread_does_not(tmp_path: Path, flush: bool) -> None:
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xyz"]
+    m = helper.make_model(helper.make_graph([helper.make_node("Mul", ["x", "y"], ["z"])], "g", io[:2], io[2:]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    onnx.save(m, str(tmp_path / "mul.onnx"))
+    assert _thread_keeps_subnormals()
+    for _ in range(2):  # ONNX Runtime itself sets the flags on this thread for a process's first session only
+        owner = _Owner(tmp_path, flush)
+        session = owner._open("mul.onnx", "CPUExecutionProvider")
+        assert _thread_keeps_subnormals()  # after the load
+        got = owner._fp.run(session.run, None, {"x": TINY, "y": ONE})[0][0]
+        assert _thread_keeps_subnormals()  # after a call
+        assert got == 0.0 if flush else got == pytest.approx(1e-39, rel=1e-3)
+
+
+def test_profiles_record_it_and_generation_leaves_the_thread_alone(artifacts: dict[str, Path]) -> None:
+    d = artifacts["llama"]
+    on, off = (open_backend(d, mf.read(d), "cpu", "onnxruntime", BackendOptions(extra={"flush_denormals": f}))
+               for f in (True, False))
+    assert on.placement()["denormals"] == "flushed to zero"  # type: ignore[attr-defined]
+    assert "denormals" not in off.placement()  # type: ignore[attr-defined]
+    model = edgeseq.load(d)
+    model.generate_ids([[5, 6, 7]], GenerationConfig(max_new_tokens=3, ignore_eos=True))
+    assert _thread_keeps_subnormals()
