@@ -44,19 +44,22 @@ def test_int4_export_quantizes_every_weight_matmul_and_passes_parity(int4_artifa
         assert sum(n.op_type == "MatMulNBits" for n in nodes) == 4 * m.dims["num_layers"] + 1
 
 
-def test_w4a8_computes_in_int8_and_passes_its_parity_bound(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
-    """w4a8: the same MatMulNBits weights, accuracy_level 4 (activations quantized to int8 as each
-    matmul runs), checked against PyTorch at its own, looser bound; the engine reports int8 compute."""
+@pytest.mark.parametrize("weights,bits", [("w4a8", 4), ("w8a8", 8)])
+def test_int8_compute_passes_its_parity_bound(hf_dirs: dict[str, Path], tmp_path: Path, weights: str,
+                                              bits: int) -> None:
+    """w4a8 / w8a8: MatMulNBits with 4- / 8-bit weights and accuracy_level 4 (activations quantized to int8
+    as each matmul runs), checked against PyTorch at the w8a8 bound; the engine reports int8 compute."""
     from edgeseq import load
     from edgeseq.generate.config import GenerationConfig
 
-    m = export(str(hf_dirs["llama"]), tmp_path / "w4a8", weights="w4a8", quiet=True)
-    assert m.quantization == "w4a8" and m.parity["status"] == "passed"
+    m = export(str(hf_dirs["llama"]), tmp_path / weights, weights=weights, quiet=True)
+    assert m.quantization == weights and m.parity["status"] == "passed"
     assert m.parity["tolerance_rule"] == {"atol": 4.0, "rtol": 0.5}
-    nodes = onnx.load(str(tmp_path / "w4a8" / "decoder.onnx"), load_external_data=False).graph.node
-    levels = {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
-    assert levels == {4}
-    model = load(tmp_path / "w4a8")
+    nodes = onnx.load(str(tmp_path / weights / "decoder.onnx"), load_external_data=False).graph.node
+    attrs = {(a.name, a.i) for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute
+             if a.name in ("accuracy_level", "bits")}
+    assert attrs == {("accuracy_level", 4), ("bits", bits)}
+    model = load(tmp_path / weights)
     assert model.backend.precision == "int8"
     out = model.generate_ids([[5, 9, 44, 17]], GenerationConfig(max_new_tokens=5, ignore_eos=True))
     assert len(out.ids[0]) == 5

@@ -29,7 +29,9 @@ TOLERANCE["w8a16"] = {"atol": 2.0, "rtol": 0.2}
 TOLERANCE["w8a8"] = {"atol": 4.0, "rtol": 0.5}
 TOLERANCE["w4a16"] = TOLERANCE["int4"]
 # ONNX w4a8: int4 weights, activations quantized to int8 per block as each matmul runs (MatMulNBits
-# accuracy_level 4); rounding both operands moves logits about as far as the NPU's w8a8 recipe
+# accuracy_level 4); rounding both operands moves logits about as far as the NPU's w8a8 recipe. ONNX's
+# CPU w8a8 (8-bit MatMulNBits weights, int8 compute) shares that recipe's name and bound: both round
+# weights and activations to 8 bits.
 TOLERANCE["w4a8"] = TOLERANCE["w8a8"]
 LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w4a16", "w4a8", "w8a8"]  # rows from tightest to loosest
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."

@@ -24,7 +24,7 @@ FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxrunt
                                        "openvino": ("edgeseq.export.openvino", "openvino"),
                                        "tflite": ("edgeseq.export.tflite", "litert")}
 # weight formats each exporter writes
-WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8"), "openvino": ("fp32", "fp16", "int8", "int4"),
+WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8", "w8a8"), "openvino": ("fp32", "fp16", "int8", "int4"),
                                        "tflite": ("fp32", "fp16", "int8", "int8-wo")}
 STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
 # --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes
@@ -58,7 +58,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     elif weights not in WEIGHTS[format]:
         raise UsageError(f"--weights {weights} is not available for --format {format}",
                          f"{format} weights: {', '.join(WEIGHTS[format])}"
-                         + ("; fp16 and int8 weights: --format openvino" if format == "onnx" else ""))
+                         + ("; fp16 and weight-only int8: --format openvino" if format == "onnx" else ""))
     if parity_steps < 0:
         raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
                          "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
