@@ -8,7 +8,7 @@ spell of this shared machine lands on every row rather than on a few: in a one-p
 minutes later. Every export a row needs is made (or reused from --work) before the first row is
 timed. Rows per model:
 
-  smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8 / w8a8, openvino fp32 (f32 and bf16 compute) / int8 / int4,
+  smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8 / w8a8 / w8a8-token, openvino fp32 (f32 and bf16 compute) / int8 / int4,
                          tflite fp32 / int8; peers: transformers eager, optimum-onnx, optimum-intel f32,
                          onnxruntime-genai fp32 / int4, openvino-genai f32 / bf16 / int8, litert-torch fp32 / int8
   preset:t5-small        edgeseq: the same; peers: transformers eager, optimum-onnx, optimum-intel f32 / bf16 / int8
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = ("edgeseq onnxruntime", "fp32", "float32")
 # edgeseq's rows: format, weights, the engine's --precision, the compute it asks for
 EDGESEQ = [("onnx", "fp32", "f32", "float32"), ("onnx", "int4", "f32", "float32"), ("onnx", "w4a8", "f32", "int8"),
-           ("onnx", "w8a8", "f32", "int8"),
+           ("onnx", "w8a8", "f32", "int8"), ("onnx", "w8a8-token", "f32", "int8"),
            ("openvino", "fp32", "f32", "float32"), ("openvino", "int8", "f32", "float32"),
            ("openvino", "int4", "f32", "float32"),
            ("openvino", "fp32", "bf16", "bf16"), ("tflite", "fp32", "f32", "float32"),

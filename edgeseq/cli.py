@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
     e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
     e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits, "
-                   "float compute), w4a8 (int4 weights, int8 compute: faster decode, slower prefill) and w8a8 (int8 "
-                   "weights, int8 compute); "
+                   "float compute), w4a8 (int4 weights, int8 compute: faster decode, slower prefill), w8a8 (int8 "
+                   "weights, int8 compute in blocks of 32) and w8a8-token (int8 weights per column, activations per "
+                   "token, integer GEMM: the fastest prefill, coarser rounding); "
                    "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
                    "also fp16, int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
     e.add_argument("--target", default="cpu", choices=["cpu", "npu"],

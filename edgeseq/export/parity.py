@@ -33,7 +33,8 @@ TOLERANCE["w4a16"] = TOLERANCE["int4"]
 # CPU w8a8 (8-bit MatMulNBits weights, int8 compute) shares that recipe's name and bound: both round
 # weights and activations to 8 bits.
 TOLERANCE["w4a8"] = TOLERANCE["w8a8"]
-LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w4a16", "w4a8", "w8a8"]  # rows from tightest to loosest
+TOLERANCE["w8a8-token"] = TOLERANCE["w8a8"]  # int8 weights per column, activations per token
+LOOSENESS = ["fp32", "fp16", "bf16", "int8-wo", "int8", "w8a16", "int4", "w4a16", "w4a8", "w8a8", "w8a8-token"]  # rows from tightest to loosest
 PROMPT = "The weather on the coast was calm this morning, and the fishing boats left the harbour early."
 
 

@@ -24,7 +24,7 @@ FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxrunt
                                        "openvino": ("edgeseq.export.openvino", "openvino"),
                                        "tflite": ("edgeseq.export.tflite", "litert")}
 # weight formats each exporter writes
-WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8", "w8a8"), "openvino": ("fp32", "fp16", "int8", "int4"),
+WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8", "w8a8", "w8a8-token"), "openvino": ("fp32", "fp16", "int8", "int4"),
                                        "tflite": ("fp32", "fp16", "int8", "int8-wo")}
 STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
 # --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes

@@ -202,7 +202,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
             raise DeviceError(f"{self.artifact} has dynamic shapes; Qualcomm HTP compiles fixed shapes only",
                               "re-export it with --target npu (edgeseq export MODEL --format onnx --target npu)")
         self.provider, self.device_label = row.target, row.label
-        if self.manifest.quantization in ("w4a8", "w8a8"):  # MatMulNBits accuracy_level 4: matmuls run in int8
+        # MatMulNBits accuracy_level 4 and the integer GEMM of w8a8-token: matmuls run in int8
+        if self.manifest.quantization in ("w4a8", "w8a8", "w8a8-token"):
             self.precision = "int8"
         self.npu_reports: dict[str, dict[str, Any]] = {}
         self.sessions = {name: self._open(comp.file, self.provider) for name, comp in self.manifest.components.items()}
