@@ -142,3 +142,18 @@ def test_int8_gemm_scales_activations_per_row() -> None:
     ref = x @ w
     err = np.linalg.norm(y - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert err.max() < 0.02, err
+
+
+def test_openvino_refuses_the_integer_gemm_and_names_the_fix(hf_dirs: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain graph (no ONNX Runtime attention kernel) with w8a8-token's integer GEMM: OpenVINO cannot
+    convert its per-row QuantizeLinear; loading says so and names OpenVINO's own int8 export."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from edgeseq import load
+    from edgeseq.errors import ArtifactError
+
+    monkeypatch.setenv("EDGESEQ_ORT_KERNELS", "0")
+    export(str(hf_dirs["gpt2"]), tmp_path / "plain", weights="w8a8-token", quiet=True)
+    with pytest.raises(ArtifactError, match="integer GEMM") as e:
+        load(tmp_path / "plain", engine="openvino")
+    assert "GroupQueryAttention" not in str(e.value) and "--format openvino --weights int8" in e.value.hint

@@ -74,9 +74,9 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
     checks, results = [], []
     for engine, precision in candidates(m):
         why = refusal(engine, m)
-        if why:  # e.g. OpenVINO and a graph with ONNX Runtime's own attention kernel: nothing to check
+        if why:  # e.g. OpenVINO and a graph with ONNX Runtime's own kernels: nothing to check
             checks.append({"engine": engine, "precision": precision, "asked": precision, "status": "skipped",
-                           "error": f"{why}; to try it, export with --format {engine} or EDGESEQ_ORT_KERNELS=0"})
+                           "error": f"{why}; to try it, export with --format {engine}"})
             continue
         options = BackendOptions(threads=cfg.threads, extra={"precision": precision})
         try:

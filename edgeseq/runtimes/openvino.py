@@ -45,13 +45,26 @@ def _type_name(t: Any) -> str:
     return t.to_string() if hasattr(t, "to_string") else str(t)
 
 
+# ONNX Runtime ops in an artifact's graphs that OpenVINO cannot run: (why, the export that avoids them).
+# OpenVINO 2026.4 reads GroupQueryAttention but fails on a batch of 2 (a Reshape), and its present outputs
+# do not have the cache's shape, so the cache cannot become state either. w8a8-token's per-row
+# QuantizeLinear (blocked over a dynamic row) and MatMulIntegerToFloat do not convert ("Cannot get length
+# of dynamic dimension").
+_FOREIGN = {"GroupQueryAttention": ("attends with ONNX Runtime's GroupQueryAttention kernel, which OpenVINO does not run",
+                                    "a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ..."),
+            "MatMulIntegerToFloat": ("multiplies with ONNX Runtime's integer GEMM (--weights w8a8-token), which "
+                                     "OpenVINO does not convert", "OpenVINO's own int8 weights: edgeseq export MODEL "
+                                     "--format openvino --weights int8")}
+
+
+def _foreign(manifest: Any) -> list[tuple[str, str]]:
+    ops = {op for c in manifest.components.values() for op in c.contrib_ops}
+    return [v for op, v in _FOREIGN.items() if op in ops]
+
+
 def refusal(manifest: Any) -> str | None:
-    """Why this engine cannot run an artifact on any device, or None. OpenVINO 2026.4 reads ONNX Runtime's
-    GroupQueryAttention node but fails on a batch of 2 (a Reshape), and its present outputs do not have
-    the cache's shape, so the cache cannot become state either."""
-    if any("GroupQueryAttention" in c.contrib_ops for c in manifest.components.values()):
-        return "attends with ONNX Runtime's GroupQueryAttention kernel, which OpenVINO does not run"
-    return None
+    """Why this engine cannot run an artifact on any device, or None."""
+    return "; ".join(why for why, _ in _foreign(manifest)) or None
 
 
 def probe(row: devices.DeviceRow) -> str | None:
@@ -77,7 +90,7 @@ class OpenVinoBackend(StepBackend):
         if why:
             raise ArtifactError(f"{self.artifact} {why}",
                                 "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
-                                "--format openvino), or export a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ...")
+                                "--format openvino), or export " + " / ".join(fix for _, fix in _foreign(self.manifest)))
         self.target, config = self._configure()
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
