@@ -20,7 +20,7 @@ from .. import manifest as mf
 from ..errors import EdgeseqError
 from ..export.parity import LOOSENESS, judge, prompt_ids
 from ..generate.loop import Timings, start
-from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend, refusal
+from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend, refusal, refusal_fix
 from .runner import ProfileConfig, iter_profile
 
 PRECISIONS = {"onnxruntime": ["f32"], "openvino": ["f32", "bf16"]}
@@ -75,8 +75,9 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
     for engine, precision in candidates(m):
         why = refusal(engine, m)
         if why:  # e.g. OpenVINO and a graph with ONNX Runtime's own kernels: nothing to check
+            fix = refusal_fix(engine, m)
             checks.append({"engine": engine, "precision": precision, "asked": precision, "status": "skipped",
-                           "error": f"{why}; to try it, export with --format {engine}"})
+                           "error": f"{why}; to try it, export with --format {engine}" + (f" or {fix}" if fix else "")})
             continue
         options = BackendOptions(threads=cfg.threads, extra={"precision": precision})
         try:

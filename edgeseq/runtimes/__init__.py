@@ -42,6 +42,12 @@ def refusal(engine: str, manifest: Manifest) -> str | None:
     return check(manifest) if check else None
 
 
+def refusal_fix(engine: str, manifest: Manifest) -> str:
+    """The export that avoids what `refusal` names ("" when the engine says none)."""
+    fix = getattr(engine_module(engine), "refusal_fix", None)
+    return fix(manifest) if fix else ""
+
+
 def device_engine(manifest: Manifest, device: str) -> str:
     """The engine for an artifact on `device` when none is named: the format's own if it has an
     available row for the device, else the first other engine that runs the artifact's graphs and

@@ -67,6 +67,10 @@ def refusal(manifest: Any) -> str | None:
     return "; ".join(why for why, _ in _foreign(manifest)) or None
 
 
+def refusal_fix(manifest: Any) -> str:
+    return " / ".join(fix for _, fix in _foreign(manifest))
+
+
 def probe(row: devices.DeviceRow) -> str | None:
     try:
         import openvino as ov
@@ -90,7 +94,7 @@ class OpenVinoBackend(StepBackend):
         if why:
             raise ArtifactError(f"{self.artifact} {why}",
                                 "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
-                                "--format openvino), or export " + " / ".join(fix for _, fix in _foreign(self.manifest)))
+                                "--format openvino), or export " + refusal_fix(self.manifest))
         self.target, config = self._configure()
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
