@@ -16,8 +16,10 @@ timed. Rows per model:
 A peer whose venv is missing is listed as not installed. The copy bandwidth is measured before and
 after the rows; a row's share of it is decode tok/s x bytes one decode step reads / bandwidth, where
 the bytes are edgeseq's count for its rows (weights once + KV cache at the mean position) and, for a
-peer, the size of the weight files its decode step runs plus the same fp32 KV cache. Ratios are
-against edgeseq onnxruntime fp32 of the same run; the issue's goals are checked at the end.
+peer, the size of the weight files its decode step runs plus the same fp32 KV cache. The read-only
+stream (reads alone, no writes: what a decode step does) is measured too, and the fp32 ceiling goal is
+also shown against it. Ratios are against edgeseq onnxruntime fp32 of the same run; the issue's goals
+are checked at the end.
 
     benchmarks/setup_peers.sh /tmp/edgeseq-peers
     .venv/bin/python benchmarks/vs_peers.py
