@@ -122,10 +122,7 @@ def _fold_constant_weights(model: Any) -> int:
         folded.append(node)
     for node in folded:
         g.node.remove(node)
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    _keep_used_initializers(g)
     return len(folded)
 
 
@@ -188,10 +185,7 @@ def _quantize_int8_gemm(model: Any) -> None:
                                       list(node.output), name=f"{node.name}.int8", domain="com.microsoft"))
     del g.node[:]
     g.node.extend(nodes)
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in list(g.initializer) + consts if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    _keep_used_initializers(g, consts)
     for op in model.opset_import:
         if op.domain in ("", "ai.onnx"):
             op.version = max(op.version, 21)
@@ -257,8 +251,13 @@ def _merge_parallel_matmuls(model: Any) -> None:
     order = [m for n in g.node for m in merged.get(id(n), [] if id(n) in drop else [n])]
     del g.node[:]
     g.node.extend(order)
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
+    _keep_used_initializers(g)
+
+
+def _keep_used_initializers(g: Any, added: tuple[Any, ...] | list[Any] = ()) -> None:
+    """The graph's initializers (and `added` ones) that a node or a graph output reads; the rest dropped."""
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [i for i in list(g.initializer) + list(added) if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
 
