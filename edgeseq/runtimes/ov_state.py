@@ -99,6 +99,11 @@ def unfold_grouped_queries(model: Any) -> int:
         new = ops.scaled_dot_product_attention(*args, *extra, causal=bool(sdpa.get_attributes().get("causal")))
         new.set_friendly_name(sdpa.get_friendly_name())
         sdpa.output(0).replace(new.output(0))
+        for target in list(new.output(0).get_target_inputs()):  # the fold's inverse, [B, Hq, T, D] again:
+            unfold = target.get_node()  # now a no-op whose shape reads the step's token count from input_ids
+            if unfold.get_type_name() == "Reshape" and unfold.get_output_partial_shape(0).rank.get_length() == 4 \
+                    and unfold.get_output_partial_shape(0)[1] == hq:
+                unfold.output(0).replace(new.output(0))
         done += 1
     if done:
         model.validate_nodes_and_infer_types()
