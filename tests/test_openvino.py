@@ -160,10 +160,13 @@ def _fused_layers(backend: object, component: str) -> list[str]:
 
 
 @needs_ov
-def test_cache_as_engine_state_matches_explicit_cache(ov_artifacts: dict[str, Path], family: str) -> None:
-    """The CPU step with its cache as OpenVINO state (runtimes/ov_state.py) gives the logits of the
-    exported explicit-cache graph through everything the loop does to a cache: a left-padded batch,
-    beam tiling and reorders (the step's beam_idx), and a rewind (the variables rewritten)."""
+@pytest.mark.parametrize("paged", [False, True], ids=["state", "paged"])
+def test_cache_held_by_the_engine_matches_explicit_cache(ov_artifacts: dict[str, Path], family: str,
+                                                         paged: bool) -> None:
+    """The CPU step with its cache as OpenVINO state (runtimes/ov_state.py), or in paged-attention
+    blocks (runtimes/ov_paged.py, decoder-only), gives the logits of the exported explicit-cache graph
+    through everything the loop does to a cache: a left-padded batch, beam tiling and reorders (the
+    step's beam_idx; shared blocks, copied before a write), and rewinds."""
     import numpy as np
 
     from edgeseq import manifest as mf
@@ -172,15 +175,57 @@ def test_cache_as_engine_state_matches_explicit_cache(ov_artifacts: dict[str, Pa
 
     d = ov_artifacts[family]
     m = mf.read(d)
-    held, plain = (open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "stateful": s}))
+    held, plain = (open_backend(d, m, "cpu", "openvino",
+                                BackendOptions(extra={"precision": "f32", "stateful": s, "paged": paged}))
                    for s in (True, False))
     step = "decoder" if m.kind == "decoder-only" else "decoder_step"
-    assert held.placement()["kv_cache"] == "engine state, f32" and "kv_cache" not in plain.placement()
+    form = "blocks (paged attention)" if paged and family != "t5" else "state"  # t5 keeps the state form
+    assert held.placement()["kv_cache"] == f"engine {form}, f32" and "kv_cache" not in plain.placement()
     assert "MemoryInput" not in _fused_layers(plain, step)
-    if family == "llama":  # grouped-query attention: the folded queries were unfolded for the fused kernel
+    if form == "state" and family == "llama":  # grouped-query attention unfolded for the fused kernel
         assert "ScaledDotProductAttention" in _fused_layers(held, step)
+    if form != "state":
+        assert "PagedAttention" in _fused_layers(held, step)
     for got, want in zip(cache_walk(held, m), cache_walk(plain, m)):
         assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+@needs_ov
+def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> None:
+    """Paged attention over more tokens than one block holds (32 at f32): rows grow new blocks, beams
+    share full blocks and copy a shared partial one before writing, a rewind across a block boundary
+    gives the blocks back; the logits stay those of the explicit cache throughout."""
+    import numpy as np
+
+    from edgeseq import manifest as mf
+    from edgeseq.runtimes import open_backend
+    from edgeseq.runtimes.base import BackendOptions
+
+    d = ov_artifacts["llama"]
+    m = mf.read(d)
+    paged, plain = (open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "stateful": s}))
+                    for s in (True, False))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 200, (2, 40))
+    mask = (np.arange(40) >= np.array([[7], [0]])).astype(np.int64)
+
+    def walk(b: object) -> list[np.ndarray]:
+        s = b.new_state(2)  # type: ignore[attr-defined]
+        out = [b.prefill(s, ids, mask)]  # type: ignore[attr-defined]
+        b.reorder(s, np.array([0, 0, 1, 1]))  # type: ignore[attr-defined]
+        for step in range(34):  # rows reach 67 and 74 tokens: the third block
+            out.append(b.decode(s, np.arange(4) + 10 * step))  # type: ignore[attr-defined]
+            if step % 5 == 4:
+                b.reorder(s, np.array([1, 0, 3, 3]))  # type: ignore[attr-defined]
+        b.trim(s, 12)  # back across a block boundary
+        b.reorder(s, np.array([2, 2, 0, 1]))  # type: ignore[attr-defined]
+        out += [b.decode(s, np.arange(4) + 7 * step) for step in range(8)]  # type: ignore[attr-defined]
+        return out
+
+    held = paged.new_state(1).held
+    assert held.block == 32, "this walk assumes 32-token blocks"
+    for got, want in zip(walk(paged), walk(plain)):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 

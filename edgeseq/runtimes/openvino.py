@@ -5,7 +5,10 @@ rewritten at load so the plugin's fused attention grows the cache in place); a `
 its own infer request, beam reorders become the step's `beam_idx`, and a rewind rewrites the
 variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
 "default" (the plugin's own choice, u8 on recent CPUs). `BackendOptions.extra["stateful"] = False`, or
-the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph.
+the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph. A decoder-only step goes one step further where OpenVINO's
+paged-attention transformation applies (runtimes/ov_paged.py): the cache lives in block tensors the
+State allocates, pad slots are not fed, beams share blocks. `extra["paged"] = False` or
+EDGESEQ_OPENVINO_PAGED=0 keeps the state form.
 
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError, UsageError, first_line
-from . import devices, ov_state
+from . import devices, ov_paged, ov_state
 from .base import State, StepBackend, cache_room
 from .static import StaticStepBackend
 
@@ -88,6 +91,7 @@ class OpenVinoBackend(StepBackend):
     compile_cache = True
     _stateful: str | None = None  # the component whose cache is OpenVINO state
     _state_names: tuple[str, ...] = ()
+    _paged: set[str] | None = None  # that component's inputs as exported, where it runs paged (ov_paged.py)
 
     def _load(self) -> None:
         why = refusal(self.manifest)
@@ -104,7 +108,9 @@ class OpenVinoBackend(StepBackend):
         self.compiled: dict[str, Any] = {}
         for name, comp in self.manifest.components.items():
             if name == step and self.target == "CPU" and stateful:
-                self.compiled[name] = self._compile_stateful(name, comp.file, config)
+                paged = self.manifest.kind == "decoder-only" and self.options.extra.get(
+                    "paged", os.environ.get("EDGESEQ_OPENVINO_PAGED", "1") != "0")
+                self.compiled[name] = self._compile_stateful(name, comp.file, config, paged)
             else:
                 self.compiled[name] = self._compile(comp.file, config)
         self._after_compile()
@@ -115,6 +121,8 @@ class OpenVinoBackend(StepBackend):
                          for n, c in self.compiled.items()}
         self._inputs = {n: {self._declared(i.get_names(), n, "inputs") for i in c.inputs} - {ov_state.BEAM}
                         for n, c in self.compiled.items()}
+        if self._paged is not None:
+            self._inputs[step] = self._paged
         self._local = threading.local()  # an infer request per thread: one model shared by threads
 
     def graph_inputs(self, component: str) -> set[str]:
@@ -126,13 +134,21 @@ class OpenVinoBackend(StepBackend):
         state = super().new_state(batch)
         if self._stateful:
             state.caches = {}
-            state.held = _Held(self.compiled[self._stateful].create_infer_request())
+            compiled = self.compiled[self._stateful]
+            state.held = (ov_paged.PagedCache(compiled.create_infer_request(), compiled.inputs, batch)
+                          if self._paged is not None else _Held(compiled.create_infer_request()))
         return state
 
     def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         held = state.held
         if held is None or component != self._stateful:
             return self.run(component, feeds)
+        if isinstance(held, ov_paged.PagedCache):
+            width = feeds["input_ids"].shape[1]
+            paged = held.feeds(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
+            logits = held.request.infer(paged, share_inputs=True, share_outputs=False)[0]
+            held.advance()
+            return {"logits": np.asarray(logits)}
         rows = np.arange(state.batch, dtype=np.int32) if held.rows is None else held.rows.astype(np.int32)
         feeds = {k: v for k, v in feeds.items() if k in self._inputs[component]}
         res = held.request.infer({**feeds, ov_state.BEAM: rows}, share_inputs=True, share_outputs=False)
@@ -141,14 +157,20 @@ class OpenVinoBackend(StepBackend):
 
     def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
         super().reorder(state, rows, cross)
-        if state.held is not None:  # gathered by the next step's beam_idx, not copied now
+        if isinstance(state.held, ov_paged.PagedCache):
+            state.held.reorder(rows)
+        elif state.held is not None:  # gathered by the next step's beam_idx, not copied now
             rows = np.asarray(rows, np.int64)
             state.held.rows = rows if state.held.rows is None else state.held.rows[rows]
 
     def trim(self, state: State, n: int) -> None:
         keep = state.length - n
+        real = None if state.mask is None else state.mask[:, keep:].sum(axis=1)  # pad slots are not paged
         super().trim(state, n)  # checks n; positions and mask
         held = state.held
+        if isinstance(held, ov_paged.PagedCache):
+            held.trim(real)
+            return
         if held is None or (n == 0 and held.rows is None):
             return
         import openvino as ov
@@ -191,8 +213,9 @@ class OpenVinoBackend(StepBackend):
             raise ArtifactError(f"OpenVINO cannot load {file} of {self.artifact} on {self.target}: {first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
-    def _compile_stateful(self, name: str, file: str, config: dict[str, Any]) -> Any:
-        """The step graph with its cache as OpenVINO state (ov_state.py), or as exported where it has none."""
+    def _compile_stateful(self, name: str, file: str, config: dict[str, Any], paged: bool) -> Any:
+        """The step graph with its cache as OpenVINO state (ov_state.py), in blocks where `paged` and the
+        transformation applies (ov_paged.py), or as exported where it has no cache."""
         try:
             model = self._core.read_model(str(self.artifact / file))
         except RuntimeError:
@@ -201,6 +224,10 @@ class OpenVinoBackend(StepBackend):
         names = ov_state.make_stateful(model)
         if not names:
             return self._compile(file, config)
+        plain = {p.get_output_tensor(0).get_any_name() for p in model.get_parameters()} - {ov_state.BEAM}
+        blocks = ov_paged.make_paged(model) if paged else None
+        if blocks is not None:
+            model, self._paged = blocks, plain
         kv = PRECISIONS[self._wanted]
         try:
             compiled = self._core.compile_model(model, self.target, {**config, **({"KV_CACHE_PRECISION": kv}
@@ -249,7 +276,7 @@ class OpenVinoBackend(StepBackend):
     def placement(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": self.target, "precision": self.precision}
         if self._stateful:
-            out["kv_cache"] = f"engine state, {self.kv_precision}"
+            out["kv_cache"] = f"engine {'blocks (paged attention)' if self._paged else 'state'}, {self.kv_precision}"
         if self.manifest.quantization in ("int8", "int4"):  # the CPU plugin's default for compressed weights
             try:
                 group = int(next(iter(self.compiled.values())).get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
