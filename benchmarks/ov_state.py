@@ -30,7 +30,8 @@ def main() -> None:
     rows = []
     for source, weights, precision in CASES:
         art = ensure_export(source, Path(a.work) / f"{source.split(':')[-1]}-openvino-{weights}", "openvino", weights)
-        got = {mode: _worker("edgeseq", a, source, art, precision, env={"EDGESEQ_OPENVINO_STATE": flag})
+        got = {mode: _worker("edgeseq", a, source, art, precision,
+                             env={"EDGESEQ_OPENVINO_STATE": flag, "EDGESEQ_OPENVINO_PAGED": "0"})
                for mode, flag in (("explicit", "0"), ("state", "1"))}
         for res in got.values():
             if "error" in res:
