@@ -15,6 +15,8 @@ Two things the fused kernel needs that the exported graph does not have:
   the rows of its shared K/V head ([B, Hkv, rep * T, D], for TFLite, see export/steps/attention.py);
   the kernel reads the cache length from the query's length, so the fold is undone here.
 The artifact on disk is unchanged; the parity gate at export runs this rewritten graph.
+A decoder-only step is then rewritten once more for paged attention where that applies (ov_paged.py);
+encoder-decoder steps stay in this form.
 
 The cost: at f32 the fused kernel's prefill attention is slower than the unfused graph's (the
 plugin's per-node counters, SmolLM2, one 128-token prefill: 14.7 ms for the 30 fused nodes against
