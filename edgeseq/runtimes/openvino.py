@@ -5,10 +5,10 @@ rewritten at load so the plugin's fused attention grows the cache in place); a `
 its own infer request, beam reorders become the step's `beam_idx`, and a rewind rewrites the
 variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
 "default" (the plugin's own choice, u8 on recent CPUs). `BackendOptions.extra["stateful"] = False`, or
-the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph. A decoder-only step goes one step further where OpenVINO's
-paged-attention transformation applies (runtimes/ov_paged.py): the cache lives in block tensors the
-State allocates, pad slots are not fed, beams share blocks. `extra["paged"] = False` or
-EDGESEQ_OPENVINO_PAGED=0 keeps the state form.
+the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph. A
+decoder-only step goes one step further where OpenVINO's paged-attention transformation applies
+(runtimes/ov_paged.py): the cache lives in block tensors the State allocates, pad slots are not fed,
+beams share blocks. `extra["paged"] = False` or EDGESEQ_OPENVINO_PAGED=0 keeps the state form.
 
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled

@@ -101,6 +101,11 @@ def _is_last_position(gather: Any) -> bool:
             and list(axis.get_vector()) == [1])
 
 
+def _offsets(sizes: Any) -> np.ndarray:
+    """[0, s0, s0 + s1, ...] as int32: where each row's part of a flat input begins."""
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+
+
 class PagedCache:
     """One request's paged KV cache: the block tensors bound to its infer request and each row's
     block table. Blocks are counted by reference, so beams share what they have in common."""
@@ -160,16 +165,15 @@ class PagedCache:
                 self._copy_last(row)
             while len(table) * self.block < had + n:
                 table.append(self._take())
-        total = self.lengths + counts
         self._pending = counts
         flat = keep.all()  # every slot real (decode, unpadded prefill): no boolean gather
         return {"input_ids": (ids if flat else ids[keep]).reshape(-1).astype(np.int64, copy=False),
                 "position_ids": (pos if flat else pos[keep]).reshape(-1).astype(np.int64, copy=False),
                 "past_lens": self.lengths.astype(np.int32),
-                "subsequence_begins": np.concatenate([[0], np.cumsum(counts)]).astype(np.int32),
+                "subsequence_begins": _offsets(counts),
                 "block_indices": np.fromiter((b for t in self.tables for b in t), np.int32),
-                "block_indices_begins": np.concatenate([[0], np.cumsum([len(t) for t in self.tables])]).astype(np.int32),
-                "max_context_len": np.array(total.max(), np.int32)}
+                "block_indices_begins": _offsets([len(t) for t in self.tables]),
+                "max_context_len": np.array((self.lengths + counts).max(), np.int32)}
 
     def advance(self) -> None:
         self.lengths = self.lengths + self._pending
