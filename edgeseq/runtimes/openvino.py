@@ -145,10 +145,7 @@ class OpenVinoBackend(StepBackend):
             return self.run(component, feeds)
         if isinstance(held, ov_paged.PagedCache):
             width = feeds["input_ids"].shape[1]
-            paged = held.feeds(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
-            logits = held.request.infer(paged, share_inputs=True, share_outputs=False)[0]
-            held.advance()
-            return {"logits": np.asarray(logits)}
+            return {"logits": held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])}
         rows = np.arange(state.batch, dtype=np.int32) if held.rows is None else held.rows.astype(np.int32)
         feeds = {k: v for k, v in feeds.items() if k in self._inputs[component]}
         res = held.request.infer({**feeds, ov_state.BEAM: rows}, share_inputs=True, share_outputs=False)

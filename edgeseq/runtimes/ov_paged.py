@@ -121,6 +121,8 @@ class PagedCache:
         self.free: list[int] = []
         self.tables: list[list[int]] = [[] for _ in range(batch)]
         self.lengths = np.zeros(batch, np.int64)  # tokens cached per row (pad slots are never fed)
+        self.types = {i.get_any_name(): i.get_element_type() for i in inputs}
+        self.inputs: dict[str, Any] = {}  # the request's input tensors, rewritten in place each step
         self._grow(2 * batch)  # doubled whenever it runs out
 
     def _grow(self, blocks: int) -> None:
@@ -151,9 +153,16 @@ class PagedCache:
             if self.refs[b] == 0:
                 self.free.append(b)
 
+    def step(self, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Run the step on tokens ids [B, T] at positions pos [B, T], only where new_mask is 1;
+        return each row's next-token logits [B, V]."""
+        self._bind(self.feeds(ids, new_mask, pos))
+        self.request.infer()
+        self.lengths = self.lengths + self._pending
+        return np.array(self.request.get_output_tensor(0).data)
+
     def feeds(self, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
-        """The step's inputs for tokens ids [B, T] at positions pos [B, T], only where new_mask is 1;
-        makes room in each row's table first. Call `advance` once the step has run."""
+        """The step's inputs (see `step`), after making room in each row's table."""
         keep = new_mask.astype(bool)
         counts = keep.sum(axis=1)
         if not counts.all():
@@ -167,16 +176,26 @@ class PagedCache:
                 table.append(self._take())
         self._pending = counts
         flat = keep.all()  # every slot real (decode, unpadded prefill): no boolean gather
-        return {"input_ids": (ids if flat else ids[keep]).reshape(-1).astype(np.int64, copy=False),
-                "position_ids": (pos if flat else pos[keep]).reshape(-1).astype(np.int64, copy=False),
-                "past_lens": self.lengths.astype(np.int32),
+        return {"input_ids": (ids if flat else ids[keep]).reshape(-1),
+                "position_ids": (pos if flat else pos[keep]).reshape(-1),
+                "past_lens": self.lengths,
                 "subsequence_begins": _offsets(counts),
                 "block_indices": np.fromiter((b for t in self.tables for b in t), np.int32),
                 "block_indices_begins": _offsets([len(t) for t in self.tables]),
-                "max_context_len": np.array((self.lengths + counts).max(), np.int32)}
+                "max_context_len": (self.lengths + counts).max()}
 
-    def advance(self) -> None:
-        self.lengths = self.lengths + self._pending
+    def _bind(self, feeds: dict[str, Any]) -> None:
+        """Write the feeds into the request's own input tensors, made anew only when a shape changes: a
+        request handed fresh tensors every step ran ~5% slower (SmolLM2 bf16 decode step, 13.6 vs 12.9 ms)."""
+        import openvino as ov
+
+        for name, value in feeds.items():
+            t = self.inputs.get(name)
+            shape = np.shape(value)
+            if t is None or tuple(t.shape) != shape:
+                t = self.inputs[name] = ov.Tensor(self.types[name], list(shape))
+                self.request.set_tensor(name, t)
+            t.data[...] = value
 
     def _copy_last(self, row: int) -> None:
         old = self.tables[row][-1]
