@@ -204,8 +204,10 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
 
     d = ov_artifacts["llama"]
     m = mf.read(d)
-    paged, plain = (open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "stateful": s}))
+    paged, plain = (open_backend(d, m, "cpu", "openvino",
+                                 BackendOptions(extra={"precision": "f32", "stateful": s, "paged": s}))
                     for s in (True, False))
+    assert paged.placement()["kv_cache"] == "engine blocks (paged attention), f32"
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 200, (2, 40))
     mask = (np.arange(40) >= np.array([[7], [0]])).astype(np.int64)
