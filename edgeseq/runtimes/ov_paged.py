@@ -11,11 +11,12 @@ it grows the block tensors on demand, shares blocks between beams after a reorde
 and only partly filled is copied before the step that writes into it) and rewinds by shortening
 the tables.
 
-Measured on SmolLM2-135M, 2 threads, against the state form (a bare loop per process, alternating,
-/tmp harness; medians of 3-6 runs): bf16 decode 71.6 vs 68.9 tok/s, TTFT level; f32 TTFT 102.6 vs
-114.5 ms (the fused kernel's f32 prefill is slow, see ov_state.py); int4 weights decode 133 vs 122
-tok/s and TTFT 62.7 vs 72.3 ms; int8 TTFT 62.9 vs 72.9 ms. `benchmarks/ov_state.py` times all three
-forms through edgeseq's loop.
+Against the state form on SmolLM2-135M, 2 threads (`benchmarks/ov_paged.py`, through edgeseq's
+loop; README): TTFT 7-13% lower at f32 compute with fp32, int8 and int4 weights (the fused kernel's
+f32 prefill is slow, see ov_state.py), level to 4 ms slower at bf16; decode ratios within the
+machine's drift between runs, while A/Bs timing only the step calls had paged ahead by ~4% (bf16)
+and ~10% (int4). The cost is load time: OpenVINO 2026.4 does not read a paged graph back from its
+compiled-blob cache, so each load compiles (SmolLM2 int8: ~1 s against ~0.3 s from the cache).
 
 Two rewrites make the transformed graph usable here: the transformation turns the step's tokens
 into the batch axis, so the exported last-position slice (`x[:, -1]`) would keep every token and
