@@ -195,7 +195,8 @@ def test_cache_held_by_the_engine_matches_explicit_cache(ov_artifacts: dict[str,
 def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> None:
     """Paged attention over more tokens than one block holds (32 at f32): rows grow new blocks, beams
     share full blocks and copy a shared partial one before writing, a rewind across a block boundary
-    gives the blocks back; the logits stay those of the explicit cache throughout."""
+    gives the blocks back; the logits stay those of the explicit cache throughout, and again when the
+    next request reuses the finished one's blocks and infer request."""
     import numpy as np
 
     from edgeseq import manifest as mf
@@ -225,10 +226,15 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
         out += [b.decode(s, np.arange(4) + 7 * step) for step in range(8)]  # type: ignore[attr-defined]
         return out
 
-    held = paged.new_state(1).held
-    assert held.block == 32, "this walk assumes 32-token blocks"
-    for got, want in zip(walk(paged), walk(plain)):
-        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert paged.new_state(1).held.block == 32, "this walk assumes 32-token blocks"
+    want = walk(plain)
+    for got, expected in zip(walk(paged), want):
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    spare = list(paged._spare)  # type: ignore[attr-defined]
+    assert len(spare) == 1, "a finished request's paged cache is kept for the next one"
+    for got, expected in zip(walk(paged), want):  # that cache again: reset, its blocks still hold the old walk
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert paged._spare == spare  # type: ignore[attr-defined]
 
 
 @needs_ov

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,7 @@ class OpenVinoBackend(StepBackend):
         if self._paged is not None:
             self._inputs[step] = self._paged
         self._local = threading.local()  # an infer request per thread: one model shared by threads
+        self._spare: list[ov_paged.PagedCache] = []  # paged caches of finished requests (new_state reuses them)
 
     def graph_inputs(self, component: str) -> set[str]:
         held = set(self._state_names) if component == self._stateful else set()
@@ -135,9 +137,22 @@ class OpenVinoBackend(StepBackend):
         if self._stateful:
             state.caches = {}
             compiled = self.compiled[self._stateful]
-            state.held = (ov_paged.PagedCache(compiled.create_infer_request(), compiled.inputs, batch)
-                          if self._paged is not None else _Held(compiled.create_infer_request()))
+            if self._paged is None:
+                state.held = _Held(compiled.create_infer_request())
+                return state
+            # a finished request's blocks and infer request serve the next one: making them cost SmolLM2
+            # ~2.7 ms of each TTFT (an infer request ~1.4 ms, the first blocks ~1.3 ms)
+            try:
+                state.held = self._spare.pop()
+                state.held.reset(batch)
+            except IndexError:
+                state.held = ov_paged.PagedCache(compiled.create_infer_request(), compiled.inputs, batch)
+            weakref.finalize(state, self._give_back, state.held)
         return state
+
+    def _give_back(self, cache: ov_paged.PagedCache) -> None:
+        if len(self._spare) < 2:  # a few kept: each holds its blocks' memory
+            self._spare.append(cache)
 
     def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         held = state.held

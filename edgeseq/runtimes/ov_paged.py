@@ -119,12 +119,18 @@ class PagedCache:
         self.block = next(shape[1] for name, _, shape in self.specs if name.startswith(VALUE))
         self.tensors: dict[str, Any] = {}
         self.refs = np.zeros(0, np.int32)
-        self.free: list[int] = []
-        self.tables: list[list[int]] = [[] for _ in range(batch)]
-        self.lengths = np.zeros(batch, np.int64)  # tokens cached per row (pad slots are never fed)
         self.types = {i.get_any_name(): i.get_element_type() for i in inputs}
         self.inputs: dict[str, tuple[Any, np.ndarray]] = {}  # the request's input tensors, rewritten each step
-        self._grow(2 * batch)  # doubled whenever it runs out
+        # no blocks yet: the first step allocates room for twice what it needs (a grow reallocates every
+        # layer's tensors: ~1 ms for SmolLM2, which a prompt's TTFT would pay twice from a small start)
+        self.reset(batch)
+
+    def reset(self, batch: int) -> None:
+        """Empty: every block free, `batch` rows with nothing cached (the tensors stay allocated and bound)."""
+        self.refs[:] = 0
+        self.free = list(range(len(self.refs) - 1, -1, -1))
+        self.tables: list[list[int]] = [[] for _ in range(batch)]
+        self.lengths = np.zeros(batch, np.int64)  # tokens cached per row (pad slots are never fed)
 
     def _grow(self, blocks: int) -> None:
         """Reallocate every block tensor with room for `blocks` blocks, keeping what is cached."""
@@ -133,9 +139,10 @@ class PagedCache:
         have = len(self.refs)
         for name, kind, shape in self.specs:
             t = ov.Tensor(kind, [blocks, *shape])
-            t.data[have:] = 0
+            view = t.data
+            view[have:] = 0
             if have:
-                t.data[:have] = self.tensors[name].data
+                view[:have] = self.tensors[name].data
             self.tensors[name] = t
             self.request.set_tensor(name, t)
         self.refs = np.concatenate([self.refs, np.zeros(blocks - have, np.int32)])
@@ -143,7 +150,7 @@ class PagedCache:
 
     def _take(self) -> int:
         if not self.free:
-            self._grow(2 * len(self.refs))
+            self._grow(max(2 * len(self.refs), 2))
         b = self.free.pop()
         self.refs[b] = 1
         return b
@@ -169,6 +176,9 @@ class PagedCache:
         if not counts.all():
             raise InputError(f"row {int(np.argmin(counts))} of the batch has no token to feed",
                              "give every row at least one token")
+        need = sum(-(-int(had + n) // self.block) - len(t) for t, had, n in zip(self.tables, self.lengths, counts))
+        if need > len(self.free):  # at most one grow per step (_take grows too, for a copied shared block)
+            self._grow(max(2 * len(self.refs), len(self.refs) - len(self.free) + 2 * need))
         for row, n in enumerate(counts):
             table, had = self.tables[row], int(self.lengths[row])
             if had % self.block and self.refs[table[-1]] > 1:  # a shared, partly filled block gets written
