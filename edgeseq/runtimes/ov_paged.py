@@ -12,11 +12,11 @@ and only partly filled is copied before the step that writes into it) and rewind
 the tables.
 
 Against the state form on SmolLM2-135M, 2 threads (`benchmarks/ov_paged.py`, through edgeseq's
-loop; README): TTFT 7-13% lower at f32 compute with fp32, int8 and int4 weights (the fused kernel's
-f32 prefill is slow, see ov_state.py), level to 4 ms slower at bf16; decode ratios within the
-machine's drift between runs, while A/Bs timing only the step calls had paged ahead by ~4% (bf16)
-and ~10% (int4). The cost is load time: OpenVINO 2026.4 does not read a paged graph back from its
-compiled-blob cache, so each load compiles (SmolLM2 int8: ~1 s against ~0.3 s from the cache).
+loop; README): TTFT 1.06-1.21x faster at every precision once requests reuse their blocks and infer
+request (the fused kernel's f32 prefill is slow, see ov_state.py), decode 1.01-1.09x in that run and
+within the machine's drift in earlier ones. The cost is load time: OpenVINO 2026.4 does not read a
+paged graph back from its compiled-blob cache, so each load compiles (SmolLM2 int8: ~1 s against
+~0.3 s from the cache).
 
 Two rewrites make the transformed graph usable here: the transformation turns the step's tokens
 into the batch axis, so the exported last-position slice (`x[:, -1]`) would keep every token and
