@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_ab import parser, run_pairs  # noqa: E402
-from vs_transformers import print_pairs, save_report  # noqa: E402
+import env_ab  # noqa: E402
 
 CASES = [("smollm2-135m-instruct", "onnx", "fp32", "f32"), ("smollm2-135m-instruct", "onnx", "w4a8", "f32"),
          ("smollm2-135m-instruct", "onnx", "int4", "f32"), ("preset:t5-small", "onnx", "fp32", "f32"),
@@ -24,12 +23,5 @@ SETTINGS = {"kept": {"EDGESEQ_ORT_FLUSH_DENORMALS": "0"}, "flushed": {"EDGESEQ_O
 LEAD = [("model", lambda r: r["model"]), ("weights", lambda r: r["weights"])]
 
 
-def main() -> None:
-    a = parser(__doc__).parse_args()
-    rows = run_pairs(a, CASES, SETTINGS, "denormals")
-    save_report(a, rows, "denormals.json")
-    print_pairs(rows, "kept", "flushed", LEAD)
-
-
 if __name__ == "__main__":
-    main()
+    env_ab.main(__doc__, CASES, SETTINGS, "denormals", "denormals.json", LEAD)

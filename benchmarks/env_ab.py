@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_openvino import ensure_export  # noqa: E402
 from vs_peers import merge_rounds  # noqa: E402
-from vs_transformers import _worker, protocol_args  # noqa: E402
+from vs_transformers import _worker, print_pairs, protocol_args, save_report  # noqa: E402
 
 Case = tuple[str, str, str, str]  # (source, format, weights, OpenVINO precision)
 
@@ -40,11 +40,21 @@ def run_pairs(a: argparse.Namespace, cases: list[Case], settings: dict[str, dict
                 runs.setdefault((i, name), []).append(_worker("edgeseq", a, source, art, precision=precision,
                                                               env=settings[name]))
     rows = []
-    for i, ((source, fmt, weights, _), art) in enumerate(arts):
+    for i, ((source, fmt, weights, precision), art) in enumerate(arts):
         got = {name: merge_rounds(runs[(i, name)]) for name in settings}
         for name, res in got.items():
             if "error" in res:
                 sys.exit(f"{art.name} {what} {name}: {res['error']}")
             res["load_ms"] = statistics.median(r["load_ms"] for r in runs[(i, name)])
-        rows.append({"model": source, "format": fmt, "weights": weights, **got})
+        rows.append({"model": source, "format": fmt, "weights": weights, "precision": precision, **got})
     return rows
+
+
+def main(doc: str, cases: list[Case], settings: dict[str, dict[str, str]], what: str, report: str,
+         lead: list) -> None:
+    """A whole A/B script: run the cases under both settings (the first is the baseline), write --out/report,
+    print the Markdown table of the second against the first."""
+    a = parser(doc).parse_args()
+    rows = run_pairs(a, cases, settings, what)
+    save_report(a, rows, report)
+    print_pairs(rows, *settings, lead)

@@ -15,20 +15,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_ab import parser, run_pairs  # noqa: E402
-from vs_transformers import print_pairs, save_report  # noqa: E402
+import env_ab  # noqa: E402
 
 CASES = [("smollm2-135m-instruct", "onnx", "fp32", "f32"), ("smollm2-135m-instruct", "onnx", "w4a8", "f32"),
          ("smollm2-135m-instruct", "openvino", "fp32", "f32"), ("smollm2-135m-instruct", "openvino", "int8", "f32"),
          ("preset:t5-small", "onnx", "fp32", "f32")]
 SETTINGS = {"off": {"EDGESEQ_HUGE_PAGES": "0"}, "on": {"EDGESEQ_HUGE_PAGES": "1"}}
-
-
-def main() -> None:
-    a = parser(__doc__).parse_args()
-    rows = run_pairs(a, CASES, SETTINGS, "huge pages")
-    save_report(a, rows, "huge_pages.json")
-    print_pairs(rows, "off", "on", LEAD)
 
 
 LEAD = [("model", lambda r: r["model"]), ("format", lambda r: r["format"]), ("weights", lambda r: r["weights"]),
@@ -37,4 +29,4 @@ LEAD = [("model", lambda r: r["model"]), ("format", lambda r: r["format"]), ("we
 
 
 if __name__ == "__main__":
-    main()
+    env_ab.main(__doc__, CASES, SETTINGS, "huge pages", "huge_pages.json", LEAD)

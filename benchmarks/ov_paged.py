@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_ab import parser, run_pairs  # noqa: E402
-from vs_transformers import print_pairs, save_report  # noqa: E402
+import env_ab  # noqa: E402
 
 # (source, format, weights, --precision): "default" is the plugin's choice (bf16 compute, u8 cache here)
 CASES = [("smollm2-135m-instruct", "openvino", "fp32", "f32"), ("smollm2-135m-instruct", "openvino", "fp32", "bf16"),
@@ -25,14 +24,5 @@ SETTINGS = {"state": {"EDGESEQ_OPENVINO_PAGED": "0"}, "paged": {"EDGESEQ_OPENVIN
 LEAD = [("model", lambda r: r["model"]), ("weights", lambda r: r["weights"]), ("precision", lambda r: r["precision"])]
 
 
-def main() -> None:
-    a = parser(__doc__).parse_args()
-    rows = run_pairs(a, CASES, SETTINGS, "kv cache")
-    for row, case in zip(rows, CASES):
-        row["precision"] = case[3]
-    save_report(a, rows, "ov_paged.json")
-    print_pairs(rows, "state", "paged", LEAD)
-
-
 if __name__ == "__main__":
-    main()
+    env_ab.main(__doc__, CASES, SETTINGS, "kv cache", "ov_paged.json", LEAD)
