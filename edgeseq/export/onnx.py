@@ -21,8 +21,8 @@ ONNX Runtime), so that combination is not offered.
 (per row, symmetric) as each matmul runs, multiplied by ONNX Runtime's integer GEMM
 (MatMulIntegerToFloat: MLAS's u8s8 kernels, AMX or VNNI where the CPU has them). MatMulNBits at
 accuracy_level 4 quantizes in blocks of 32 and runs a prefill of 128 tokens slower than float32; the
-integer GEMM runs it several times faster. SmolLM2-135M in one benchmarks/vs_peers.py run: TTFT 43.9
-vs 127.9 ms and decode 133.5 vs 123.7 tok/s against w8a8; its rounding is coarser (parity max |diff|
+integer GEMM runs it several times faster. SmolLM2-135M in one benchmarks/vs_peers.py run (of
+67a62fd): TTFT 43.9 vs 127.9 ms and decode 133.5 vs 123.7 tok/s against w8a8; its rounding is coarser (parity max |diff|
 2.95 vs 1.44, mean per-step max 2.1 vs 0.85, both far inside the w8a8 bound, which it shares).
 """
 from __future__ import annotations
