@@ -5,6 +5,8 @@ The CLI prints `error: <message>` plus `hint: <fix>` and exits with the class's 
 """
 from __future__ import annotations
 
+import re
+
 
 class EdgeseqError(Exception):
     """Base class: a message and a hint that names the fix."""
@@ -81,6 +83,12 @@ def require(module: str, extra: str) -> None:
         )
 
 
+_WHERE = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
+
+
 def first_line(e: BaseException) -> str:
-    """An engine's exception as one short line for an error message (engines raise multi-line C++ text)."""
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    """An engine's exception as one short line for an error message (engines raise multi-line C++ text):
+    its first line that says what went wrong, past OpenVINO's source-location lines."""
+    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
+    said = [x for x in lines if not _WHERE.match(x)]
+    return (said or lines)[0][:200] if lines else type(e).__name__

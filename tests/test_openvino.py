@@ -238,6 +238,40 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
 
 
 @needs_ov
+def test_paged_form_the_engine_refuses_falls_back_to_state(ov_artifacts: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the engine will not compile the paged step (OpenVINO's AVX2 paged kernel takes no bf16 cache,
+    which a CPU without bf16 is asked for by --precision bf16), the state form runs and placement() says why,
+    in the engine's words rather than its source location."""
+    import numpy as np
+    import openvino as ov
+
+    from edgeseq import manifest as mf
+    from edgeseq.runtimes import open_backend
+    from edgeseq.runtimes.base import BackendOptions
+
+    compile_model = ov.Core.compile_model
+
+    def refuse_paged(self: ov.Core, model: object, *args: object, **kw: object) -> object:
+        if isinstance(model, ov.Model) and any(op.get_type_name() == "PagedAttentionExtension"
+                                               for op in model.get_ordered_ops()):
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n"
+                               "Check 'all_of(f32, k, v)' failed at src/executor_pa.cpp:2938:\n"
+                               "expect kvcache type f32, current: bf16 , bf16\n")
+        return compile_model(self, model, *args, **kw)
+
+    d = ov_artifacts["llama"]
+    m = mf.read(d)
+    ids = np.array([[5, 9, 44, 17]])
+    state = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "paged": False}))
+    monkeypatch.setattr(ov.Core, "compile_model", refuse_paged)
+    b = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "paged": True}))
+    assert b.placement()["kv_cache"] == ("engine state, f32 (paged attention refused: expect kvcache type f32, "
+                                         "current: bf16 , bf16)")
+    np.testing.assert_allclose(b.prefill(b.new_state(1), ids), state.prefill(state.new_state(1), ids), atol=1e-6)
+
+
+@needs_ov
 def test_cached_blob_of_another_precision_is_not_reused(ov_artifacts: dict[str, Path], tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenVINO's compiled-model cache keys a blob by graph, not by inference / KV-cache precision: an f32

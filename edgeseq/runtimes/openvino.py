@@ -93,6 +93,7 @@ class OpenVinoBackend(StepBackend):
     _stateful: str | None = None  # the component whose cache is OpenVINO state
     _state_names: tuple[str, ...] = ()
     _paged: set[str] | None = None  # that component's inputs as exported, where it runs paged (ov_paged.py)
+    paged_refused: str | None = None  # why the engine refused the paged form, where it did (the state form runs)
 
     def _load(self) -> None:
         why = refusal(self.manifest)
@@ -237,17 +238,24 @@ class OpenVinoBackend(StepBackend):
         if not names:
             return self._compile(file, config)
         plain = {p.get_output_tensor(0).get_any_name() for p in model.get_parameters()} - {ov_state.BEAM}
-        blocks = ov_paged.make_paged(model) if paged else None
-        if blocks is not None:
-            model, self._paged = blocks, plain
-            # OpenVINO 2026.4 writes a blob for a paged graph but never reads it back (its attention nodes'
-            # runtime info does not survive serialization: LOADED_FROM_CACHE stays False); writing the
-            # ~140 MB blob made each SmolLM2 int8 compile ~0.25 s slower for nothing
-            config = {k: v for k, v in config.items() if k != "CACHE_DIR"}
         kv = PRECISIONS[self._wanted]
+        config = {**config, **({"KV_CACHE_PRECISION": kv} if kv else {})}
+        blocks = ov_paged.make_paged(model) if paged else None
+        compiled = None
+        if blocks is not None:
+            try:
+                # OpenVINO 2026.4 writes a blob for a paged graph but never reads it back (its attention nodes'
+                # runtime info does not survive serialization: LOADED_FROM_CACHE stays False); writing the
+                # ~140 MB blob made each SmolLM2 int8 compile ~0.25 s slower for nothing
+                compiled = self._core.compile_model(blocks, self.target,
+                                                    {k: v for k, v in config.items() if k != "CACHE_DIR"})
+                self._paged = plain
+            except RuntimeError as e:
+                # e.g. a bf16 cache on a CPU without bf16: the AVX2 paged kernel takes f32, f16 or u8 blocks
+                # while the state form converts; keep the state form and say why in placement()
+                self.paged_refused = first_line(e)
         try:
-            compiled = self._core.compile_model(model, self.target, {**config, **({"KV_CACHE_PRECISION": kv}
-                                                                                   if kv else {})})
+            compiled = compiled or self._core.compile_model(model, self.target, config)
         except RuntimeError as e:
             raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: "
                                 f"{first_line(e)}",
@@ -293,6 +301,8 @@ class OpenVinoBackend(StepBackend):
         out: dict[str, Any] = {"device": self.target, "precision": self.precision}
         if self._stateful:
             out["kv_cache"] = f"engine {'blocks (paged attention)' if self._paged else 'state'}, {self.kv_precision}"
+            if self.paged_refused:
+                out["kv_cache"] += f" (paged attention refused: {self.paged_refused})"
         if self.manifest.quantization in ("int8", "int4"):  # the CPU plugin's default for compressed weights
             try:
                 group = int(next(iter(self.compiled.values())).get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
