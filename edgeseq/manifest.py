@@ -37,6 +37,8 @@ class ComponentInfo:
     signature_files: dict[str, str] = field(default_factory=dict)
     # ONNX Runtime contrib ops the graph uses (com.microsoft: GroupQueryAttention, MatMulNBits); [] = none
     contrib_ops: list[str] = field(default_factory=list)
+    # the largest |int8 weight| of w8a8-token's integer GEMM (runtimes/ort_int8.py); 0 = none or not recorded
+    int8_weight_range: int = 0
 
 
 @dataclass

@@ -100,6 +100,7 @@ def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path],
     m = export(str(hf_dirs[family]), tmp_path / family, weights="w8a8-token", quiet=True)
     assert m.quantization == "w8a8-token" and m.parity["status"] == "passed"
     assert m.parity["tolerance_rule"] == {"atol": 4.0, "rtol": 0.5}
+    assert {c.int8_weight_range for c in m.components.values()} == {63}  # 7 bits: no CPU's kernel saturates
     for name, comp in m.components.items():
         graph = onnx.load(str(tmp_path / family / comp.file), load_external_data=False).graph
         assert _constant_matmuls(tmp_path / family / comp.file) == [], name
@@ -112,19 +113,23 @@ def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path],
         nodes = onnx.load(str(tmp_path / family / "decoder.onnx"), load_external_data=False).graph.node
         assert sum(n.op_type == "MatMulIntegerToFloat" for n in nodes) == 4 * m.dims["num_layers"] + 1
     model = load(tmp_path / family)
-    assert model.backend.precision == "int8"
+    assert model.backend.precision == "int8" and "warning" not in model.backend.placement()
     out = model.generate_ids([[5, 9, 44, 17], [7, 8]], GenerationConfig(max_new_tokens=5, ignore_eos=True))
     assert [len(r) for r in out.ids] == [5, 5]
 
 
-def test_int8_gemm_scales_activations_per_row() -> None:
+@pytest.mark.parametrize("weight_bits", [7, 8])
+def test_int8_gemm_scales_activations_per_row(weight_bits: int) -> None:
     """One row a thousand times larger than the others: quantized per row, every row keeps ~1% accuracy
-    (a scale shared by the whole tensor would round the small rows to zero)."""
+    (a scale shared by the whole tensor would round the small rows to zero) on every CPU, because the
+    weights use 7 bits. With the weights widened to 8 bits, accuracy is lost exactly where the probe says
+    this CPU's u8 x s8 kernel saturates (AVX2 without VNNI: 13% error on the big row)."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from edgeseq.export.onnx import _quantize_int8_gemm
+    from edgeseq.runtimes import ort_int8
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((64, 16)).astype(np.float32)
@@ -136,12 +141,52 @@ def test_int8_gemm_scales_activations_per_row() -> None:
     model.ir_version = 10
     _quantize_int8_gemm(model)
     assert [n.op_type for n in model.graph.node][-1] == "MatMulIntegerToFloat"
+    inits = {i.name: i for i in model.graph.initializer}
+    q = numpy_helper.to_array(inits["w.int8"])
+    assert np.abs(q).max() == ort_int8.WEIGHT_RANGE == 63
+    if weight_bits == 8:  # the same weights at 8 bits, as exports before 7-bit weights wrote them
+        scale = numpy_helper.to_array(inits["w.scale"])
+        wide = np.abs(w).max(axis=0) / 127
+        inits["w.int8"].CopyFrom(numpy_helper.from_array(np.clip(np.round(w / wide), -127, 127).astype(np.int8),
+                                                         "w.int8"))
+        inits["w.scale"].CopyFrom(numpy_helper.from_array(wide.astype(np.float32), "w.scale"))
+        assert not np.allclose(scale, wide)
     x = rng.standard_normal((2, 3, 64)).astype(np.float32)
     x[1, 2] *= 1000
     y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     ref = x @ w
     err = np.linalg.norm(y - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
-    assert err.max() < 0.02, err
+    if weight_bits == 8:
+        assert (err.max() >= 0.02) == ort_int8.saturates(), (err, ort_int8.saturates())
+    else:
+        assert err.max() < 0.02, err
+
+
+@pytest.mark.parametrize("weight_range, saturating, warned", [(63, True, False), (127, True, True), (0, True, True),
+                                                              (127, False, False)])
+def test_stale_int8_weights_are_named(weight_range: int, saturating: bool, warned: bool,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A w8a8-token artifact with 8-bit weights (recorded 127, or unrecorded: exported before 7-bit weights)
+    on a CPU whose kernel saturates: the backend's placement warns and names the fix; 7-bit weights, or a
+    CPU that sums exactly, give no warning."""
+    from types import SimpleNamespace
+
+    from edgeseq.runtimes import ort_int8
+
+    monkeypatch.setattr(ort_int8, "saturates", lambda: saturating)
+    m = SimpleNamespace(quantization="w8a8-token", components={"decoder": SimpleNamespace(int8_weight_range=weight_range)})
+    why = ort_int8.stale_weights(m)
+    assert (why is not None) == warned
+    if why:
+        assert "re-export" in why and "saturates" in why
+    assert ort_int8.stale_weights(SimpleNamespace(quantization="w4a8", components=m.components)) is None
+
+
+def test_saturation_probe_is_the_built_graph() -> None:
+    """The probe graph shipped for runtime-only installs (no onnx there) is what build_probe() makes."""
+    from edgeseq.runtimes import ort_int8
+
+    assert ort_int8.PROBE.read_bytes() == ort_int8.build_probe()
 
 
 def test_openvino_refuses_the_integer_gemm_and_names_the_fix(hf_dirs: dict[str, Path], tmp_path: Path,

@@ -22,8 +22,11 @@ ONNX Runtime), so that combination is not offered.
 (MatMulIntegerToFloat: MLAS's u8s8 kernels, AMX or VNNI where the CPU has them). MatMulNBits at
 accuracy_level 4 quantizes in blocks of 32 and runs a prefill of 128 tokens slower than float32; the
 integer GEMM runs it several times faster. SmolLM2-135M in one benchmarks/vs_peers.py run (of
-67a62fd): TTFT 43.9 vs 127.9 ms and decode 133.5 vs 123.7 tok/s against w8a8; its rounding is coarser (parity max |diff|
-2.95 vs 1.44, mean per-step max 2.1 vs 0.85, both far inside the w8a8 bound, which it shares).
+67a62fd, Intel with AMX): TTFT 43.9 vs 127.9 ms and decode 133.5 vs 123.7 tok/s against w8a8. The weights
+use 7 bits (|w| <= 63): the u8s8 kernel of CPUs without VNNI adds pairs of products in int16 and
+saturated 8-bit weights (runtimes/ort_int8.py has the measurements). Its rounding is coarser than w8a8's:
+parity max |diff| 5.29 vs 1.44, mean per-step max 2.96 vs 0.85 (7-bit weights, the same on every CPU;
+8-bit weights gave 2.95 / 2.05 where the kernel did not saturate), far inside the w8a8 bound, which it shares.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from typing import Any
 
 from ..errors import ExportError
 from ..manifest import ComponentInfo
+from ..runtimes.ort_int8 import WEIGHT_RANGE
 from .steps import Component
 
 OPSET = 18
@@ -96,7 +100,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     return ComponentInfo(file=path.name, inputs=_io(model.graph.input, c.dynamic), outputs=_io(model.graph.output, c.dynamic),
                          cache_inputs=c.cache_inputs, cache_outputs=c.cache_outputs,
                          weight_bytes=_initializer_bytes(model), lookup_bytes=_lookup_bytes(model),
-                         contrib_ops=sorted({n.op_type for n in model.graph.node if n.domain == fused.DOMAIN}))
+                         contrib_ops=sorted({n.op_type for n in model.graph.node if n.domain == fused.DOMAIN}),
+                         int8_weight_range=WEIGHT_RANGE if weights == INT8_GEMM else 0)
 
 
 def _fold_constant_weights(model: Any) -> int:
@@ -144,9 +149,10 @@ def _quantize_nbits(model: Any, path: Path, bits: int, accuracy_level: int) -> A
 
 def _quantize_int8_gemm(model: Any) -> None:
     """Every constant-weight matmul -> MatMulIntegerToFloat on int8 weights (symmetric, one scale per
-    output column) and uint8 activations quantized per row as the graph runs: |x| max of the row / 127
-    as its scale, zero point 128 (QuantizeLinear blocked over the whole row, opset 21). One such chain
-    per distinct input, shared by the matmuls that read it (q/k/v and gate/up are merged first)."""
+    output column, 7 bits: |w| <= 63, so no CPU's u8 x s8 kernel saturates; runtimes/ort_int8.py) and
+    uint8 activations quantized per row as the graph runs: |x| max of the row / 127 as its scale, zero
+    point 128 (QuantizeLinear blocked over the whole row, opset 21). One such chain per distinct input,
+    shared by the matmuls that read it (q/k/v and gate/up are merged first)."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -176,9 +182,10 @@ def _quantize_int8_gemm(model: Any) -> None:
                       helper.make_node("Expand", ["rowq.zero", f"{p}.shape"], [f"{p}.zero"], name=f"{p}.zero"),
                       helper.make_node("QuantizeLinear", [x, f"{p}.scale", f"{p}.zero"], [f"{p}.q"], name=f"{p}.q",
                                        axis=-1, block_size=w.shape[0])]
-        scale = np.abs(w).max(axis=0) / 127
+        scale = np.abs(w).max(axis=0) / WEIGHT_RANGE
         scale[scale == 0] = 1.0
-        consts += [numpy_helper.from_array(np.clip(np.round(w / scale), -127, 127).astype(np.int8), f"{name}.int8"),
+        q = np.clip(np.round(w / scale), -WEIGHT_RANGE, WEIGHT_RANGE).astype(np.int8)
+        consts += [numpy_helper.from_array(q, f"{name}.int8"),
                    numpy_helper.from_array(scale.astype(np.float32), f"{name}.scale")]
         nodes.append(helper.make_node("MatMulIntegerToFloat",
                                       [f"{rows[x]}.q", f"{name}.int8", f"{rows[x]}.scale", f"{name}.scale", "rowq.zero"],

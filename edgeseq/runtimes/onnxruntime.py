@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, DeviceError, first_line
-from . import devices, fpenv, qnn
+from . import devices, fpenv, ort_int8, qnn
 from .base import State, StepBackend
 from .static import StaticStepBackend
 
@@ -125,10 +125,13 @@ class _Sessions:
             raise ArtifactError(f"onnxruntime cannot load {file} of {self.artifact} on {provider}: {first_line(e)}",
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
-    def _denormals(self) -> dict[str, str]:
-        """The placement entry for the flag set in `_session_options` (CPU provider only)."""
+    def _cpu_notes(self) -> dict[str, str]:
+        """The placement entries for the flag set in `_session_options` (CPU provider only) and for
+        a w8a8-token artifact whose 8-bit weights this CPU's integer GEMM saturates (ort_int8.py)."""
         cpu = getattr(self, "provider", None) == "CPUExecutionProvider"
-        return {"denormals": "flushed to zero"} if cpu and flush_denormals(self.options.extra) else {}
+        out = {"denormals": "flushed to zero"} if cpu and flush_denormals(self.options.extra) else {}
+        stale = ort_int8.stale_weights(self.manifest) if cpu else None
+        return {**out, "warning": stale} if stale else out
 
     def _npu_placement(self) -> dict[str, Any]:
         """One report over all graphs: node and weight shares, fallbacks per op type."""
@@ -271,7 +274,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         out = {"provider": self.provider, "note": "whole graph assigned to one provider by ORT"}
         if self._in_place:
             out["kv_cache"] = "buffers appended in place (GroupQueryAttention, IO binding)"
-        return {**out, **self._denormals()}
+        return {**out, **self._cpu_notes()}
 
 
 class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
@@ -305,7 +308,7 @@ class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
         return dict(zip(outputs, self._fp.run(self.sessions[(component, signature)].run, None, given)))
 
     def placement(self) -> dict[str, Any]:
-        out = {"provider": self.provider, **super().placement(), **self._denormals()}
+        out = {"provider": self.provider, **super().placement(), **self._cpu_notes()}
         if self.provider == qnn.EP:
             out["npu"] = self._npu_placement()
         return out
