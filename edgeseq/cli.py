@@ -211,8 +211,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
                  delegate=a.delegate)
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
-    if (model.backend.placement() or {}).get("warning"):  # e.g. an engine kernel that loses accuracy here
-        print(f"warning: {model.backend.placement()['warning']}", file=sys.stderr)
+    engine_warning = (model.backend.placement() or {}).get("warning")  # e.g. a kernel that loses accuracy here
+    if engine_warning:
+        print(f"warning: {engine_warning}", file=sys.stderr)
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
     from .generate.loop import Timings
 

@@ -90,10 +90,13 @@ def test_lookup_tables_are_read_one_row_per_token(artifacts: dict[str, Path], hf
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path], tmp_path: Path, family: str) -> None:
+def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path], tmp_path: Path, family: str,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """w8a8-token: every constant-weight matmul runs as MatMulIntegerToFloat on int8 weights, its input
     quantized per row by one QuantizeLinear per distinct input; parity at the w8a8 bound; a batch of two
-    prompts of different lengths generates; the engine reports int8 compute."""
+    prompts of different lengths generates; the engine reports int8 compute. A manifest that records 8-bit
+    weights (as older exports had) on a CPU whose kernel saturates makes `edgeseq generate` warn."""
     from edgeseq import load
     from edgeseq.generate.config import GenerationConfig
 
@@ -116,6 +119,20 @@ def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path],
     assert model.backend.precision == "int8" and "warning" not in model.backend.placement()
     out = model.generate_ids([[5, 9, 44, 17], [7, 8]], GenerationConfig(max_new_tokens=5, ignore_eos=True))
     assert [len(r) for r in out.ids] == [5, 5]
+    if family == "llama":
+        import json
+
+        from edgeseq.cli import main
+        from edgeseq.runtimes import ort_int8
+
+        doc = json.loads((tmp_path / family / "edgeseq.json").read_text())
+        for c in doc["components"].values():
+            c["int8_weight_range"] = 127
+        (tmp_path / family / "edgeseq.json").write_text(json.dumps(doc))
+        monkeypatch.setattr(ort_int8, "saturates", lambda: True)
+        capsys.readouterr()
+        assert main(["generate", str(tmp_path / family), "hi", "--max-new-tokens", "2"]) == 0
+        assert "warning: int8 weights up to 127" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("weight_bits", [7, 8])

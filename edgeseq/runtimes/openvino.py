@@ -255,7 +255,8 @@ class OpenVinoBackend(StepBackend):
                 # while the state form converts; keep the state form and say why in placement()
                 self.paged_refused = first_line(e)
         try:
-            compiled = compiled or self._core.compile_model(model, self.target, config)
+            if compiled is None:
+                compiled = self._core.compile_model(model, self.target, config)
         except RuntimeError as e:
             raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: "
                                 f"{first_line(e)}",
