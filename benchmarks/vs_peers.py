@@ -18,8 +18,10 @@ after the rows; a row's share of it is decode tok/s x bytes one decode step read
 the bytes are edgeseq's count for its rows (weights once + KV cache at the mean position) and, for a
 peer, the size of the weight files its decode step runs plus the same fp32 KV cache. The read-only
 stream (reads alone, no writes: what a decode step does) is measured too, and the fp32 ceiling goal is
-also shown against it. Ratios are against edgeseq onnxruntime fp32 of the same run; the issue's goals
-are checked at the end.
+also shown against it. The compute side: the fp32 GEMM peak (a 2048-square matrix product, the higher of
+its rates before and after) and each model's FLOPs to the first token give a TTFT floor, and the fp32
+TTFT goals show how close the best row is to it. Ratios are against edgeseq onnxruntime fp32 of the same
+run; the issue's goals are checked at the end.
 
     benchmarks/setup_peers.sh /tmp/edgeseq-peers
     .venv/bin/python benchmarks/vs_peers.py
@@ -152,7 +154,7 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
         row.prepare = lambda art=art, fmt=fmt, weights=weights, row=row: _edgeseq_export(source, art, fmt, weights,
                                                                                           a.fresh, row)
         rows.append(row)
-    base_art = work / f"{name}-onnx-fp32"
+    base_art = _fp32_art(a.work, source)
     rows.append(Row("transformers eager", "fp32", "float32", lambda: _worker("hf", a, source, base_art, env=a.peer_env),
                     lambda: _edgeseq_export(source, base_art, "onnx", "fp32", a.fresh, None)))
 
@@ -261,8 +263,9 @@ def _f(x: float | None, fmt: str, suffix: str = "") -> str:
     return "-" if x is None else format(x, fmt) + suffix
 
 
-def report(model: str, random: bool, results: list[dict], bw: float) -> list[str]:
-    """One model's Markdown table, its ceilings, the comparable-precision summary and the greedy outputs."""
+def report(model: str, random: bool, results: list[dict], bw: float, floor: dict | None = None) -> list[str]:
+    """One model's Markdown table, its ceilings (`floor`: `_ttft_floor`'s), the comparable-precision summary
+    and the greedy outputs."""
     base = next((r for r in _ok(results) if (r["tool"], r["weights"], r["compute"]) == BASE), None)
     lines = [f"\n**{model}**" + (" (random weights)" if random else ""), "",
              "| tool | weights | compute | TTFT ms | decode tok/s | MB read / token | share of ceiling | "
@@ -288,6 +291,9 @@ def report(model: str, random: bool, results: list[dict], bw: float) -> list[str
         if bpt:
             lines.append(f"- {cls} ceiling: {bw:.1f} GB/s / {min(bpt) / 1e6:.0f} MB per step = "
                          f"{bw * 1e9 / min(bpt):.1f} tok/s")
+        if cls == "fp32" and floor:
+            lines.append(f"- fp32 TTFT floor: {floor['gflop']:.1f} GFLOP to the first token / {floor['peak']:.0f} "
+                         f"GFLOP/s GEMM peak = {floor['ms']:.1f} ms")
         if mine and theirs:
             for key, best, unit in (("decode_tok_s", max, "tok/s"), ("ttft_ms", min, "ms TTFT")):
                 m, t = best(mine, key=lambda r: r[key]), best(theirs, key=lambda r: r[key])
@@ -323,9 +329,11 @@ def _name(r: dict) -> str:
     return f"{r['tool']} {r['weights']}" + ("" if r["compute"] == "float32" else f" ({r['compute']})")
 
 
-def goals(model: str, results: list[dict], bw: float, read_bw: float | None = None) -> list[str]:
+def goals(model: str, results: list[dict], bw: float, read_bw: float | None = None,
+          floor: dict | None = None) -> list[str]:
     """The issue's goals for this model: each met / NOT met with the figures, or why it was not measured
-    (`read_bw`: the read-only stream's GB/s, for a second view of the ceiling goal)."""
+    (`read_bw`: the read-only stream's GB/s, for a second view of the ceiling goal; `floor`: the TTFT
+    floor from the GEMM peak, `_ttft_floor`'s, shown beside the TTFT goal)."""
     fp32 = [r for r in _ok(results) if _class(r) == "fp32"]
     mine = [r for r in fp32 if r["tool"].startswith("edgeseq")]
 
@@ -341,13 +349,23 @@ def goals(model: str, results: list[dict], bw: float, read_bw: float | None = No
         return (f"- {'met' if ok else 'NOT met'}: {text}: {_name(m)} {m[key]:.1f} vs {tool} {p[key]:.1f} "
                 f"({m[key] / p[key]:.2f}x)")
 
+    def compute_floor() -> list[str]:  # not a goal of the issue: how near the fastest fp32 prefill is to the GEMM peak
+        if not mine or not floor:
+            return []
+        m = min(mine, key=lambda r: r["ttft_ms"])
+        return [f"- for comparison, the compute floor: {_name(m)} TTFT {m['ttft_ms']:.1f} ms = "
+                f"{floor['gflop'] / m['ttft_ms'] * 1e3:.0f} GFLOP/s, {100 * floor['ms'] / m['ttft_ms']:.0f}% of the "
+                f"{floor['peak']:.0f} GFLOP/s GEMM peak (floor {floor['ms']:.1f} ms)"]
+
     if model.startswith("preset:t5"):
         return [check("optimum-onnx", "decode_tok_s", "T5 fp32 decode >= 1.2x optimum-onnx (tok/s)",
                       lambda m, p: m >= p, 1.2),
-                check("optimum-intel", "ttft_ms", "T5 fp32 TTFT below optimum-intel f32 (ms)", lambda m, p: m < p)]
+                check("optimum-intel", "ttft_ms", "T5 fp32 TTFT below optimum-intel f32 (ms)", lambda m, p: m < p),
+                *compute_floor()]
     out = [check("onnxruntime-genai", "decode_tok_s", "SmolLM2 fp32 decode above onnxruntime-genai fp32 (tok/s)",
                  lambda m, p: m > p),
-           check("openvino-genai", "ttft_ms", "SmolLM2 fp32 TTFT below openvino-genai f32 (ms)", lambda m, p: m < p)]
+           check("openvino-genai", "ttft_ms", "SmolLM2 fp32 TTFT below openvino-genai f32 (ms)", lambda m, p: m < p),
+           *compute_floor()]
     shares = [(r["bytes_per_token"] * r["decode_tok_s"] / 1e9 / bw, r) for r in mine if r.get("bytes_per_token")]
     if shares:
         s, r = max(shares, key=lambda x: x[0])
@@ -362,6 +380,11 @@ def goals(model: str, results: list[dict], bw: float, read_bw: float | None = No
     return out
 
 
+def _fp32_art(work: str, source: str) -> Path:
+    """The base row's artifact (edgeseq onnxruntime fp32) of `source` under --work."""
+    return Path(work) / f"{source.split(':')[-1]}-onnx-fp32"
+
+
 def _prompt_sha(art: Path, in_len: int) -> str | None:
     """The edgeseq workers' prompt (edgeseq's passage), hashed like the peers' prompt_sha."""
     from tokenizers import Tokenizer
@@ -374,6 +397,20 @@ def _prompt_sha(art: Path, in_len: int) -> str | None:
         return _sha(prompt_ids(Tokenizer.from_file(str(art / "tokenizer.json")), in_len, m.dims["vocab_size"]))
     except Exception:  # the artifact failed to export: its row says so
         return None
+
+
+def _ttft_floor(art: Path, in_len: int, out_len: int, peak: float) -> dict | None:
+    """The fp32 artifact's FLOPs to the first token (profile.cost) and the TTFT they take at `peak` GFLOP/s."""
+    from edgeseq.manifest import read
+    from edgeseq.profile.cost import flops
+
+    try:
+        f = flops(read(art), in_len, out_len)
+    except Exception:  # the artifact failed to export: its row says so
+        return None
+    if f is None:
+        return None
+    return {"gflop": f["first_token"] / 1e9, "peak": peak, "ms": f["first_token"] / 1e9 / peak * 1e3}
 
 
 def main() -> None:
@@ -397,6 +434,7 @@ def main() -> None:
         p.error("--peer-env takes KEY=VALUE")
     a.peer_env = dict(e.split("=", 1) for e in a.peer_env)
     from edgeseq.profile.bandwidth import copy_gb_s, read_gb_s
+    from edgeseq.profile.gemm_peak import gemm_gflops
     from edgeseq.profile.runner import host_info
 
     only = [s.strip() for s in a.only.split(",")] if a.only else None
@@ -412,11 +450,12 @@ def main() -> None:
                 r.error = r.prepare()
         plan.append((source, rows))
     bw_start, read_start = copy_gb_s(threads=a.threads), read_gb_s(threads=a.threads)
+    gemm_start = gemm_gflops(threads=a.threads)
     doc: dict = {"host": host_info(), "protocol": {k: getattr(a, k) for k in
                                                    ("input_len", "output_len", "reps", "warmup", "threads", "rounds",
                                                     "peer_env")},
                  "bandwidth_gb_s": {"start": round(bw_start, 1)}, "read_gb_s": {"start": round(read_start, 1)},
-                 "results": []}
+                 "gemm_gflops": {"start": round(gemm_start, 1)}, "results": []}
     doc["protocol"].update(reps=asked, reps_per_round=per_round)
     runs: dict[tuple[int, int], list[dict]] = {}
     for rnd in range(a.rounds):  # round-robin: a drift in the machine's speed touches every row alike
@@ -430,7 +469,7 @@ def main() -> None:
             res = merge_rounds(runs[(m, k)])
             if "gen_ids" in res:  # edgeseq and transformers: hash like the peers do
                 res["gen_sha"] = _sha(res["gen_ids"])
-                res["prompt_sha"] = _prompt_sha(Path(a.work) / f"{source.split(':')[-1]}-onnx-fp32", a.input_len)
+                res["prompt_sha"] = _prompt_sha(_fp32_art(a.work, source), a.input_len)
             if "napkin" in res:
                 res["bytes_per_token"] = res["napkin"]["bytes_per_token"]
             results.append({**res, "tool": r.tool, "weights": r.weights, "compute": r.compute})
@@ -443,18 +482,24 @@ def main() -> None:
                 res["bytes_per_token"] = wb + base["napkin"]["kv_bytes_per_token"]
         doc["results"].append({"model": source, "random_weights": source.startswith("preset:"), "rows": results})
     bw_end, read_end = copy_gb_s(threads=a.threads), read_gb_s(threads=a.threads)
+    gemm_end = gemm_gflops(threads=a.threads)
     bw, read_bw = (bw_start + bw_end) / 2, (read_start + read_end) / 2
+    peak = max(gemm_start, gemm_end)  # the floor from the faster spell: a slow one would flatter every row
     doc["bandwidth_gb_s"]["end"], doc["read_gb_s"]["end"] = round(bw_end, 1), round(read_end, 1)
+    doc["gemm_gflops"]["end"] = round(gemm_end, 1)
+    for m in doc["results"]:
+        m["ttft_floor"] = _ttft_floor(_fp32_art(a.work, m["model"]), a.input_len, a.output_len, peak)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "vs_peers.json").write_text(json.dumps(doc, indent=2))
     print(f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; copy bandwidth {bw_start:.1f} GB/s before, "
           f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); medians of {a.rounds} rounds x {per_round} runs "
-          f"per row, each process after {a.warmup} warm-up; read-only stream {read_start:.1f} / {read_end:.1f} GB/s")
+          f"per row, each process after {a.warmup} warm-up; read-only stream {read_start:.1f} / {read_end:.1f} GB/s; "
+          f"fp32 GEMM peak {gemm_start:.1f} / {gemm_end:.1f} GFLOP/s (the floors use the higher)")
     for m in doc["results"]:
-        print("\n".join(report(m["model"], m["random_weights"], m["rows"], bw)))
+        print("\n".join(report(m["model"], m["random_weights"], m["rows"], bw, m["ttft_floor"])))
     print("\nThe issue's goals, this run:")
     for m in doc["results"]:
-        print("\n".join(goals(m["model"], m["rows"], bw, read_bw)))
+        print("\n".join(goals(m["model"], m["rows"], bw, read_bw, m["ttft_floor"])))
 
 
 if __name__ == "__main__":
