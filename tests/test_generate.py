@@ -51,6 +51,25 @@ def test_sampling_seeded_and_filters() -> None:
         assert all(t[i] in top5[i] for i in range(3))
 
 
+def test_greedy_with_banned_ids_equals_masking_them() -> None:
+    """Forced lengths ban the stop ids: greedy then takes each row's first maximum among the other ids,
+    whether or not a row's maximum is banned, ties included (the fast path skips the masked copy)."""
+    logits = np.array([[1.0, 5.0, 5.0, 0.0],   # tie: banned 1 first, 2 later -> 2
+                       [9.0, 1.0, 2.0, 3.0],   # maximum 0 not banned -> 0
+                       [0.0, 7.0, 1.0, 7.0]],  # banned 1 ties with 3 -> 3
+                      np.float32)
+    got = select(logits, GenerationConfig(), np.random.default_rng(0), banned=[1])
+    assert got.tolist() == [2, 0, 3]
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        x = rng.integers(0, 4, size=(3, 9)).astype(np.float32)  # small integers: many ties
+        banned = rng.choice(9, size=int(rng.integers(1, 4)), replace=False).tolist()
+        masked = x.copy()
+        masked[:, banned] = -np.inf
+        assert select(x, GenerationConfig(), rng, banned=banned).tolist() == masked.argmax(-1).tolist()
+        assert not np.isinf(x).any()  # the caller's logits untouched
+
+
 def test_sampled_generation_reproducible(artifacts: dict[str, Path]) -> None:
     model = edgeseq.load(artifacts["gpt2"])
     runs = [model.generate("hello there", do_sample=True, temperature=0.8, top_p=0.9, seed=5, max_new_tokens=10).ids

@@ -22,8 +22,13 @@ def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
 
     history [B, L]: the ids so far (prompt included), for the repetition penalty."""
     penalize = cfg.repetition_penalty != 1.0 and history is not None
-    if not (cfg.do_sample or banned or penalize):  # plain greedy, the per-token common case: no copy
-        return logits.argmax(axis=-1).astype(np.int64)
+    if not (cfg.do_sample or penalize):  # greedy, the per-token common case: no copy of the logits
+        best = logits.argmax(axis=-1).astype(np.int64)
+        # a banned id (forced lengths ban the stop ids) that is not any row's first maximum changes nothing:
+        # masking it keeps every row's first maximum where it is. Only when one is, mask a copy (below).
+        # Copying [B, V] every step to mask cost ~90 us of a ~6 ms SmolLM2 w4a8 step (ad hoc, 2 cores).
+        if not banned or not set(best.tolist()) & set(banned):
+            return best
     logits = logits.astype(np.float32, copy=True)
     if penalize:
         logits = penalize_repeats(logits, history, cfg.repetition_penalty)  # type: ignore[arg-type]
