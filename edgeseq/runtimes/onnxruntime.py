@@ -256,8 +256,8 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
             held.bound = True
         for name in self._fed:
             held.io.bind_cpu_input(name, feeds[name])
-        # each step's logits go to a new array, handed over as they are: copying them out of one bound
-        # buffer cost 8-100 us a step, the most where the two addresses collide modulo 4 KiB (ad hoc, AMD EPYC)
+        # each step's logits go to a new array, handed over as they are: a copy out of one bound buffer took
+        # 8-100 us in a micro-benchmark, the most where the two addresses collide modulo 4 KiB (AMD EPYC)
         logits = np.empty((state.batch, self._vocab), np.float32)
         held.io.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
         self._fp.run(session.run_with_iobinding, held.io)
