@@ -6,10 +6,11 @@ a bare IO-binding loop: the KV cache appended in place (past and present bound t
 bound to a fresh array, greedy argmax, nothing else per token. What differs is the graph only.
 
 Protocol: batch 1, --input-len prompt tokens (ids 100, 101, ...), --output-len tokens, 2 threads.
-After one warm-up generation each, the loops alternate for --rounds rounds (decode tokens/s, medians and per-round ratios to the first
-graph); then sessions with ONNX Runtime's profiler on alternate for --profile-rounds generations, whose
-kernel times are summed per op type over each generation's decode steps (medians over generations).
-The profiler adds a few microseconds a node: the per-op table explains the step, the unprofiled rates
+After one warm-up generation each, the loops alternate for --rounds rounds (decode tokens/s, medians
+and per-round ratios to the first graph); then sessions with ONNX Runtime's profiler on alternate for
+--profile-rounds generations, whose kernel times are summed per op type over each generation's decode
+steps (medians over generations). The profiler adds several microseconds a node, so a graph with more
+nodes looks slower under it than it runs: the per-op table explains the step, the unprofiled rates
 are the speed.
 
     PYTHONPATH=. .venv/bin/python benchmarks/op_times.py \\
@@ -55,7 +56,8 @@ class Graph:
                               manifest["dims"]["head_dim"])
             self.past, self.label = "past.", f"{folder.name} (edgeseq)"
         else:
-            sys.exit(f"{folder}: neither an edgeseq artifact (edgeseq.json) nor a model-builder folder (genai_config.json)")
+            sys.exit(f"{folder}: neither an edgeseq artifact (edgeseq.json) nor a model-builder folder "
+                     "(genai_config.json): pass the folder that holds one")
         # edgeseq's own session options (spinning, denormals flushed), whichever graph runs
         so = _Sessions._session_options(SimpleNamespace(options=SimpleNamespace(threads=threads, extra={})))
         if profile_prefix:
@@ -100,7 +102,8 @@ def op_times(session: Any, output_len: int) -> list[dict[str, Any]]:
     """A profiled session's generations (each --output-len runs, the first the prefill): per generation,
     ms per decode step of the whole run, of all kernels and of each op type (with nodes per step)."""
     events = json.loads(Path(session.end_profiling()).read_text())
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e["name"] == "model_run")
     gens = [runs[i + 1:i + output_len] for i in range(0, len(runs) - output_len + 1, output_len)]
     out = []
     for decode in gens:
