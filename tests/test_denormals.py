@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 import edgeseq
 from edgeseq import manifest as mf
 from edgeseq.generate.config import GenerationConfig
+from edgeseq.runtimes import fpenv
 from edgeseq.runtimes import onnxruntime as ort_engine
 from edgeseq.runtimes import open_backend
 from edgeseq.runtimes.base import BackendOptions
@@ -64,3 +65,29 @@ def test_profiles_record_it_and_generation_leaves_the_thread_alone(artifacts: di
     model = edgeseq.load(d)
     model.generate_ids([[5, 6, 7]], GenerationConfig(max_new_tokens=3, ignore_eos=True))
     assert _thread_keeps_subnormals()
+
+
+@pytest.mark.skipif(fpenv._LIBM is None or not fpenv._LAYOUT_KNOWN, reason="needs libm and a known fenv_t layout")
+def test_each_caller_environment_gets_its_own_flushing_form() -> None:
+    """The flushing environment is kept per caller environment: a call made under another rounding
+    mode runs under that mode (flushing), and the caller's mode is back afterwards."""
+    import ctypes
+
+    libm = fpenv._LIBM
+    libm.fegetround.restype = ctypes.c_int
+    upward, nearest = 0x800, 0x000  # x86-64 glibc FE_UPWARD, FE_TONEAREST
+    env = fpenv.EngineEnv(True)
+    seen = []
+
+    def inside() -> None:
+        seen.append((libm.fegetround(), (TINY * ONE)[0] == 0))
+
+    try:
+        for mode in (nearest, upward, nearest, upward):
+            libm.fesetround(mode)
+            env.run(inside)
+            assert libm.fegetround() == mode and _thread_keeps_subnormals()
+    finally:
+        libm.fesetround(nearest)
+    assert seen == [(nearest, True), (upward, True), (nearest, True), (upward, True)]
+    assert len(env._flushing) == 2
