@@ -69,8 +69,9 @@ def test_profiles_record_it_and_generation_leaves_the_thread_alone(artifacts: di
 
 @pytest.mark.skipif(fpenv._LIBM is None or not fpenv._LAYOUT_KNOWN, reason="needs libm and a known fenv_t layout")
 def test_each_caller_environment_gets_its_own_flushing_form() -> None:
-    """The flushing environment is kept per caller environment: a call made under another rounding
-    mode runs under that mode (flushing), and the caller's mode is back afterwards."""
+    """The flushing environment is kept per caller environment: a call made under another rounding mode
+    or with other exception flags raised runs under that mode (flushing), the caller's mode and flags
+    are back afterwards, and the cache of flushing forms stays bounded."""
     import ctypes
 
     libm = fpenv._LIBM
@@ -82,12 +83,33 @@ def test_each_caller_environment_gets_its_own_flushing_form() -> None:
     def inside() -> None:
         seen.append((libm.fegetround(), (TINY * ONE)[0] == 0))
 
+    assert _thread_keeps_subnormals()  # sets the sticky denormal flag, which feclearexcept leaves alone
     try:
         for mode in (nearest, upward, nearest, upward):
             libm.fesetround(mode)
+            libm.feclearexcept(0x3D)  # FE_ALL_EXCEPT: the other sticky flags are part of the key too
             env.run(inside)
             assert libm.fegetround() == mode and _thread_keeps_subnormals()
     finally:
         libm.fesetround(nearest)
     assert seen == [(nearest, True), (upward, True), (nearest, True), (upward, True)]
     assert len(env._flushing) == 2
+    libm.fetestexcept.restype = ctypes.c_int
+    flags = [0x01, 0x04, 0x08, 0x10, 0x20]  # x86-64 glibc FE_INVALID, _DIVBYZERO, _OVERFLOW, _UNDERFLOW, _INEXACT
+    downward = 0x400  # FE_DOWNWARD
+    try:  # the sticky exception flags are part of the key: 3 modes x 32 flag sets, the cache stays bounded
+        for mode in (nearest, upward, downward):
+            for k in range(32):
+                libm.fesetround(mode)
+                libm.feclearexcept(0x3D)
+                raised = sum(f for i, f in enumerate(flags) if k >> i & 1)
+                if raised:
+                    libm.feraiseexcept(raised)
+                seen.clear()
+                env.run(inside)
+                after = libm.fetestexcept(0x3D)  # read first: numpy operations clear the flags
+                assert after == raised and seen == [(mode, True)] and _thread_keeps_subnormals()
+    finally:
+        libm.fesetround(nearest)
+        libm.feclearexcept(0x3D)
+    assert 0 < len(env._flushing) <= 64

@@ -73,6 +73,8 @@ class EngineEnv:
         key = caller.raw
         flushing = self._flushing.get(key)
         if flushing is None:
+            if len(self._flushing) >= 64:  # keys include the sticky exception flags: few in practice, bounded here
+                self._flushing.clear()
             flushing = self._flushing[key] = _flushing(caller)
         _LIBM.fesetenv(flushing)
         try:
