@@ -58,6 +58,12 @@ class Graph:
         else:
             sys.exit(f"{folder}: neither an edgeseq artifact (edgeseq.json) nor a model-builder folder "
                      "(genai_config.json): pass the folder that holds one")
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(folder / file), load_external_data=False).graph.node}
+        if "GroupQueryAttention" not in ops:
+            sys.exit(f"{folder / file}: no GroupQueryAttention node, so no cache to append in place; this compares "
+                     "fused decoder graphs (an edgeseq ONNX export of a Llama-family model, model-builder output)")
         # edgeseq's own session options (spinning, denormals flushed), whichever graph runs
         so = _Sessions._session_options(SimpleNamespace(options=SimpleNamespace(threads=threads, extra={})))
         if profile_prefix:
