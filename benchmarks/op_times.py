@@ -6,7 +6,7 @@ a bare IO-binding loop: the KV cache appended in place (past and present bound t
 bound to a fresh array, greedy argmax, nothing else per token. What differs is the graph only.
 
 Protocol: batch 1, --input-len prompt tokens (ids 100, 101, ...), --output-len tokens, 2 threads.
-After one warm-up generation each, the loops alternate for --rounds rounds (decode tokens/s, medians
+After --warmup generations each, the loops alternate for --reps rounds (decode tokens/s, medians
 and per-round ratios to the first graph); then sessions with ONNX Runtime's profiler on alternate for
 --profile-rounds generations, whose kernel times are summed per op type over each generation's decode
 steps (medians over generations). The profiler adds several microseconds a node, so a graph with more
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_transformers import save_report  # noqa: E402
+from vs_transformers import protocol_args, save_report  # noqa: E402
 
 
 class Graph:
@@ -148,17 +148,13 @@ def median_profile(gens: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("graphs", nargs="+", type=Path, help="edgeseq ONNX artifacts or model-builder folders")
-    p.add_argument("--out", default="benchmarks/results")
-    p.add_argument("--input-len", type=int, default=128)
-    p.add_argument("--output-len", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=10)
+    protocol_args(p)  # --reps: alternating rounds, one generation a graph each; --work is not used
     p.add_argument("--profile-rounds", type=int, default=3)
     a = p.parse_args()
     capacity = a.input_len + a.output_len
     graphs = [Graph(g, a.threads, capacity) for g in a.graphs]
-    alternate(graphs, 1, a.input_len, a.output_len)  # warm-up
-    rates = alternate(graphs, a.rounds, a.input_len, a.output_len)
+    alternate(graphs, a.warmup, a.input_len, a.output_len)
+    rates = alternate(graphs, a.reps, a.input_len, a.output_len)
     del graphs
     with tempfile.TemporaryDirectory() as tmp:
         profiled = [Graph(g, a.threads, capacity, profile_prefix=f"{tmp}/graph{k}") for k, g in enumerate(a.graphs)]
@@ -168,12 +164,11 @@ def main() -> None:
             gens = op_times(pg.session, a.output_len)
             rows.append({"graph": str(g), "label": pg.label, "decode_tok_s": r, **median_profile(gens),
                          "profiled_generations": gens})
-    a.reps, a.warmup = a.rounds, 1  # the protocol record: one generation a graph per round
     save_report(a, rows, "op_times.json")
     first = rows[0]["decode_tok_s"]
     for row in rows:
         ratios = [x / y for x, y in zip(row["decode_tok_s"], first)]
-        print(f"{row['label']}: decode {statistics.median(row['decode_tok_s']):.1f} tok/s (median of {a.rounds}), "
+        print(f"{row['label']}: decode {statistics.median(row['decode_tok_s']):.1f} tok/s (median of {a.reps}), "
               f"{statistics.median(ratios):.3f}x the first graph (per round {min(ratios):.2f}-{max(ratios):.2f})")
     ops = sorted({op for row in rows for op in row["ops"]},
                  key=lambda op: -max(row["ops"].get(op, {"ms": 0})["ms"] for row in rows))

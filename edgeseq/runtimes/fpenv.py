@@ -73,7 +73,7 @@ class EngineEnv:
         key = caller.raw
         flushing = self._flushing.get(key)
         if flushing is None:
-            if len(self._flushing) >= 64:  # keys include the sticky exception flags: few in practice, bounded here
+            if len(self._flushing) >= 64:  # keys hold the sticky exception flags: few in practice, bounded
                 self._flushing.clear()
             flushing = self._flushing[key] = _flushing(caller)
         _LIBM.fesetenv(flushing)
