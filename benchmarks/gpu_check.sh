@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the torch engine (edgeseq/runtimes/torch_engine.py) on a CUDA machine, from the repo root:
+# GPU check of the torch engine (edgeseq/reference/torch_runner.py) on a CUDA machine, from the repo root:
 #   bash benchmarks/gpu_check.sh            # results, JSON and the log under $OUT (default ./gpu-check-out)
 #
 # What it does (about 2-4 minutes on one H100 host):
@@ -95,7 +95,7 @@ from pathlib import Path
 
 from edgeseq import manifest as mf
 from edgeseq.export.pipeline import _model_info
-from edgeseq.export.steps import components
+from edgeseq.steps import components
 from edgeseq.models import resolve
 
 source, out = sys.argv[1], Path(sys.argv[2])

@@ -17,11 +17,11 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from edgeseq.export import onnx_npu
-    from edgeseq.export.parity import prompt_ids
-    from edgeseq.export.steps.static import StaticShape, static_components
+    from edgeseq.export.formats import onnx_npu
+    from edgeseq.accuracy import prompt_ids
+    from edgeseq.steps.static import StaticShape, static_components
     from edgeseq.models import resolve
-    from edgeseq.runtimes import qnn
+    from edgeseq.runtimes.engines import qnn
 
     spec = resolve("smollm2-135m-instruct")
     ids = (prompt_ids(spec.tokenizer_json, spec.kind, spec.generation.as_dict(), spec.dims.vocab_size) * 2)[:32]

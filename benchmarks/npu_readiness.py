@@ -25,7 +25,7 @@ RECIPES = ("fp32", "w8a16", "w8a8")
 
 def export_once(source: str, out: Path, weights: str, max_input: int, max_output: int) -> None:
     from edgeseq.export.pipeline import export
-    from edgeseq.export.steps.static import StaticShape
+    from edgeseq.steps.static import StaticShape
 
     if not (out / "edgeseq.json").exists():
         export(source, out, target="npu", weights=weights, shape=StaticShape(max_input, max_output), overwrite=True,
@@ -33,10 +33,11 @@ def export_once(source: str, out: Path, weights: str, max_input: int, max_output
 
 
 def main() -> None:
-    from edgeseq.export.parity import prompt_ids
-    from edgeseq.manifest import read
-    from edgeseq.profile.agreement import agreement
-    from edgeseq.runtimes import BackendOptions, open_backend, qnn
+    from edgeseq.accuracy import prompt_ids
+    from edgeseq.artifact.manifest import read
+    from edgeseq.accuracy import agreement
+    from edgeseq.runtimes import BackendOptions, open_backend
+    from edgeseq.runtimes.engines import qnn
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")

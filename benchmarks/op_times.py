@@ -44,7 +44,7 @@ class Graph:
     def __init__(self, folder: Path, threads: int, capacity: int, profile_prefix: str | None = None) -> None:
         import onnxruntime as ort
 
-        from edgeseq.runtimes.onnxruntime import _Sessions
+        from edgeseq.runtimes.engines.onnxruntime import _Sessions
 
         if (folder / "genai_config.json").exists():
             dec = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]

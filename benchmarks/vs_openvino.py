@@ -63,7 +63,7 @@ def ensure_export(source: str, out: Path, fmt: str, weights: str, fresh: bool = 
     exporter versions; made anew when it is missing, older or `fresh`."""
     from edgeseq.errors import EdgeseqError
     from edgeseq.export.pipeline import export
-    from edgeseq.manifest import read
+    from edgeseq.artifact.manifest import read
 
     try:
         changed = _changed_tools(read(out).tools)

@@ -389,7 +389,7 @@ def _prompt_sha(art: Path, in_len: int) -> str | None:
     """The edgeseq workers' prompt (edgeseq's passage), hashed like the peers' prompt_sha."""
     from tokenizers import Tokenizer
 
-    from edgeseq.manifest import read
+    from edgeseq.artifact.manifest import read
     from edgeseq.profile.prompts import prompt_ids
 
     try:
@@ -401,7 +401,7 @@ def _prompt_sha(art: Path, in_len: int) -> str | None:
 
 def _ttft_floor(art: Path, in_len: int, out_len: int, peak: float) -> dict | None:
     """The fp32 artifact's FLOPs to the first token (profile.cost) and the TTFT they take at `peak` GFLOP/s."""
-    from edgeseq.manifest import read
+    from edgeseq.artifact.manifest import read
     from edgeseq.profile.cost import flops
 
     try:

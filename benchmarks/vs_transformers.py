@@ -178,7 +178,7 @@ def main() -> None:
 
     from edgeseq.errors import EdgeseqError
     from edgeseq.export.pipeline import export
-    from edgeseq.manifest import read
+    from edgeseq.artifact.manifest import read
 
     rows = []
     for source in a.models.split(","):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import manifest as mf
+from .artifact import manifest as mf
 from .errors import ArtifactError, InputError, MissingDependencyError
 from .generate.beam import beam_search
 from .generate.config import GenerationConfig

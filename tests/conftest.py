@@ -92,7 +92,7 @@ def tflite_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
     if LITERT_MISSING:
         pytest.skip(f"{LITERT_MISSING} not installed: pip install 'edgeseq[tflite]' -c constraints.txt")
     from edgeseq.export.pipeline import export
-    from edgeseq.export.steps.static import StaticShape
+    from edgeseq.steps.static import StaticShape
 
     root = tmp_path_factory.mktemp("tflite")
     for f, d in hf_dirs.items():
@@ -104,7 +104,7 @@ def tflite_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPath
 def npu_artifacts(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Static ONNX graphs for Qualcomm HTP (--target npu), in TFLITE_SHAPE's small shapes."""
     from edgeseq.export.pipeline import export
-    from edgeseq.export.steps.static import StaticShape
+    from edgeseq.steps.static import StaticShape
 
     shape = StaticShape(**TFLITE_SHAPE)  # type: ignore[arg-type]
     root = tmp_path_factory.mktemp("npu")

@@ -34,11 +34,11 @@ def test_a_setting_outside_tolerance_is_not_profiled(artifacts: dict[str, Path],
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("openvino", reason="the openvino extra is not installed: only one engine to try")
-    from edgeseq.export import parity
+    from edgeseq import accuracy
 
     zero = {"atol": 0.0, "rtol": 0.0}  # only bit-identical logits pass: OpenVINO's differ in the last bits
-    monkeypatch.setitem(parity.TOLERANCE, "fp32", zero)
-    monkeypatch.setitem(parity.TOLERANCE, "bf16", zero)
+    monkeypatch.setitem(accuracy.TOLERANCE, "fp32", zero)
+    monkeypatch.setitem(accuracy.TOLERANCE, "bf16", zero)
     out = tmp_path / "auto.json"
     # gpt2: a plain ONNX graph, which OpenVINO runs too (Llama and T5 attend with ONNX Runtime's kernel)
     assert main(["profile", str(artifacts["gpt2"]), "--auto", "--json", str(out), *FAST]) == 0
@@ -59,8 +59,9 @@ def test_an_engine_that_cannot_run_the_graphs_is_skipped_not_tried(artifacts: di
     """Llama's ONNX graphs attend with ONNX Runtime's kernel: --auto says OpenVINO was skipped and why, and a
     device with no ONNX Runtime row does not fall back to OpenVINO for them (it does for gpt2's plain graphs)."""
     pytest.importorskip("openvino", reason="the openvino extra is not installed: only one engine to try")
-    from edgeseq.manifest import read
-    from edgeseq.runtimes import device_engine, onnxruntime, openvino
+    from edgeseq.artifact.manifest import read
+    from edgeseq.runtimes import device_engine
+    from edgeseq.runtimes.engines import onnxruntime, openvino
 
     out = tmp_path / "auto.json"
     assert main(["profile", str(artifacts["llama"]), "--auto", "--json", str(out), *FAST]) == 0

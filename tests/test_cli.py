@@ -142,7 +142,7 @@ def test_demo_runs_the_main_job(hf_dirs: dict[str, Path], tmp_path: Path, monkey
                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The README's main job (the quick compare suite), on tiny models: exports in child processes,
     one table, the report; a second run reuses every finished point."""
-    from edgeseq import cli
+    from edgeseq.cli import commands as cli
 
     suite = tmp_path / "tiny.yaml"
     suite.write_text(f"models: [{hf_dirs['llama']}, {hf_dirs['t5']}]\ninput_lens: [8]\noutput_len: 4\n"
@@ -179,7 +179,7 @@ def test_engine_cache_evicts_least_recently_used(tmp_path: Path, monkeypatch: py
     one fits under EDGESEQ_CACHE_GB; recently used entries stay."""
     import os
 
-    from edgeseq.runtimes.base import cache_room
+    from edgeseq.runtimes.host.disk_cache import cache_room
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("EDGESEQ_CACHE_GB", str(10 / 1024))  # 10 MiB

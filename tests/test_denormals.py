@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper
 
 import edgeseq
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.generate.config import GenerationConfig
-from edgeseq.runtimes import fpenv
-from edgeseq.runtimes import onnxruntime as ort_engine
+from edgeseq.runtimes.host import fpenv
+from edgeseq.runtimes.engines import onnxruntime as ort_engine
 from edgeseq.runtimes import open_backend
 from edgeseq.runtimes.base import BackendOptions
 

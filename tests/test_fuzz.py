@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgeseq
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.cli import main
 from edgeseq.errors import ArtifactError, EdgeseqError, InputError, UsageError
 

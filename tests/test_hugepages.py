@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeseq.runtimes import hugepages
+from edgeseq.runtimes.host import hugepages
 
 MB = 1 << 20
 

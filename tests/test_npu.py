@@ -14,7 +14,7 @@ import edgeseq
 from edgeseq.cli import main
 from edgeseq.errors import DeviceError, InputError, UsageError
 from edgeseq.export.pipeline import export
-from edgeseq.runtimes import qnn
+from edgeseq.runtimes.engines import qnn
 
 QNN_MISSING = qnn.probe()
 needs_qnn = pytest.mark.skipif(QNN_MISSING is not None, reason=f"{QNN_MISSING}: pip install onnxruntime-qnn")
@@ -197,8 +197,9 @@ def test_a_bare_npu_goes_to_the_engine_that_has_one(npu_artifacts: dict[str, Pat
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --engine, `npu` takes the format's own engine if it has an NPU here, else the next
     engine that runs the graphs and has one; with none, the format's own (whose error lists the rows)."""
-    from edgeseq.manifest import read
-    from edgeseq.runtimes import device_engine, openvino
+    from edgeseq.artifact.manifest import read
+    from edgeseq.runtimes import device_engine
+    from edgeseq.runtimes.engines import openvino
 
     m = read(npu_artifacts["llama"])
     assert device_engine(m, "cpu") == "onnxruntime"
@@ -212,7 +213,7 @@ def test_a_bare_npu_goes_to_the_engine_that_has_one(npu_artifacts: dict[str, Pat
 @needs_qnn
 def test_int4_weights(hf_dirs: dict[str, Path], npu_artifacts: dict[str, Path], tmp_path: Path) -> None:
     """w4a16: int4 weights packed two to a byte in the shared weight file; every node on HTP."""
-    from edgeseq.export.steps.static import StaticShape
+    from edgeseq.steps.static import StaticShape
 
     from conftest import TFLITE_SHAPE
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.export.pipeline import export
 
 FAMILIES = ["llama", "gpt2", "t5"]
@@ -123,7 +123,7 @@ def test_int8_gemm_export_replaces_every_weight_matmul(hf_dirs: dict[str, Path],
         import json
 
         from edgeseq.cli import main
-        from edgeseq.runtimes import ort_int8
+        from edgeseq.runtimes.engines import ort_int8
 
         doc = json.loads((tmp_path / family / "edgeseq.json").read_text())
         for c in doc["components"].values():
@@ -145,8 +145,8 @@ def test_int8_gemm_scales_activations_per_row(weight_bits: int) -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseq.export.onnx import _quantize_int8_gemm
-    from edgeseq.runtimes import ort_int8
+    from edgeseq.export.formats.onnx import _quantize_int8_gemm
+    from edgeseq.runtimes.engines import ort_int8
 
     rng = np.random.default_rng(0)
     w = rng.standard_normal((64, 16)).astype(np.float32)
@@ -188,7 +188,7 @@ def test_stale_int8_weights_are_named(weight_range: int, saturating: bool, warne
     CPU that sums exactly, give no warning."""
     from types import SimpleNamespace
 
-    from edgeseq.runtimes import ort_int8
+    from edgeseq.runtimes.engines import ort_int8
 
     monkeypatch.setattr(ort_int8, "saturates", lambda: saturating)
     m = SimpleNamespace(quantization="w8a8-token", components={"decoder": SimpleNamespace(int8_weight_range=weight_range)})
@@ -201,7 +201,7 @@ def test_stale_int8_weights_are_named(weight_range: int, saturating: bool, warne
 
 def test_saturation_probe_is_the_built_graph() -> None:
     """The probe graph shipped for runtime-only installs (no onnx there) is what build_probe() makes."""
-    from edgeseq.runtimes import ort_int8
+    from edgeseq.runtimes.engines import ort_int8
 
     assert ort_int8.PROBE.read_bytes() == ort_int8.build_probe()
 

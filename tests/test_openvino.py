@@ -64,7 +64,7 @@ def test_compressed_weights(weights: str, hf_dirs: dict[str, Path], tmp_path: Pa
                             capsys: pytest.CaptureFixture[str]) -> None:
     m = export(str(hf_dirs["llama"]), tmp_path / "a", format="openvino", weights=weights, quiet=True)
     assert m.quantization == weights and m.parity["status"] == "passed"
-    from edgeseq.export.parity import TOLERANCE
+    from edgeseq.accuracy import TOLERANCE
 
     assert m.parity["tolerance_rule"] == TOLERANCE[weights] and m.parity["max_abs_diff"] > 0
     if weights == "int4":  # a tiny model: warned, not refused
@@ -138,7 +138,7 @@ def test_low_disk_runs_uncached(ov_artifacts: dict[str, Path], tmp_path: Path, m
     import collections
     import shutil
 
-    from edgeseq.runtimes import base
+    from edgeseq.runtimes.host import disk_cache as base
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(base, "_LOW_DISK_SAID", set())  # the note is said once per engine and process
@@ -169,7 +169,7 @@ def test_cache_held_by_the_engine_matches_explicit_cache(ov_artifacts: dict[str,
     step's beam_idx; shared blocks, copied before a write), and rewinds."""
     import numpy as np
 
-    from edgeseq import manifest as mf
+    from edgeseq.artifact import manifest as mf
     from edgeseq.runtimes import open_backend
     from edgeseq.runtimes.base import BackendOptions
 
@@ -199,7 +199,7 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
     next request reuses the finished one's blocks and infer request."""
     import numpy as np
 
-    from edgeseq import manifest as mf
+    from edgeseq.artifact import manifest as mf
     from edgeseq.runtimes import open_backend
     from edgeseq.runtimes.base import BackendOptions
 
@@ -246,7 +246,7 @@ def test_paged_form_the_engine_refuses_falls_back_to_state(ov_artifacts: dict[st
     import numpy as np
     import openvino as ov
 
-    from edgeseq import manifest as mf
+    from edgeseq.artifact import manifest as mf
     from edgeseq.runtimes import open_backend
     from edgeseq.runtimes.base import BackendOptions
 
@@ -279,7 +279,7 @@ def test_cached_blob_of_another_precision_is_not_reused(ov_artifacts: dict[str, 
     precision caches in its own folder, so the f32 load computes in f32 (= an uncached f32 load)."""
     import numpy as np
 
-    from edgeseq import manifest as mf
+    from edgeseq.artifact import manifest as mf
     from edgeseq.runtimes import open_backend
     from edgeseq.runtimes.base import BackendOptions
 
@@ -292,7 +292,7 @@ def test_cached_blob_of_another_precision_is_not_reused(ov_artifacts: dict[str, 
         return b.prefill(b.new_state(1), ids)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "none"))
-    monkeypatch.setattr("edgeseq.runtimes.openvino.cache_room", lambda *a: None)
+    monkeypatch.setattr("edgeseq.runtimes.engines.openvino.cache_room", lambda *a: None)
     fresh_f32, fresh_bf16 = logits("f32"), logits("bf16")
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -12,7 +12,7 @@ import pytest
 from conftest import cache_walk
 
 import edgeseq
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.export.pipeline import export
 from edgeseq.generate.config import GenerationConfig
 from edgeseq.runtimes import open_backend
@@ -66,7 +66,7 @@ def test_buffers_match_the_handed_over_cache(artifacts: dict[str, Path], hf_dirs
                                              family: str, weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Left-padded batch, beam tiling, composed reorders, rewinds (conftest.cache_walk), and buffers that
     grow (first capacity cut to 16 positions here: 22 positions cross a doubling)."""
-    from edgeseq.runtimes import onnxruntime as ort_engine
+    from edgeseq.runtimes.engines import onnxruntime as ort_engine
 
     monkeypatch.setattr(ort_engine, "MIN_CAPACITY", 16)
     d = artifacts[family] if weights == "fp32" else tmp_path / "w4a8"

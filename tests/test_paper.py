@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_PAPER, make_paper_dir
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.models.paper import PaperConfig, PaperModel, centred_positions
 from edgeseq.models.presets import preset_config
 from edgeseq.profile.cost import flops
@@ -54,7 +54,7 @@ def test_parity_fails_when_the_encoder_positions_are_wrong(tmp_path: Path, monke
     counted from 0 instead of centred would pass, rightly: rotary attention depends only on position
     differences, so a shift that is the same for a whole row cancels.)"""
     from edgeseq.export import pipeline
-    from edgeseq.export.steps import paper as steps
+    from edgeseq.steps import paper as steps
 
     monkeypatch.setattr(steps, "centred_positions", lambda mask: 2 * (torch.cumsum(mask, 1) - 1))
     src = make_paper_dir("paper-encdec", tmp_path / "src")

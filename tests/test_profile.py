@@ -11,7 +11,7 @@ import pytest
 from edgeseq.profile.report import add_ratios, markdown, table
 from edgeseq.profile.runner import ProfileConfig, napkin, profile_artifact
 from edgeseq.profile.stats import summarize
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 
 
 def test_summarize_matches_numpy() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import edgeseq
-from edgeseq import manifest as mf
+from edgeseq.artifact import manifest as mf
 from edgeseq.cli import main
 from edgeseq.errors import ArtifactError
 

@@ -12,7 +12,7 @@ import edgeseq
 from edgeseq.cli import main
 from edgeseq.errors import ArtifactError, DeviceError, InputError, UsageError
 from edgeseq.export.pipeline import export
-from edgeseq.export.steps.static import StaticShape
+from edgeseq.steps.static import StaticShape
 
 from conftest import LITERT_MISSING, TFLITE_SHAPE, make_paper_dir
 
@@ -175,7 +175,7 @@ def test_compare_sizes_static_exports(hf_dirs: dict[str, Path], tmp_path: Path) 
 def test_packed_weight_cache(tflite_artifacts: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """XNNPACK's packed weights are cached per graph content: a second load maps them, results unchanged;
     another model never picks up this one's file."""
-    from edgeseq.runtimes.base import cache_dir as engine_cache_dir
+    from edgeseq.runtimes.host.disk_cache import cache_dir as engine_cache_dir
 
     def cache_dir() -> Path:
         return engine_cache_dir("litert")

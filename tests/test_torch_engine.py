@@ -15,8 +15,8 @@ import pytest
 import edgeseq
 from edgeseq.cli import main
 from edgeseq.errors import ArtifactError, DeviceError
-from edgeseq.export.parity import prompt_ids
-from edgeseq.profile.auto import forced_logits
+from edgeseq.accuracy import prompt_ids
+from edgeseq.accuracy import forced_logits
 from edgeseq.runtimes import engine_module
 from edgeseq.runtimes.devices import rows
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import manifest as mf
+from ..artifact import manifest as mf
 from ..profile.cost import flops
 from ..profile.report import write_json
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import manifest as mf
+from ..artifact import manifest as mf
 from ..errors import EdgeseqError, ExportError
 from ..export.pipeline import STATIC_FORMATS
 from ..profile.report import json_safe

@@ -30,7 +30,7 @@ DECODE_STEPS = 8  # greedy steps recorded after each prompt
 
 def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None) -> None:
     """Replace every graph of the float artifact in `directory` with its QDQ form."""
-    from .onnx_npu import measure, share_weights
+    from .formats.onnx_npu import measure, share_weights
 
     samples = record(directory, manifest)
     for name, comp in manifest.components.items():
@@ -55,7 +55,7 @@ def record(directory: Path, manifest: Any) -> dict[tuple[str, str], list[dict[st
 
     from ..generate.config import GenerationConfig
     from ..generate.loop import Timings, steps
-    from ..manifest import TOKENIZER
+    from ..artifact.manifest import TOKENIZER
     from ..profile.prompts import prompt_ids
     from ..runtimes import BackendOptions, open_backend
 
@@ -98,7 +98,7 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str) -> No
 
     import onnx
 
-    from .onnx import _gemm_to_matmul
+    from .formats.onnx import _gemm_to_matmul
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
     # a tied LM head reads the embedding table through Gemm(transB=1), which HTP rejects once

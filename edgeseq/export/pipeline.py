@@ -16,19 +16,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import manifest as mf
+from ..artifact import manifest as mf
 from ..errors import ParityError, UsageError, require
 
 # format -> (exporter module, default engine)
-FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.onnx", "onnxruntime"),
-                                       "openvino": ("edgeseq.export.openvino", "openvino"),
-                                       "tflite": ("edgeseq.export.tflite", "litert")}
+FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.formats.onnx", "onnxruntime"),
+                                       "openvino": ("edgeseq.export.formats.openvino", "openvino"),
+                                       "tflite": ("edgeseq.export.formats.tflite", "litert")}
 # weight formats each exporter writes
 WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8", "w8a8", "w8a8-token"), "openvino": ("fp32", "fp16", "int8", "int4"),
                                        "tflite": ("fp32", "fp16", "int8", "int8-wo")}
 STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
 # --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes
-NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.onnx_npu",
+NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.formats.onnx_npu",
                                                                  ("fp32", "w8a16", "w8a8", "w4a16"))}
 
 
@@ -76,7 +76,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         require("litert_torch", "tflite")
         require("ai_edge_litert", "tflite")
     if static and shape is None:
-        from .steps.static import StaticShape
+        from ..steps.static import StaticShape
 
         shape = StaticShape()
     if format == "openvino":
@@ -135,7 +135,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
 
     from ..runtimes import BackendOptions, open_backend
     from . import parity
-    from .steps import components, matmul_weights
+    from ..steps import components, matmul_weights
 
     exporter = importlib.import_module(NPU_EXPORTERS[format][0] if target == "npu" else FORMATS[format][0])
     static = shape is not None

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.steps.attention import rms_norm, rotary, rotate
+from ..steps.attention import rms_norm, rotary, rotate
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFoundError, UnsupportedArchitectureError, require
-from ..manifest import hash_into
+from ..artifact.manifest import hash_into
 from .presets import PRESETS
 from .presets import build as build_preset
 from .spec import FAMILIES, Dims, GenerationDefaults, ModelSpec

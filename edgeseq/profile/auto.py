@@ -5,7 +5,7 @@ Candidates: every installed engine that reads the artifact's format, at each com
 offers (OpenVINO: f32 and bf16; ONNX Runtime: its float32). Each is checked first: fed the same
 32 greedy tokens as the reference (the artifact's own engine at float32; teacher-forced through
 the KV cache), its logits must stay within the parity tolerance of the artifact's weights, or of
-the compute precision where that is looser (export/parity.py TOLERANCE). Candidates that pass are
+the compute precision where that is looser (accuracy.py TOLERANCE). Candidates that pass are
 profiled under the usual protocol; the winner has the lowest median end-to-end time.
 """
 from __future__ import annotations
@@ -14,12 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
-from .. import manifest as mf
+from ..artifact import manifest as mf
 from ..errors import EdgeseqError
-from ..export.parity import LOOSENESS, judge, prompt_ids
-from ..generate.loop import Timings, start
+from ..accuracy import LOOSENESS, forced_logits, judge, prompt_ids
 from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend, refusal, refusal_fix
 from .runner import ProfileConfig, iter_profile
 
@@ -38,20 +36,6 @@ def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
             continue
         out += [(engine, p) for p in PRECISIONS.get(engine, ["f32"])]
     return out
-
-
-def forced_logits(backend: Any, ids: list[int], gen: dict[str, Any], tokens: list[int] | None,
-                  steps: int = STEPS) -> tuple[list[int], np.ndarray]:
-    """Logits at each of `steps` positions, feeding `tokens` (teacher forcing) or, without them, the
-    greedy choice; returns the tokens fed and the logits [steps, V]."""
-    state, logits, _, _ = start(backend, [ids], gen, Timings())
-    fed, rows = [], []
-    for i in range(steps):
-        rows.append(np.array(logits[0], np.float32))
-        fed.append(int(np.argmax(logits[0])) if tokens is None else tokens[i])
-        if i + 1 < steps:
-            logits = backend.decode(state, np.array([fed[-1]]))
-    return fed, np.stack(rows)
 
 
 def _rule(weights: str, precision: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import manifest as mf
+from ..artifact import manifest as mf
 from ..errors import UsageError
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run

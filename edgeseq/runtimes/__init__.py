@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, MissingDependencyError, UsageError
-from ..manifest import Manifest
+from ..artifact.manifest import Manifest
 from .base import BackendOptions, State, StepBackend
 
 # engine -> (module, class, pip extra / package that brings it, formats it reads)
 ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "onnxruntime": ("edgeseq.runtimes.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
+    "onnxruntime": ("edgeseq.runtimes.engines.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
     # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
-    "openvino": ("edgeseq.runtimes.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
-    "litert": ("edgeseq.runtimes.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
+    "openvino": ("edgeseq.runtimes.engines.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
+    "litert": ("edgeseq.runtimes.engines.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
     # the PyTorch reference: rebuilds the model from the manifest's source, so it reads any artifact
-    "torch": ("edgeseq.runtimes.torch_engine", "TorchBackend", "'edgeseq[export]'", ("onnx", "openvino", "tflite")),
+    "torch": ("edgeseq.reference.torch_runner", "TorchBackend", "'edgeseq[export]'", ("onnx", "openvino", "tflite")),
 }
 # engine -> its class for static-shape artifacts (steps/static.py); engines not listed cannot run them
 STATIC_CLASSES = {"onnxruntime": "OnnxRuntimeStaticBackend", "litert": "LiteRtBackend",

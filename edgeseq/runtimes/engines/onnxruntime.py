@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError, first_line
-from . import devices, fpenv, ort_int8, qnn
-from .base import State, StepBackend
-from .static import StaticStepBackend
+from ...errors import ArtifactError, DeviceError, first_line
+from .. import devices
+from ..host import fpenv
+from . import ort_int8, qnn
+from ..base import State, StepBackend
+from ..static import StaticStepBackend
 
 
 def available_targets() -> list[str]:

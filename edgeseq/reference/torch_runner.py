@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArtifactError, EdgeseqError, MissingDependencyError, UsageError
-from . import devices
-from .base import State, StepBackend
+from ..runtimes import devices
+from ..runtimes.base import State, StepBackend
 
 # --precision -> autocast dtype (None: plain float32). The step modules build float32 masks and
 # rotary tables, so half precision runs under torch.autocast (matmuls in half, weights and caches
@@ -100,7 +100,7 @@ class TorchBackend(StepBackend):
     def _load(self) -> None:
         import torch
 
-        from ..export.steps import components
+        from ..steps import components
 
         row = _row(self.device)
         self.device_label = row.label

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...models.paper import Attention, PaperModel, centred_positions
+from ..models.paper import Attention, PaperModel, centred_positions
 from .attention import KVWrite, attend, heads, padding_bias, rotary, rotate
 
 

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import cache_room, redirected
+from ..host.disk_cache import cache_room
+from ..host.fds import redirected
 
 EP = "QNNExecutionProvider"
 SOC_MODEL = "60"  # the Snapdragon (QNN SoC id) the simulator compiles for: as in the feasibility notes

@@ -19,11 +19,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, MissingDependencyError, UsageError
-from ..manifest import ComponentInfo
-from .quiet import quiet
-from .steps import Component
-from .steps.static import StaticShape, arg_name, static_components
+from ...errors import ExportError, MissingDependencyError, UsageError
+from ...artifact.manifest import ComponentInfo
+from ..quiet import quiet
+from ...steps import Component
+from ...steps.static import StaticShape, arg_name, static_components
 
 WEIGHTS = ("fp32", "fp16", "int8", "int8-wo")
 

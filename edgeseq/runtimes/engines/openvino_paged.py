@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 # the inputs the transformed step takes besides its cache blocks, all fed by PagedCache.feeds
 PAGED_INPUTS = {"input_ids", "position_ids", "past_lens", "subsequence_begins", "block_indices",

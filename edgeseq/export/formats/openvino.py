@@ -17,10 +17,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import MissingDependencyError, UsageError, require
-from ..manifest import ComponentInfo
+from ...errors import MissingDependencyError, UsageError, require
+from ...artifact.manifest import ComponentInfo
 from . import onnx as onnx_exporter
-from .steps import Component
+from ...steps import Component
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
 SMALL_FOR_INT4 = 16 * 2**20  # below this many bytes of fp32 weights in a graph, int4 is not worth it

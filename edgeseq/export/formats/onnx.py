@@ -36,10 +36,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError
-from ..manifest import ComponentInfo
-from ..runtimes.ort_int8 import WEIGHT_RANGE
-from .steps import Component
+from ...errors import ExportError
+from ...artifact.manifest import ComponentInfo
+from ...runtimes.engines.ort_int8 import WEIGHT_RANGE
+from ...steps import Component
 
 OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
@@ -60,7 +60,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     import torch
     from torch.export import Dim
 
-    from .steps import fused
+    from ...steps import fused
 
     if ort_kernels is None:
         ort_kernels = os.environ.get("EDGESEQ_ORT_KERNELS", "1") != "0"

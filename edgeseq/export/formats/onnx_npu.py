@@ -31,12 +31,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError, UsageError
-from ..manifest import ComponentInfo
+from ...errors import ExportError, UsageError
+from ...artifact.manifest import ComponentInfo
 from .onnx import _PROTOBUF_LIMIT, OPSET, _initializer_bytes, _io, _lookup_bytes
-from .steps import Component
-from .steps.attention import mask_value, scaled_norms
-from .steps.static import StaticShape, arg_name, static_components
+from ...steps import Component
+from ...steps.attention import mask_value, scaled_norms
+from ...steps.static import StaticShape, arg_name, static_components
 
 WEIGHTS = ("fp32", "w8a16", "w8a8", "w4a16")
 MASK = -100.0  # exp(-100) is 0 against any real score, and a uint16 range over it keeps 0.002 steps

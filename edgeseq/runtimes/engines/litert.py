@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError, first_line
-from . import devices
-from .base import State, cache_room, redirected
-from .static import StaticStepBackend
+from ...errors import ArtifactError, DeviceError, first_line
+from .. import devices
+from ..base import State
+from ..host.disk_cache import cache_room
+from ..host.fds import redirected
+from ..static import StaticStepBackend
 
 
 def probe(row: devices.DeviceRow, delegate: str | None = None) -> str | None:

@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceError, UsageError, first_line
-from . import devices, ov_paged, ov_state
-from .base import State, StepBackend, cache_room
-from .static import StaticStepBackend
+from ...errors import ArtifactError, DeviceError, UsageError, first_line
+from .. import devices
+from . import openvino_paged as ov_paged, openvino_state as ov_state
+from ..base import State, StepBackend
+from ..host.disk_cache import cache_room
+from ..static import StaticStepBackend
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
 

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import UsageError
-from ...models.spec import ModelSpec
+from ..errors import UsageError
+from ..models.spec import ModelSpec
 from . import Component
 
 DEFAULT_BUCKETS = (32, 128)

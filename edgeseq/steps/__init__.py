@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...models.spec import ModelSpec
+from ..models.spec import ModelSpec
 
 # Example sizes for tracing: all different and > 1 so no dimension is specialised to a constant.
 _B, _T, _P, _S = 2, 3, 5, 7

@@ -1,0 +1,297 @@
+"""One function per command: read the parsed arguments, call the package, print the results."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeseqError, UsageError
+from .parser import build_parser
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from ..export.pipeline import export
+
+    shape = None
+    given = {k: v for k, v in (("max_input", a.max_input), ("max_output", a.max_output),
+                               ("buckets", tuple(a.prefill_buckets or ()) or None)) if v is not None}
+    if given:
+        from ..steps.static import StaticShape
+
+        shape = StaticShape(**given)
+    m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
+               keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
+               target=a.target)
+    return 0 if m.parity.get("status") != "failed" else 8
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from ..api import load
+    from ..generate.config import GenerationConfig
+
+    sample = a.sample or any(v is not None for v in (a.temperature, a.top_k, a.top_p))
+    cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, do_sample=sample,
+                           temperature=1.0 if a.temperature is None else a.temperature,
+                           top_k=a.top_k or 0, top_p=1.0 if a.top_p is None else a.top_p, seed=a.seed,
+                           repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
+                           num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
+                           length_penalty=a.length_penalty).validate()
+    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
+                 delegate=a.delegate)
+    if model.manifest.parity.get("status") == "failed":
+        print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
+    engine_warning = (model.backend.placement() or {}).get("warning")  # e.g. a kernel that loses accuracy here
+    if engine_warning:
+        print(f"warning: {engine_warning}", file=sys.stderr)
+    chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
+    from ..generate.loop import Timings
+
+    if cfg.num_beams > 1:  # the best beam is known only at the end
+        out = model.generate(a.prompt, chat=chat, config=cfg)
+        print(out.texts[0], flush=True)
+        t = out.timings
+    else:
+        t = Timings()
+        for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
+            print(piece, end="", flush=True)
+        print(flush=True)
+    if a.stats:
+        print(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
+              f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]", file=sys.stderr)
+    return 0
+
+
+def cmd_profile(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..artifact.manifest import read
+    from ..profile.bandwidth import copy_gb_s
+    from ..profile.partial import PartialReport
+    from ..profile.report import add_ratios, markdown, table, write_json
+    from ..profile.runner import ProfileConfig, check_cases, host_info, iter_profile
+
+    cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
+                        reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
+                        precision=a.precision, delegate=a.delegate).validate()
+    if a.time_limit is not None and a.time_limit <= 0:
+        raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
+    if a.resume and not a.json_path:
+        raise UsageError("--resume needs --json PATH: the partial results live next to it", "add --json PATH")
+    if a.auto and (a.engine or a.precision != "f32" or a.resume):
+        raise UsageError("--auto chooses the engine and precision itself and does not resume",
+                         "drop --engine / --precision / --resume, or drop --auto")
+    if a.auto:
+        return _profile_auto(a, cfg)
+    for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
+        check_cases(read(art), cfg, art)
+    partial = PartialReport(a.json_path, {"protocol": cfg.__dict__, "artifacts": a.artifacts}, a.resume) \
+        if a.json_path else None
+    results: list[dict[str, Any]] = list(partial.results) if partial else []
+    done = frozenset(r["key"] for r in results)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
+    total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps) - len(done) * (cfg.warmup + cfg.reps)
+    interrupted = False
+    try:
+        with tqdm(total=total, desc="profile", unit="run", file=sys.stderr) as bar:
+            for art in a.artifacts:
+                bar.set_postfix_str(Path(art).name)
+                for r in iter_profile(art, cfg, lambda: bar.update(1), bw, done, a.time_limit):
+                    results.append(r)
+                    if partial:
+                        partial.add(r)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: {len(results)} case(s) finished", file=sys.stderr)
+    if not results:
+        return 130 if interrupted else 0
+    add_ratios(results)
+    doc = {"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": round(bw, 2) if bw else None,
+           "protocol": cfg.__dict__, "complete": not interrupted, "results": results}
+    print(table(results))
+    if a.json_path:
+        write_json(doc, a.json_path)
+        if not interrupted and partial:
+            partial.remove()
+        print(f"wrote {a.json_path}" + (" (partial; re-run with --resume to finish)" if interrupted else ""),
+              file=sys.stderr)
+    if a.markdown:
+        Path(a.markdown).write_text(markdown(doc))
+        print(f"wrote {a.markdown}", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..artifact.manifest import read
+    from ..profile import auto
+    from ..profile.bandwidth import copy_gb_s
+    from ..profile.report import add_ratios, table, write_json
+    from ..profile.runner import check_cases, host_info
+
+    for art in a.artifacts:
+        check_cases(read(art), cfg, art)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
+    results: list[dict[str, Any]] = []
+    checks: dict[str, list[dict[str, Any]]] = {}
+    winners: dict[str, Any] = {}
+    with tqdm(desc="profile --auto", unit="run", file=sys.stderr) as bar:
+        for art in a.artifacts:
+            got, checks[art] = auto.run(art, cfg, lambda: bar.update(1), bw)
+            results += got
+            best = auto.winner(got)
+            winners[art] = None if best is None else {k: best[k] for k in ("engine", "precision", "e2e_ms",
+                                                                           "ttft_ms", "decode_tok_s")}
+    if results:
+        add_ratios(results)
+        print(table(results))
+    for art, cs in checks.items():
+        for c in cs:
+            detail = c.get("error") or (f"max |logits diff| {c['max_abs_diff']:.3g} vs tolerance "
+                                        f"{c['tolerance']:.3g}, tokens agree: {c['tokens_agree']}")
+            print(f"check {Path(art).name}: {c['engine']} {c['precision']}: {c['status']} ({detail})")
+        w = winners[art]
+        print(f"fastest within tolerance for {Path(art).name}: " + (
+            f"--engine {w['engine']} --precision {w['precision']} (e2e {w['e2e_ms']:.0f} ms, TTFT "
+            f"{w['ttft_ms']:.1f} ms, {w['decode_tok_s']:.1f} tok/s)" if w else "none"))
+    if a.json_path:
+        write_json({"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": bw, "auto": True,
+                    "protocol": cfg.__dict__, "checks": checks, "winners": winners, "results": results},
+                   a.json_path)
+        print(f"wrote {a.json_path}", file=sys.stderr)
+    return 0 if all(winners.values()) else 1
+
+
+def cmd_devices(a: argparse.Namespace) -> int:
+    from ..runtimes import ENGINES, engine_module
+    from ..runtimes.devices import TABLE
+
+    print(f"{'engine':<12} {'device':<14} {'status':<10} detail")
+    for row in TABLE:
+        name = row.label
+        try:
+            module = engine_module(row.engine)
+            why = module.probe(row)
+        except EdgeseqError as e:
+            module, why = None, e.message
+        status = "available" if why is None else "missing"
+        described = getattr(module, "detail", lambda r: r.target)(row)
+        detail = described if why is None else f"{why}; to get it: {row.install}"
+        print(f"{row.engine:<12} {name:<14} {status:<10} {detail}")
+    print(f"\nengines: {', '.join(ENGINES)}")
+    return 0
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    import shutil
+
+    from ..runtimes.host.disk_cache import cache_root, folder_bytes
+
+    root = cache_root()
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if a.clear:
+        chosen = folders if a.clear == "all" else [p for p in folders if p.name == a.clear]
+        if a.clear != "all" and not chosen:
+            raise UsageError(f"no cache for '{a.clear}' under {root}",
+                             f"caches here: {', '.join(p.name for p in folders) or 'none'}")
+        for p in chosen:
+            size = folder_bytes(p)
+            shutil.rmtree(p)
+            print(f"cleared {p} ({size / 2**20:.0f} MiB)")
+        return 0
+    if not folders:
+        print(f"no engine caches under {root}")
+    for p in folders:
+        files = sum(1 for f in p.rglob("*") if f.is_file())
+        print(f"{p.name:<10} {folder_bytes(p) / 2**20:>9.0f} MiB  {files:>5} files  {p}")
+    return 0
+
+
+DEMO_SUITE = "quick"
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    return cmd_compare(build_parser().parse_args(["compare", "--suite", DEMO_SUITE, "--out", a.out]))
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    import shlex
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..compare import Suite, load_suite
+    from ..compare import report, sweep
+    from ..errors import require
+    from ..profile.bandwidth import copy_gb_s
+    from ..profile.report import add_ratios, table
+    from ..profile.runner import host_info
+
+    require("yaml", "compare")
+    if not a.no_plots:
+        require("matplotlib", "compare")
+    suite = load_suite(a.suite) if a.suite else Suite()
+    given = {"formats": _words(a.formats), "weights": _words(a.weights), "input_lens": a.input_lens,
+             "output_len": a.output_len, "reps": a.reps, "warmup": a.warmup, "parity_steps": a.parity_steps,
+             "time_limit": a.time_limit, "device": a.device, "engine": a.engine, "threads": a.threads,
+             "precision": a.precision, "models": a.models or None}
+    suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
+    out = Path(a.out)
+    store = sweep.Store(out / sweep.RESULTS)
+    todo = sweep.pending(suite, store)
+    print(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
+          f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}", file=sys.stderr)
+    bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
+    interrupted = False
+    try:
+        with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=sys.stderr) as bar:
+            sweep.run(suite, out, store, bw, bar, say=lambda msg: bar.write(msg, file=sys.stderr))
+    except KeyboardInterrupt:  # the store holds every point finished before the interrupt
+        interrupted = True
+        print(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command to resume",
+              file=sys.stderr)
+    rows = sweep.rows_for(suite, store)
+    if not rows:
+        return 130 if interrupted else 1
+    ok = [r for r in rows if r["status"] == "ok"]
+    add_ratios(ok)
+    doc = report.write(suite, rows, out, {"edgeseq_version": __version__, "host": host_info(),
+                                          "bandwidth_gb_s": round(bw, 2) if bw else None, "complete": not interrupted,
+                                          "command": "edgeseq " + shlex.join(sys.argv[1:])}, plots=not a.no_plots)
+    if ok:
+        print(table(ok))
+    for r in doc["ratios"]:
+        print(f"{r['format']} {r['weights']} in={r['input_len']}: {r['a']} vs {r['b']}: TTFT "
+              f"{report.lower_text(r['ttft_lower'])}, decode {r['decode_ratio']:.2f}x, end-to-end {r['e2e_ratio']:.2f}x")
+    for w in doc["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        print(f"{r['status']}: {r['source']} {r['format']} {r['weights']} in={r['input_len']}"
+              + (f": {r['error']}" if r.get("error") else ""), file=sys.stderr)
+    print(f"wrote {out / 'index.md'}, {out / 'results.json'}" + ("" if a.no_plots else " and plots"), file=sys.stderr)
+    if interrupted:
+        return 130
+    return 0 if len(ok) == len(rows) else 1
+
+
+def _words(text: str | None) -> list[str] | None:
+    return None if text is None else [w.strip() for w in text.split(",") if w.strip()]
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from ..artifact.manifest import verify
+
+    for art in a.artifacts:
+        m = verify(art)
+        size = sum(f["bytes"] for f in m.files.values()) / 1e6
+        print(f"ok  {art}: {len(m.files)} files, {size:.1f} MB, parity {m.parity.get('status')}")
+    return 0
+
+
+COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
+            "demo": cmd_demo, "compare": cmd_compare, "cache": cmd_cache}

@@ -1,0 +1,168 @@
+"""The argument parser of every command; no command runs here."""
+from __future__ import annotations
+
+import argparse
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got '{text}'") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return vals
+
+
+def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
+    p.add_argument("--device", default="cpu", help="cpu | gpu | npu | auto, optionally with a vendor: gpu:cuda, "
+                   "npu:qnn (default: cpu; `edgeseq devices` lists this host's)")
+    p.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: the artifact "
+                   "format's own; openvino also runs onnx artifacts; torch is the PyTorch reference, rebuilt from the "
+                   "artifact's recorded source, on cpu or gpu:cuda)")
+    p.add_argument("--threads", type=int, default=threads_default,
+                   help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
+    p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
+                   "default (the device's choice: bf16 on CPUs that have it); torch engine: f32, or bf16 / f16 under "
+                   "autocast; recorded in every profile")
+    p.add_argument("--delegate", default=None, metavar="PATH", help="LiteRT (tflite artifacts): a GPU or NPU "
+                   "delegate library for --device gpu / npu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..models import known_names
+
+    ap = argparse.ArgumentParser(prog="edgeseq", description="Export, run and profile small language models "
+                                 "(encoder-decoder and decoder-only) for edge devices.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    ap.add_argument("--version", action="version", version=f"edgeseq {_version()}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser("export", help="convert a model to an artifact directory, checked against PyTorch",
+                       description="Export MODEL with its KV cache, run the parity check against PyTorch, and write "
+                       "a self-describing artifact directory (graphs, tokenizer, edgeseq.json).")
+    e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
+                   f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
+    e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
+    e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits, "
+                   "float compute), w4a8 (int4 weights, int8 compute: faster decode, slower prefill), w8a8 (int8 "
+                   "weights, int8 compute in blocks of 32) and w8a8-token (int8 weights per column, activations per "
+                   "token, integer GEMM: the fastest prefill, coarser rounding); "
+                   "openvino also fp16, int8, int4 (NNCF weight compression, needs the compress extra); tflite "
+                   "also fp16, int8 (dynamic range: int8 compute) and int8-wo (weight only: float compute)")
+    e.add_argument("--target", default="cpu", choices=["cpu", "npu"],
+                   help="cpu (default): graphs for any engine and device; npu: static shapes Qualcomm HTP "
+                   "compiles (onnx only; run with --device npu through onnxruntime-qnn), weights fp32 (HTP runs "
+                   "them in float16), w8a16, w8a8 or w4a16 (QDQ, calibrated on sample prompts)")
+    e.add_argument("--max-input", type=int, default=None, help="tflite, --target npu: longest prompt (encoder input) the "
+                   "artifact takes (default: 256); longer prompts are refused, never truncated")
+    e.add_argument("--max-output", type=int, default=None, help="tflite, --target npu: most new tokens per request; sets the "
+                   "fixed KV-cache length (default: 128)")
+    e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite, --target npu: prompt lengths compiled besides "
+                   "--max-input, comma list (default: 32,128 below --max-input); a prompt is padded to the "
+                   "smallest bucket that holds it")
+    e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    e.add_argument("--parity-steps", type=int, default=32,
+                   help="greedy decode steps compared with PyTorch (default: 32; 0 skips, recorded as skipped)")
+    e.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails parity, marked failed")
+    e.add_argument("--seed", type=int, default=0, help="seed for preset random weights (default: 0)")
+    e.add_argument("--quiet", action="store_true", help="no progress output")
+
+    g = sub.add_parser("generate", help="generate text from an artifact, streaming tokens",
+                       description="Generate from PROMPT with an exported artifact; tokens are printed as they come.")
+    g.add_argument("artifact", help="artifact directory written by `edgeseq export`")
+    g.add_argument("prompt", help="prompt text")
+    g.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many new tokens (default: 128)")
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy (implied by the options below)")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0 (default: 1.0)")
+    g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0 = off)")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1] (1 = off)")
+    g.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default: 1 = off)")
+    g.add_argument("--num-beams", type=int, default=1, help="beam search with N beams (printed when done, "
+                   "not streamed; default: 1 = off)")
+    g.add_argument("--num-beam-groups", type=int, default=1, help="diverse beam search: split beams into groups")
+    g.add_argument("--diversity-penalty", type=float, default=0.0, help="diverse beam search: penalty per token "
+                   "already chosen by an earlier group at the same step")
+    g.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam score = sum log p / length ** this (default: 1.0)")
+    g.add_argument("--raw", action="store_true", help="do not apply the artifact's chat template")
+    g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
+    _runtime_args(g, None)
+
+    pr = sub.add_parser("profile", help="measure TTFT, TPOT, throughput, memory and size",
+                        description="Profile one or more artifacts under the same protocol: forced decoding of "
+                        "--output-len tokens after a prompt of exactly --input-len tokens; medians of --reps runs "
+                        "after --warmup runs. Several artifacts print side by side with ratios against the first.")
+    pr.add_argument("artifacts", nargs="+", help="artifact directories")
+    pr.add_argument("--input-len", type=_ints, default=[128], help="prompt tokens; comma list sweeps (default: 128)")
+    pr.add_argument("--output-len", type=_ints, default=[64], help="new tokens; comma list sweeps (default: 64)")
+    pr.add_argument("--batch", type=_ints, default=[1], help="batch sizes; comma list sweeps (default: 1)")
+    pr.add_argument("--reps", type=int, default=5, help="timed runs per case (default: 5)")
+    pr.add_argument("--warmup", type=int, default=1, help="untimed runs per case (default: 1)")
+    pr.add_argument("--json", dest="json_path", default=None, help="write the full report (raw samples) as JSON")
+    pr.add_argument("--markdown", default=None, help="write the table as Markdown")
+    pr.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    pr.add_argument("--resume", action="store_true", help="continue an interrupted sweep: skip the cases already "
+                    "in --json's partial file (needs the same --json and options)")
+    pr.add_argument("--time-limit", type=float, default=None, help="seconds per case (warm-up + reps); a case "
+                    "past it is reported as timeout and the sweep goes on")
+    pr.add_argument("--auto", action="store_true", help="try every installed engine and compute precision that "
+                    "reads the artifact, keep those whose logits stay within tolerance of float32, profile them "
+                    "and name the fastest (lowest median end-to-end time)")
+    _runtime_args(pr, 2)
+
+    c = sub.add_parser("compare", help="encoder-decoder vs decoder-only (or any models): export, profile, report",
+                       description="Export each MODEL in each format and weight format, profile every input length "
+                       "under one protocol, and write OUT/index.md, OUT/results.json and PNG plots, with the "
+                       "encoder-decoder / decoder-only ratios that correspond to the paper's headline numbers "
+                       "(first-token latency, throughput). Finished points are kept in OUT/results.jsonl: run the "
+                       "same command again to resume. Options given here override the suite's.")
+    c.add_argument("models", nargs="*", help="model sources (as for export) or artifact directories")
+    c.add_argument("--suite", default=None, help="a shipped suite (quick, paper) or a suite YAML file")
+    c.add_argument("--formats", default=None, help="comma list: onnx,openvino,tflite (default: onnx)")
+    c.add_argument("--weights", default=None, help="comma list: fp32,fp16,int8,int4 (each format takes those it "
+                   "has; default: fp32)")
+    c.add_argument("--input-lens", type=_ints, default=None, help="prompt tokens, comma list (default: 128,512)")
+    c.add_argument("--output-len", type=int, default=None, help="new tokens per request (default: 64)")
+    c.add_argument("--reps", type=int, default=None, help="timed runs per point (default: 3)")
+    c.add_argument("--warmup", type=int, default=None, help="untimed runs per point (default: 1)")
+    c.add_argument("--parity-steps", type=int, default=None, help="export parity steps (default: 32)")
+    c.add_argument("--time-limit", type=float, default=None, help="seconds per point; past it: timeout, go on")
+    c.add_argument("--out", default="compare-report", help="report directory (default: ./compare-report)")
+    c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    c.add_argument("--device", default=None, help="cpu | gpu | npu | auto (default: cpu)")
+    c.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: each format's own)")
+    c.add_argument("--threads", type=int, default=None, help="engine intra-op threads (default: 2)")
+    c.add_argument("--precision", default=None, help="OpenVINO inference precision (default: f32)")
+
+    sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
+
+    ca = sub.add_parser("cache", help="show or clear the engines' caches of compiled graphs",
+                        description="Engines keep compiled graphs and packed weights under $XDG_CACHE_HOME/edgeseq "
+                        "(default ~/.cache/edgeseq), one folder per engine, about one model's size per entry; "
+                        "the least recently used entries are dropped to keep each under EDGESEQ_CACHE_GB "
+                        "(default 4). Without flags: each folder's size. Clearing is always safe: the next load "
+                        "compiles again.")
+    ca.add_argument("--clear", nargs="?", const="all", default=None, metavar="ENGINE",
+                    help="delete the cache of ENGINE (openvino, litert, qnn) or, without a name, all of it")
+
+    v = sub.add_parser("verify", help="check an artifact's files against the sizes and SHA-256 in its manifest",
+                       description="Check every file of ARTIFACT against the size and full SHA-256 recorded at "
+                       "export (loading checks sizes and the first/last MiB only).")
+    v.add_argument("artifacts", nargs="+", help="artifact directories")
+
+    d = sub.add_parser("demo", help="the README's main job: `edgeseq compare --suite quick`",
+                       description="Run the quick comparison suite: export the packaged SmolLM2-135M-Instruct (real "
+                       "weights) and the t5-small preset (random weights) to ONNX under --out (reusing finished "
+                       "exports and points), profile both at 128 and 512 input tokens, print the table and write "
+                       "the report.")
+    d.add_argument("--out", default="edgeseq-demo", help="working directory (default: ./edgeseq-demo)")
+    return ap
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

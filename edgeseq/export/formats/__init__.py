@@ -1,0 +1,1 @@
+"""edgeseq.export.formats."""

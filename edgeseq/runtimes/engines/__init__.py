@@ -1,0 +1,1 @@
+"""edgeseq.runtimes.engines."""
