@@ -3,10 +3,9 @@
 Protocol (shared/peers'): batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads,
 1 warm-up + 5 runs, medians; every tool in its own process. Rows run round-robin in --rounds rounds
 (default 3, each process 1 warm-up + ceil(5 / 3) = 2 timed runs, medians over all 6), so that a slow
-spell of this shared machine lands on every row rather than on a few: in a one-pass run on
-2026-11-27 the first rows (edgeseq's SmolLM2) decoded 17-31% slower than the same artifacts did
-minutes later. Every export a row needs is made (or reused from --work) before the first row is
-timed. Rows per model:
+spell of this shared machine lands on every row rather than on a few (in a one-pass run the first
+rows were measurably slower than the same artifacts minutes later; docs/performance.md). Every
+export a row needs is made (or reused from --work) before the first row is timed. Rows per model:
 
   smollm2-135m-instruct  edgeseq: onnxruntime fp32 / int4 / w4a8 / w8a8 / w8a8-token, openvino fp32 (f32 and bf16 compute) / int8 / int4,
                          tflite fp32 / int8; peers: transformers eager, optimum-onnx, optimum-intel f32,
