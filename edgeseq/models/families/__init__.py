@@ -67,7 +67,8 @@ class Family:
             raise ValueError("a family needs a name and at least one model_type")
         for mt, kind in self.model_types.items():
             if kind not in get_args(Kind):
-                raise ValueError(f"family {self.name}: model_type {mt!r} has kind {kind!r}, not one of {get_args(Kind)}")
+                raise ValueError(f"family {self.name}: model_type {mt!r} has kind {kind!r}, "
+                                 f"not one of {get_args(Kind)}")
         kinds = set(self.model_types.values())
         if "decoder-only" in kinds and self.decoder is None:
             raise ValueError(f"family {self.name} reads decoder-only models but declares no decoder step")
@@ -101,10 +102,10 @@ def registered() -> dict[str, Family]:
     """Every family, by name (imports the family modules on the first call)."""
     global _discovered
     if not _discovered:
-        _discovered = True
         for info in pkgutil.iter_modules(__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
+                importlib.import_module(f"{__name__}.{info.name}")  # its last line registers it
+        _discovered = True
     return dict(_REGISTRY)
 
 
@@ -138,6 +139,7 @@ def get(name: str) -> Family:
     """The family recorded as `name` (a ModelSpec's or a manifest's `family`)."""
     fams = registered()
     if name not in fams:
-        raise UnsupportedArchitectureError(f"no model family '{name}' in this edgeseq; known: {', '.join(sorted(fams))}",
-                                           "export with the edgeseq version that wrote this artifact")
+        raise UnsupportedArchitectureError(
+            f"no model family '{name}' in this edgeseq; known: {', '.join(sorted(fams))}",
+            "use the edgeseq version that exported this model, or re-export it with this one")
     return fams[name]
