@@ -59,7 +59,7 @@ def test_greedy_equals_transformers_generate(artifacts: dict[str, Path], hf_dirs
 def test_parity_gate_fails_on_wrong_graph(hf_dirs: dict[str, Path], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeseq.export.pipeline import export
-    from edgeseq.steps.llama import LlamaStep
+    from edgeseq.models.families.llama import LlamaStep
 
     real = LlamaStep.forward
 

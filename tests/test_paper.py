@@ -39,6 +39,19 @@ def test_centred_positions_follow_the_real_length() -> None:
     assert left[0, 2:].tolist() == [-1, 0, 1]
 
 
+def test_the_reference_ignores_export_time_graph_forms() -> None:
+    """The reference's norms are its own: the float16-safe form NPU exports trace does not reach it."""
+    from edgeseq.steps.attention import scaled_norms
+
+    torch.manual_seed(0)
+    model = PaperModel(PaperConfig(**TINY_PAPER["paper-deconly"])).eval()
+    x = torch.tensor([[3, 5, 9, 11]])
+    with torch.no_grad():
+        plain = model(x).logits
+        with scaled_norms():
+            assert torch.equal(model(x).logits, plain)
+
+
 @pytest.mark.parametrize("name", list(TINY_PAPER))
 def test_parity_passes_for_both_kinds(paper_artifacts: dict[str, Path], name: str) -> None:
     m = mf.read(paper_artifacts[name])
@@ -54,7 +67,7 @@ def test_parity_fails_when_the_encoder_positions_are_wrong(tmp_path: Path, monke
     counted from 0 instead of centred would pass, rightly: rotary attention depends only on position
     differences, so a shift that is the same for a whole row cancels.)"""
     from edgeseq.export import pipeline
-    from edgeseq.steps import paper as steps
+    from edgeseq.models.families import paper as steps
 
     monkeypatch.setattr(steps, "centred_positions", lambda mask: 2 * (torch.cumsum(mask, 1) - 1))
     src = make_paper_dir("paper-encdec", tmp_path / "src")

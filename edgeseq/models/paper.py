@@ -8,9 +8,10 @@ MLP) and decoder blocks (self-attention, cross-attention, MLP); the decoder-only
 the encoder's block shape with causal attention.
 
 `PaperModel.forward` is the reference: a full pass over whole sequences, no cache, attention
-through torch's scaled_dot_product_attention with K/V repeated per query head. The exported step
-modules (export/steps/paper.py) share only the weights and the rotary tables with it, so the
-parity gate checks their cache handling and grouped attention against independent code.
+through torch's scaled_dot_product_attention with K/V repeated per query head, norms in plain
+float32 (no export-time switch changes them). The exported step modules (models/families/paper.py)
+share only the weights and the rotary tables with it, so the parity gate checks their cache
+handling, grouped attention and norms against independent code.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..steps.attention import rms_norm, rotary, rotate
+from ..steps.attention import rotary, rotate
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -70,7 +71,7 @@ class RMSNorm(nn.Module):
         self.weight, self.eps = nn.Parameter(torch.ones(width)), eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(self, x)
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
 class Attention(nn.Module):

@@ -38,41 +38,31 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-deconly-330m": dict(model_type="paper-deconly", num_encoder_layers=0, num_layers=31, max_positions=8192),
 }
 
-_SPECIAL_IDS: dict[str, dict[str, int]] = {
-    "t5": dict(pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD),
-    "llama": dict(pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS),
-    "gpt2": dict(pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS),
-}
+def _special_ids(kind: str) -> dict[str, int]:
+    """The preset tokenizer's ids (models/tokenizer.py): a decoder-only model starts prompts with BOS,
+    an encoder-decoder's decoder starts from PAD."""
+    start = dict(bos_token_id=BOS) if kind == "decoder-only" else dict(decoder_start_token_id=PAD)
+    return dict(pad_token_id=PAD, eos_token_id=EOS, **start)
 
 
 def preset_config(name: str) -> Any:
-    """A transformers config (edgeseq's PaperConfig for the paper family) for preset `name` (KeyError if unknown)."""
-    from transformers import AutoConfig
+    """The config of preset `name` (KeyError if unknown), built by the family that reads its model_type."""
+    from . import families
 
     kw = dict(PRESETS[name])
-    if kw["model_type"].startswith("paper-"):
-        from .paper import PaperConfig
-
-        return PaperConfig(**kw, pad_token_id=PAD, eos_token_id=EOS, bos_token_id=BOS if "deconly" in name else None,
-                           decoder_start_token_id=PAD)
     model_type = kw.pop("model_type")
-    if model_type == "llama":
-        kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
-    return AutoConfig.for_model(model_type, **kw, **_SPECIAL_IDS[model_type])
+    family, kind = families.for_model_type(model_type, f"preset:{name}")
+    return family.preset_config(model_type, {**kw, **_special_ids(kind)})
 
 
 def build(name: str) -> Any:
     """A float32 model of preset `name` with random weights (seed torch before calling)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    config = preset_config(name)
-    if config.model_type.startswith("paper-"):
-        from .paper import PaperModel
+    from . import families
 
-        return PaperModel(config)
-    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = cls.from_config(config, dtype=torch.float32)
+    family, _ = families.for_model_type(PRESETS[name]["model_type"], f"preset:{name}")
+    model = family.build(preset_config(name))
     if PRESETS[name].get("tie_word_embeddings") is False and \
             model.get_output_embeddings().weight is model.get_input_embeddings().weight:
         # transformers 5 always ties T5's LM head; Flan-T5 checkpoints have their own (24.7M more params)

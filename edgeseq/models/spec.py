@@ -6,15 +6,6 @@ from typing import Any, Literal
 
 Kind = Literal["decoder-only", "encoder-decoder"]
 
-# model_type (Hugging Face config) -> edgeseq family; the step modules are written per family.
-FAMILIES: dict[str, tuple[str, Kind]] = {
-    "llama": ("llama", "decoder-only"),
-    "gpt2": ("gpt2", "decoder-only"),
-    "t5": ("t5", "encoder-decoder"),
-    "paper-encdec": ("paper", "encoder-decoder"),  # models/paper.py, edgeseq's own implementation
-    "paper-deconly": ("paper", "decoder-only"),
-}
-
 
 @dataclass
 class Dims:
@@ -62,7 +53,7 @@ class ModelSpec:
     source_kind: str  # preset | hf-dir | hub | gguf | packaged
     source_hash: str
     random_weights: bool
-    model: Any = field(repr=False, default=None)  # transformers PreTrainedModel (or PaperModel), float32, eval()
+    model: Any = field(repr=False, default=None)  # transformers PreTrainedModel (or a family's own), float32, eval()
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -74,3 +65,4 @@ class ModelSpec:
                 seen.add(p.data_ptr())
                 total += p.numel()
         return total
+

@@ -1,4 +1,5 @@
-"""Step modules: plain-tensor torch modules with the KV cache explicit, one set per family.
+"""Step modules: plain-tensor torch modules with the KV cache explicit, one set per family
+(declared by its record in models/families/; the blocks they share live in this package).
 
 Every format's exporter converts these same modules, so all formats share input/output names,
 shapes and semantics. `components(spec)` lists them with names, example inputs and dynamic axes.
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models import families
 from ..models.spec import ModelSpec
 
 # Example sizes for tracing: all different and > 1 so no dimension is specialised to a constant.
@@ -43,11 +45,9 @@ def components(spec: ModelSpec) -> list[Component]:
 
 
 def _decoder_only(spec: ModelSpec) -> Component:
-    from .gpt2 import GPT2Step
-    from .llama import LlamaStep
-    from .paper import PaperStep
-
-    step: Any = {"llama": LlamaStep, "gpt2": GPT2Step, "paper": PaperStep}[spec.family](spec.model)
+    family = families.get(spec.family)
+    assert family.decoder is not None  # Family.validate: a decoder-only model type has a decoder step
+    step = family.decoder(spec.model)
     d = spec.dims
     past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
     ids = torch.randint(4, 50, (_B, _T))
@@ -63,11 +63,9 @@ def _decoder_only(spec: ModelSpec) -> Component:
 
 
 def _encoder_decoder(spec: ModelSpec) -> list[Component]:
-    from .paper import PaperDecoderInit, PaperDecoderStep, PaperEncoder
-    from .t5 import T5DecoderInit, T5DecoderStep, T5Encoder
-
-    enc_cls, init_cls, step_cls = {"t5": (T5Encoder, T5DecoderInit, T5DecoderStep),
-                                   "paper": (PaperEncoder, PaperDecoderInit, PaperDecoderStep)}[spec.family]
+    family = families.get(spec.family)
+    enc_cls, init_cls, step_cls = family.encoder, family.decoder_init, family.decoder_step
+    assert enc_cls and init_cls and step_cls  # Family.validate: an encoder-decoder type has all three
     d = spec.dims
     ids = torch.randint(4, 50, (_B, _S))
     enc_mask = torch.ones(_B, _S, dtype=torch.int64)

@@ -9,7 +9,7 @@ What HTP needs from a graph (measured with onnxruntime-qnn's HTP simulator; see
 shared/reference/qnn-htp-notes.md) and where it is done:
 - every shape static: steps/static.py;
 - position-only math as constants: T5's relative-position bias and the rotary tables are built
-  over all cache slots and gathered by slot (steps/t5.py, steps/llama.py); ONNX Runtime's basic
+  over all cache slots and gathered by slot (models/families/t5.py, llama.py); ONNX Runtime's basic
   optimizer folds them here, before any quantizer sees the graph;
 - an additive attention mask of moderate magnitude (MASK), not -1e9 (-inf in float16);
 - RMS norms that never square a value above 1 (attention.scaled_norms): HTP runs float graphs in

@@ -6,8 +6,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import fused
-from .attention import KVWrite, attend, heads, rms_norm, rotary, rotary_gathered, rotate
+from ...steps import fused
+from ...steps.attention import KVWrite, attend, heads, rms_norm, rotary, rotary_gathered, rotate
+from ..spec import Dims
+from . import Family, hf_config, register
 
 
 class LlamaStep(nn.Module):
@@ -63,3 +65,19 @@ class LlamaStep(nn.Module):
         logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
         return (logits, *presents)
 
+
+def dims(c: Any) -> Dims:
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return Dims(c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
+                c.num_key_value_heads or c.num_attention_heads, hd, c.vocab_size, c.max_position_embeddings)
+
+
+def preset_config(model_type: str, kw: dict[str, Any]) -> Any:
+    """transformers 5 takes the rotary base inside rope_parameters; presets state it as rope_theta."""
+    kw = dict(kw)
+    kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw.pop("rope_theta")}
+    return hf_config(model_type, kw)
+
+
+register(Family("llama", {"llama": "decoder-only"}, dims, decoder=LlamaStep, gguf_architectures=("llama",),
+                preset_config=preset_config))

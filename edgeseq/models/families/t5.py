@@ -17,8 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import fused
-from .attention import KVWrite, attend, heads, padding_bias, rms_norm
+from ...steps import fused
+from ...steps.attention import KVWrite, attend, heads, padding_bias, rms_norm
+from ..spec import Dims
+from . import Family, register
 
 
 def relative_buckets(rel: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -145,3 +147,13 @@ class T5DecoderStep(_T5Base):
             x = x + ff.DenseReluDense(rms_norm(ff.layer_norm, x))
         logits = self.lm_head(rms_norm(self.final_norm, x[:, -1]) * self.out_scale)
         return (logits, *presents)
+
+
+def dims(c: Any) -> Dims:
+    # T5 has relative positions and no hard limit; n_positions (512) is the trained length.
+    return Dims(c.d_model, c.num_decoder_layers, c.num_heads, c.num_heads, c.d_kv, c.vocab_size,
+                getattr(c, "n_positions", 512) or 512, num_encoder_layers=c.num_layers)
+
+
+register(Family("t5", {"t5": "encoder-decoder"}, dims, encoder=T5Encoder, decoder_init=T5DecoderInit,
+                decoder_step=T5DecoderStep))

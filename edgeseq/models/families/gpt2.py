@@ -6,7 +6,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import KVWrite, attend, heads
+from ...steps.attention import KVWrite, attend, heads
+from ..spec import Dims
+from . import Family, register
 
 
 class GPT2Step(nn.Module):
@@ -36,3 +38,11 @@ class GPT2Step(nn.Module):
             x = x + a.c_proj(attend(q, k, v, bias, a.scaling))
             x = x + block.mlp(block.ln_2(x))
         return (self.lm_head(self.ln_f(x[:, -1])), *presents)
+
+
+def dims(c: Any) -> Dims:
+    return Dims(c.n_embd, c.n_layer, c.n_head, c.n_head, c.n_embd // c.n_head, c.vocab_size, c.n_positions)
+
+
+# GPT-2 was trained without a BOS prefix, though its config names one
+register(Family("gpt2", {"gpt2": "decoder-only"}, dims, decoder=GPT2Step, prepend_bos=False))

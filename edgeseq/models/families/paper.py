@@ -7,14 +7,20 @@ Encoder-decoder components, with the same contract as T5's (runtime code is shar
       -> logits of the last position [B,V], *present_self_kv [B,Hkv,P+T,D]
       decoder positions count from 0 at the start token, so position = P + t (no position input)
 Decoder-only: the Llama contract (input_ids, attention_mask, position_ids, *past_kv) -> logits, *present_kv.
+Norms run as steps/attention.rms_norm (the exporters' form), not as the reference model's own.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..models.paper import Attention, PaperModel, centred_positions
-from .attention import KVWrite, attend, heads, padding_bias, rotary, rotate
+from ...steps.attention import KVWrite, attend, heads, padding_bias, rms_norm, rotary, rotate
+from ..paper import CONFIG_FILE, WEIGHTS_FILE, Attention, PaperConfig, PaperModel, centred_positions, load
+from ..spec import Dims
+from . import Family, register
 
 
 class _Base(nn.Module):
@@ -48,16 +54,16 @@ class _Base(nn.Module):
         x = self.embed(input_ids)
         presents: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
-            o, k, v = self.self_attention(blk.self_attn, blk.self_norm(x), cos, sin, (past[2 * i], past[2 * i + 1]),
-                                          bias)
+            o, k, v = self.self_attention(blk.self_attn, rms_norm(blk.self_norm, x), cos, sin,
+                                          (past[2 * i], past[2 * i + 1]), bias)
             presents += [k, v]
             x = x + o
             if cross:
                 ca = blk.cross_attn
-                q = heads(ca.q(blk.cross_norm(x)), self.hq, self.d)
+                q = heads(ca.q(rms_norm(blk.cross_norm, x)), self.hq, self.d)
                 x = x + ca.o(attend(q, cross[2 * i], cross[2 * i + 1], cross_bias, self.d**-0.5))
-            x = x + blk.mlp(blk.mlp_norm(x))
-        return (self.lm_head(self.final_norm(x[:, -1])), *presents)
+            x = x + blk.mlp(rms_norm(blk.mlp_norm, x))
+        return (self.lm_head(rms_norm(self.final_norm, x[:, -1])), *presents)
 
 
 class PaperEncoder(_Base):
@@ -70,9 +76,9 @@ class PaperEncoder(_Base):
         cos, sin = rotary(centred_positions(attention_mask), self.inv_freq)
         bias = padding_bias(attention_mask)
         for blk in self.blocks:
-            x = x + self.self_attention(blk.self_attn, blk.self_norm(x), cos, sin, None, bias)[0]
-            x = x + blk.mlp(blk.mlp_norm(x))
-        return self.norm(x)
+            x = x + self.self_attention(blk.self_attn, rms_norm(blk.self_norm, x), cos, sin, None, bias)[0]
+            x = x + blk.mlp(rms_norm(blk.mlp_norm, x))
+        return rms_norm(self.norm, x)
 
 
 class PaperDecoderInit(_Base):
@@ -101,3 +107,21 @@ class PaperStep(_Base):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.decode(input_ids, position_ids, attention_mask, past)
+
+
+def dims(c: PaperConfig) -> Dims:
+    return Dims(c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size,
+                c.max_positions, num_encoder_layers=c.num_encoder_layers)
+
+
+def load_dir(path: Path) -> tuple[PaperModel, list[Path]]:
+    return load(path), [path / CONFIG_FILE, path / WEIGHTS_FILE]
+
+
+def _config(model_type: str, kw: dict[str, Any]) -> PaperConfig:
+    return PaperConfig(model_type=model_type, **kw)
+
+
+register(Family("paper", {"paper-encdec": "encoder-decoder", "paper-deconly": "decoder-only"}, dims,
+                decoder=PaperStep, encoder=PaperEncoder, decoder_init=PaperDecoderInit,
+                decoder_step=PaperDecoderStep, preset_config=_config, build=PaperModel, load_dir=load_dir))
