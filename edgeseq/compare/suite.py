@@ -64,6 +64,7 @@ class Suite:
         checks = [(isinstance(self.output_len, int) and self.output_len >= 2, "output_len must be an integer >= 2"),
                   (isinstance(self.warmup, int) and self.warmup >= 0, "warmup must be an integer >= 0"),
                   (isinstance(self.reps, int) and self.reps >= 1, "reps must be an integer >= 1"),
+                  (isinstance(self.engine_options, dict), "engine_options must be a mapping NAME: value"),
                   (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
                    "threads must be an integer >= 1"),
                   (isinstance(self.parity_steps, int) and self.parity_steps >= 0, "parity_steps must be >= 0"),
