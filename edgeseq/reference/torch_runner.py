@@ -65,7 +65,7 @@ ROWS = (devices.DeviceRow("torch", "cpu", "", "cpu", "pip install 'edgeseq[expor
 
 
 def _row(device: str) -> devices.DeviceRow:
-    return devices.pick("torch", device, probe, "the torch reference", "device", ROWS)
+    return devices.pick("torch", device, probe, "the torch engine", "device", ROWS)
 
 
 def rebuild(artifact: Path, model: dict[str, Any]) -> Any:
