@@ -1,4 +1,4 @@
-"""Two settings of one environment switch, same artifacts, same run: the loop behind
+"""Two settings of one engine option, same artifacts, same run: the loop behind
 benchmarks/huge_pages.py and benchmarks/denormals.py. Each setting runs in its own process under the
 protocol of benchmarks/vs_transformers.py; the two alternate (order flipped each round) for --rounds
 rounds, each process 1 warm-up + ceil(reps / rounds) timed runs, medians over all rounds' samples, so
@@ -38,7 +38,7 @@ def run_pairs(a: argparse.Namespace, cases: list[Case], settings: dict[str, dict
             for name in order:
                 print(f"round {rnd + 1}/{a.rounds}: {art.name} {what} {name}", file=sys.stderr, flush=True)
                 runs.setdefault((i, name), []).append(_worker("edgeseq", a, source, art, precision=precision,
-                                                              env=settings[name]))
+                                                              options=settings[name]))
     rows = []
     for i, ((source, fmt, weights, precision), art) in enumerate(arts):
         got = {name: merge_rounds(runs[(i, name)]) for name in settings}

@@ -1,6 +1,6 @@
 """edgeseq with its weights moved into huge pages at load (runtimes/hugepages.py) against the same
-artifact without (EDGESEQ_HUGE_PAGES=1 against 0, so every engine is tried, whether or not it does
-it by default): same weights, same run, the protocol of
+artifact without (engine option huge_pages=1 against 0, so every engine is tried, whether or not it
+does it by default): same weights, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).
 Each setting runs in its own process; the two alternate for --rounds rounds (benchmarks/env_ab.py).
 
@@ -20,7 +20,7 @@ import env_ab  # noqa: E402
 CASES = [("smollm2-135m-instruct", "onnx", "fp32", "f32"), ("smollm2-135m-instruct", "onnx", "w4a8", "f32"),
          ("smollm2-135m-instruct", "openvino", "fp32", "f32"), ("smollm2-135m-instruct", "openvino", "int8", "f32"),
          ("preset:t5-small", "onnx", "fp32", "f32")]
-SETTINGS = {"off": {"EDGESEQ_HUGE_PAGES": "0"}, "on": {"EDGESEQ_HUGE_PAGES": "1"}}
+SETTINGS = {"off": {"huge_pages": "0"}, "on": {"huge_pages": "1"}}
 
 
 LEAD = [("model", lambda r: r["model"]), ("format", lambda r: r["format"]), ("weights", lambda r: r["weights"]),

@@ -1,7 +1,7 @@
 """edgeseq's ONNX Runtime path with Llama attention (and T5's decoder self-attention) as
 GroupQueryAttention and the KV cache appended in place, against the plain attention graph
-(EDGESEQ_ORT_KERNELS=0 at export) and against the fused graph with the cache handed over as arrays
-(EDGESEQ_ORT_KV_BUFFER=0): same weights, same run, same protocol as benchmarks/vs_transformers.py
+(exported with ort_kernels=False) and against the fused graph with the cache handed over as arrays
+(engine option kv_buffer=0): same weights, same run, same protocol as benchmarks/vs_transformers.py
 (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads, 1 warm-up + 5 runs, medians;
 each setting in its own process).
 
@@ -13,7 +13,6 @@ raw number to --out/ort_buffers.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -33,13 +32,10 @@ def main() -> None:
     for source, weights in CASES:
         name = source.split(":")[-1]
         fused = ensure_export(source, Path(a.work) / f"{name}-onnx-{weights}", "onnx", weights)
-        os.environ["EDGESEQ_ORT_KERNELS"] = "0"
-        try:
-            plain = ensure_export(source, Path(a.work) / f"{name}-onnx-{weights}-plain", "onnx", weights)
-        finally:
-            del os.environ["EDGESEQ_ORT_KERNELS"]
+        plain = ensure_export(source, Path(a.work) / f"{name}-onnx-{weights}-plain", "onnx", weights,
+                              ort_kernels=False)
         got = {"plain": _worker("edgeseq", a, source, plain),
-               "arrays": _worker("edgeseq", a, source, fused, env={"EDGESEQ_ORT_KV_BUFFER": "0"}),
+               "arrays": _worker("edgeseq", a, source, fused, options={"kv_buffer": "0"}),
                "buffers": _worker("edgeseq", a, source, fused)}
         for mode, res in got.items():
             if "error" in res:

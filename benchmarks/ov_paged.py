@@ -1,6 +1,6 @@
 """edgeseq's OpenVINO CPU engine with a decoder-only step's cache in paged-attention blocks (the
 default, runtimes/ov_paged.py) against the same step with its cache as OpenVINO state
-(EDGESEQ_OPENVINO_PAGED=0, runtimes/ov_state.py): same artifacts, same run, the protocol of
+(engine option paged=0, runtimes/ov_state.py): same artifacts, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).
 Each setting runs in its own process; the two alternate for --rounds rounds (benchmarks/env_ab.py).
 
@@ -20,7 +20,7 @@ import env_ab  # noqa: E402
 CASES = [("smollm2-135m-instruct", "openvino", "fp32", "f32"), ("smollm2-135m-instruct", "openvino", "fp32", "bf16"),
          ("smollm2-135m-instruct", "openvino", "fp32", "default"), ("smollm2-135m-instruct", "openvino", "int8", "f32"),
          ("smollm2-135m-instruct", "openvino", "int4", "f32")]
-SETTINGS = {"state": {"EDGESEQ_OPENVINO_PAGED": "0"}, "paged": {"EDGESEQ_OPENVINO_PAGED": "1"}}
+SETTINGS = {"state": {"paged": "0"}, "paged": {"paged": "1"}}
 LEAD = [("model", lambda r: r["model"]), ("weights", lambda r: r["weights"]), ("precision", lambda r: r["precision"])]
 
 

@@ -1,7 +1,7 @@
 """edgeseq's OpenVINO CPU engine with the KV cache as OpenVINO state against the exported
 explicit-cache graph: same artifacts, same run, same protocol as benchmarks/vs_transformers.py
 (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads, 1 warm-up + 5 runs, medians;
-each setting in its own process, EDGESEQ_OPENVINO_STATE=0 for the explicit graph).
+each setting in its own process, engine option stateful=0 for the explicit graph).
 
     .venv/bin/python benchmarks/ov_state.py            # artifacts exported into --work if missing
 
@@ -31,7 +31,7 @@ def main() -> None:
     for source, weights, precision in CASES:
         art = ensure_export(source, Path(a.work) / f"{source.split(':')[-1]}-openvino-{weights}", "openvino", weights)
         got = {mode: _worker("edgeseq", a, source, art, precision,
-                             env={"EDGESEQ_OPENVINO_STATE": flag, "EDGESEQ_OPENVINO_PAGED": "0"})
+                             options={"stateful": flag, "paged": "0"})
                for mode, flag in (("explicit", "0"), ("state", "1"))}
         for res in got.values():
             if "error" in res:

@@ -58,9 +58,10 @@ def hf_dir(source: str, out: Path) -> Path:
     return out
 
 
-def ensure_export(source: str, out: Path, fmt: str, weights: str, fresh: bool = False) -> Path:
+def ensure_export(source: str, out: Path, fmt: str, weights: str, fresh: bool = False,
+                  ort_kernels: bool = True) -> Path:
     """edgeseq's export of source at out, reused when its manifest names the installed edgeseq and
-    exporter versions; made anew when it is missing, older or `fresh`."""
+    exporter versions; made anew when it is missing, older or `fresh`. `ort_kernels=False`: plain attention."""
     from edgeseq.errors import EdgeseqError
     from edgeseq.export.pipeline import export
     from edgeseq.artifact.manifest import read
@@ -72,7 +73,7 @@ def ensure_export(source: str, out: Path, fmt: str, weights: str, fresh: bool = 
     if fresh or changed:
         if changed and changed != ["no artifact"]:
             print(f"re-exporting {out} ({', '.join(changed)})", file=sys.stderr)
-        export(source, out, format=fmt, weights=weights, overwrite=True)
+        export(source, out, format=fmt, weights=weights, overwrite=True, ort_kernels=ort_kernels)
     return out
 
 

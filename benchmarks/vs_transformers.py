@@ -83,10 +83,13 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
     from edgeseq.profile.prompts import prompt_ids
     from edgeseq.profile.runner import ProfileConfig, profile_artifact
 
+    from edgeseq.runtimes.options import parse_pairs
+
+    options = parse_pairs(a.engine_option)
     cfg = ProfileConfig(input_lens=[a.input_len], output_lens=[a.output_len], warmup=a.warmup, reps=a.reps,
-                        threads=a.threads, precision=a.precision)
+                        threads=a.threads, precision=a.precision, engine_options=options)
     r = profile_artifact(a.artifact, cfg)[0]
-    model = edgeseq.load(a.artifact, threads=a.threads, precision=a.precision)
+    model = edgeseq.load(a.artifact, threads=a.threads, precision=a.precision, engine_options=options)
     ids = prompt_ids(model.tokenizer, a.input_len, model.manifest.dims["vocab_size"])
     gen = model.generate_ids([ids], GenerationConfig(max_new_tokens=a.output_len, ignore_eos=True)).ids[0]
     print(json.dumps({"tool": f"edgeseq {r['engine']}", "versions": model.manifest.tools, "gen_ids": gen,
@@ -103,10 +106,12 @@ def _medians(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _worker(tool: str, a: argparse.Namespace, source: str, artifact: Path, precision: str = "f32",
-            env: dict[str, str] | None = None) -> dict:
+            env: dict[str, str] | None = None, options: dict[str, str] | None = None) -> dict:
+    """One measurement in its own process; `options`: the engine's options (NAME -> value) for edgeseq."""
     cmd = [sys.executable, str(HERE), "--worker", tool, "--source", source, "--artifact", str(artifact),
            "--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
            "--warmup", str(a.warmup), "--threads", str(a.threads), "--precision", precision]
+    cmd += [f"--engine-option={k}={v}" for k, v in (options or {}).items()]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), **(env or {}))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -169,6 +174,7 @@ def main() -> None:
     protocol_args(p)
     p.add_argument("--worker", choices=["hf", "edgeseq"], help=argparse.SUPPRESS)
     p.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
+    p.add_argument("--engine-option", action="append", default=None, help=argparse.SUPPRESS)
     p.add_argument("--source", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -14,7 +14,7 @@ from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
 from .generate.text import TextStream
-from .runtimes import BackendOptions, open_backend
+from .runtimes import BackendOptions
 
 
 @dataclass
@@ -151,12 +151,17 @@ def _check_unicode(text: str) -> None:
 
 
 def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None,
-         precision: str = "f32", delegate: str | None = None) -> Model:
+         precision: str = "f32", delegate: str | None = None, engine_options: Any = None) -> Model:
     """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor] | auto).
 
     `precision` is the compute precision for engines that choose one (OpenVINO: f32, bf16, f16 or
     default); ONNX Runtime's CPU provider computes in the graph's float32. `delegate` is a LiteRT
-    GPU / NPU delegate library (TFLite artifacts on --device gpu / npu)."""
+    GPU / NPU delegate library (TFLite artifacts on --device gpu / npu). `engine_options` are the
+    engine's own settings: its options dataclass (e.g. `OnnxRuntimeOptions(kv_buffer=False)`) or a
+    dict of its field names; an unknown name is a UsageError listing the valid ones.
+    `engine="torch"` runs the PyTorch reference (edgeseq.reference) instead of an engine."""
+    from .reference import open_runner
+
     p = Path(path)
     manifest = mf.read(p)
     try:
@@ -165,7 +170,7 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
         tokenizer = Tokenizer.from_file(str(p / mf.TOKENIZER))
     except Exception as e:  # a missing or corrupt tokenizer.json: tokenizers raises a bare Exception
         raise ArtifactError(f"cannot read {p / mf.TOKENIZER} ({e})", "re-export the artifact") from e
-    backend = open_backend(p, manifest, device, engine, BackendOptions(threads=threads,
-                                                                      extra={"precision": precision,
-                                                                             "delegate": delegate}))
+    backend = open_runner(p, manifest, device, engine, BackendOptions(threads=threads, precision=precision,
+                                                                      delegate=delegate,
+                                                                      engine_options=engine_options))
     return Model(p, manifest, backend, tokenizer)

@@ -70,7 +70,7 @@ def test_an_engine_that_cannot_run_the_graphs_is_skipped_not_tried(artifacts: di
                                                             ("openvino", "skipped")]
     printed = capsys.readouterr().out
     assert "openvino f32: skipped (attends with ONNX Runtime's GroupQueryAttention" in printed
-    assert "EDGESEQ_ORT_KERNELS=0" in printed  # the export that avoids it
+    assert "--no-ort-kernels" in printed  # the export that avoids it
     monkeypatch.setattr(onnxruntime, "probe", lambda row: None if row.target == "CPUExecutionProvider" else "absent")
     monkeypatch.setattr(openvino, "probe", lambda row: None)
     assert device_engine(read(artifacts["gpt2"]), "gpu") == "openvino"

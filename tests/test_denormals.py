@@ -27,16 +27,14 @@ def _thread_keeps_subnormals() -> bool:
 class _Owner(ort_engine._Sessions):
     def __init__(self, folder: Path, flush: bool) -> None:
         self.artifact, self.manifest = folder, None
-        self.options = BackendOptions(threads=1, extra={"flush_denormals": flush})
+        self.options = BackendOptions(threads=1)
+        self.engine_options = ort_engine.OnnxRuntimeOptions(flush_denormals=flush)
 
 
-def test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EDGESEQ_ORT_FLUSH_DENORMALS", raising=False)
-    assert ort_engine.flush_denormals({})
-    monkeypatch.setenv("EDGESEQ_ORT_FLUSH_DENORMALS", "0")
-    assert not ort_engine.flush_denormals({}) and ort_engine.flush_denormals({"flush_denormals": True})
-    monkeypatch.setenv("EDGESEQ_ORT_FLUSH_DENORMALS", "1")
-    assert not ort_engine.flush_denormals({"flush_denormals": False})
+def test_switch() -> None:
+    """On by default; the engine option turns it off; no environment variable is read."""
+    assert ort_engine.flush_denormals(ort_engine.OnnxRuntimeOptions())
+    assert not ort_engine.flush_denormals(ort_engine.OnnxRuntimeOptions(flush_denormals=False))
 
 
 @pytest.mark.parametrize("flush", [True, False])
@@ -58,7 +56,7 @@ def test_the_session_flushes_and_the_calling_thread_does_not(tmp_path: Path, flu
 
 def test_profiles_record_it_and_generation_leaves_the_thread_alone(artifacts: dict[str, Path]) -> None:
     d = artifacts["llama"]
-    on, off = (open_backend(d, mf.read(d), "cpu", "onnxruntime", BackendOptions(extra={"flush_denormals": f}))
+    on, off = (open_backend(d, mf.read(d), "cpu", "onnxruntime", BackendOptions(engine_options={"flush_denormals": f}))
                for f in (True, False))
     assert on.placement()["denormals"] == "flushed to zero"  # type: ignore[attr-defined]
     assert "denormals" not in off.placement()  # type: ignore[attr-defined]

@@ -8,8 +8,12 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import DeviceError
-from edgeseq.runtimes import engine_module
-from edgeseq.runtimes.devices import TABLE, parse, rows
+from edgeseq.reference import device_rows as reference_rows, torch_runner
+from edgeseq.runtimes import registry
+from edgeseq.runtimes.devices import parse, rows, table
+
+# every engine's rows, and the PyTorch reference's (not an engine, runnable with --engine torch)
+ROWS = table() + list(reference_rows())
 
 
 def test_parse() -> None:
@@ -25,9 +29,10 @@ def test_rows_by_vendor() -> None:
         rows("onnxruntime", "gpu:foo")
 
 
-@pytest.mark.parametrize("row", TABLE, ids=lambda r: f"{r.engine}-{r.device}-{r.vendor or 'default'}")
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.engine}-{r.device}-{r.vendor or 'default'}")
 def test_generate_on_each_device_row(row, artifacts: dict[str, Path], request: pytest.FixtureRequest) -> None:
-    why = engine_module(row.engine).probe(row)
+    module = torch_runner if row.engine == "torch" else registry.declared_module(row.engine)
+    why = module.probe(row)
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
     device = row.label

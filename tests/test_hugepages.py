@@ -85,12 +85,9 @@ def test_sparse_and_earlier_mappings_are_left_alone() -> None:
     sparse_m.close()
 
 
-def test_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switch() -> None:
+    """The engine option huge_pages where set, else the engine's default; Linux only."""
     linux = sys.platform.startswith("linux")
-    monkeypatch.delenv("EDGESEQ_HUGE_PAGES", raising=False)
-    assert hugepages.wanted({}, True) == linux and not hugepages.wanted({}, False)  # the engine's default
-    monkeypatch.setenv("EDGESEQ_HUGE_PAGES", "0")
-    assert not hugepages.wanted({}, True)
-    monkeypatch.setenv("EDGESEQ_HUGE_PAGES", "1")
-    assert hugepages.wanted({}, False) == linux
-    assert not hugepages.wanted({"huge_pages": False}, True)
+    assert hugepages.wanted(None, True) == linux and not hugepages.wanted(None, False)  # the engine's default
+    assert not hugepages.wanted(False, True)
+    assert hugepages.wanted(True, False) == linux

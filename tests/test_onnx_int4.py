@@ -214,8 +214,7 @@ def test_openvino_refuses_the_integer_gemm_and_names_the_fix(hf_dirs: dict[str, 
     from edgeseq import load
     from edgeseq.errors import ArtifactError
 
-    monkeypatch.setenv("EDGESEQ_ORT_KERNELS", "0")
-    export(str(hf_dirs["gpt2"]), tmp_path / "plain", weights="w8a8-token", quiet=True)
+    export(str(hf_dirs["gpt2"]), tmp_path / "plain", weights="w8a8-token", quiet=True, ort_kernels=False)
     with pytest.raises(ArtifactError, match="integer GEMM") as e:
         load(tmp_path / "plain", engine="openvino")
     assert "GroupQueryAttention" not in str(e.value) and "--format openvino --weights int8" in e.value.hint

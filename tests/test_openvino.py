@@ -176,7 +176,7 @@ def test_cache_held_by_the_engine_matches_explicit_cache(ov_artifacts: dict[str,
     d = ov_artifacts[family]
     m = mf.read(d)
     held, plain = (open_backend(d, m, "cpu", "openvino",
-                                BackendOptions(extra={"precision": "f32", "stateful": s, "paged": paged}))
+                                BackendOptions(precision="f32", engine_options={"stateful": s, "paged": paged}))
                    for s in (True, False))
     step = "decoder" if m.kind == "decoder-only" else "decoder_step"
     form = "blocks (paged attention)" if paged and family != "t5" else "state"  # t5 keeps the state form
@@ -206,7 +206,7 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
     d = ov_artifacts["llama"]
     m = mf.read(d)
     paged, plain = (open_backend(d, m, "cpu", "openvino",
-                                 BackendOptions(extra={"precision": "f32", "stateful": s, "paged": s}))
+                                 BackendOptions(precision="f32", engine_options={"stateful": s, "paged": s}))
                     for s in (True, False))
     assert paged.placement()["kv_cache"] == "engine blocks (paged attention), f32"
     rng = np.random.default_rng(0)
@@ -263,9 +263,9 @@ def test_paged_form_the_engine_refuses_falls_back_to_state(ov_artifacts: dict[st
     d = ov_artifacts["llama"]
     m = mf.read(d)
     ids = np.array([[5, 9, 44, 17]])
-    state = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "paged": False}))
+    state = open_backend(d, m, "cpu", "openvino", BackendOptions(precision="f32", engine_options={"paged": False}))
     monkeypatch.setattr(ov.Core, "compile_model", refuse_paged)
-    b = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": "f32", "paged": True}))
+    b = open_backend(d, m, "cpu", "openvino", BackendOptions(precision="f32", engine_options={"paged": True}))
     assert b.placement()["kv_cache"] == ("engine state, f32 (paged attention refused: expect kvcache type f32, "
                                          "current: bf16 , bf16)")
     np.testing.assert_allclose(b.prefill(b.new_state(1), ids), state.prefill(state.new_state(1), ids), atol=1e-6)
@@ -288,7 +288,7 @@ def test_cached_blob_of_another_precision_is_not_reused(ov_artifacts: dict[str, 
     ids = np.arange(5, 40)[None]
 
     def logits(precision: str) -> np.ndarray:
-        b = open_backend(d, m, "cpu", "openvino", BackendOptions(extra={"precision": precision}))
+        b = open_backend(d, m, "cpu", "openvino", BackendOptions(precision=precision))
         return b.prefill(b.new_state(1), ids)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "none"))

@@ -25,13 +25,11 @@ STEP = {"llama": "decoder", "t5": "decoder_step"}
 
 @pytest.fixture(scope="module")
 def plain(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny Llama and T5 exported with plain attention (EDGESEQ_ORT_KERNELS=0), which OpenVINO also runs."""
+    """The tiny Llama and T5 exported with plain attention (ort_kernels=False), which OpenVINO also runs."""
     root, out = tmp_path_factory.mktemp("plain"), {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDGESEQ_ORT_KERNELS", "0")
-        for f in FUSED:
-            export(str(hf_dirs[f]), root / f, quiet=True)
-            out[f] = root / f
+    for f in FUSED:
+        export(str(hf_dirs[f]), root / f, quiet=True, ort_kernels=False)
+        out[f] = root / f
     return out
 
 
@@ -41,7 +39,7 @@ def _ops(path: Path) -> set[str]:
 
 def _backends(d: Path, **extra: object) -> tuple[object, object, mf.Manifest]:
     m = mf.read(d)
-    held, plain = (open_backend(d, m, "cpu", "onnxruntime", BackendOptions(extra={"kv_buffer": b, **extra}))
+    held, plain = (open_backend(d, m, "cpu", "onnxruntime", BackendOptions(engine_options={"kv_buffer": b, **extra}))
                    for b in (True, False))
     return held, plain, m
 
@@ -128,4 +126,4 @@ def test_openvino_refuses_the_fused_graph_and_names_the_fix(artifacts: dict[str,
 
     with pytest.raises(ArtifactError, match="GroupQueryAttention") as e:
         edgeseq.load(artifacts[family], engine="openvino")
-    assert "--format openvino" in e.value.hint and "EDGESEQ_ORT_KERNELS=0" in e.value.hint
+    assert "--format openvino" in e.value.hint and "--no-ort-kernels" in e.value.hint

@@ -17,12 +17,11 @@ from edgeseq.cli import main
 from edgeseq.errors import ArtifactError, DeviceError
 from edgeseq.accuracy import prompt_ids
 from edgeseq.accuracy import forced_logits
-from edgeseq.runtimes import engine_module
+from edgeseq.reference import torch_runner as torch_engine
 from edgeseq.runtimes.devices import rows
 
 pytest.importorskip("torch")
-torch_engine = engine_module("torch")
-CUDA_WHY = torch_engine.probe(rows("torch", "gpu:cuda")[0])
+CUDA_WHY = torch_engine.probe(rows("torch", "gpu:cuda", torch_engine.ROWS)[0])
 PROMPTS = ["The quick brown fox", "A lighthouse keeper kept a careful log of every ship"]
 
 

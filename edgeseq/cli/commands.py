@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgeseqError, UsageError
+from ..runtimes.options import parse_pairs
 from .parser import build_parser
 
 
@@ -22,7 +23,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         shape = StaticShape(**given)
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
                keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
-               target=a.target)
+               target=a.target, ort_kernels=a.ort_kernels)
     return 0 if m.parity.get("status") != "failed" else 8
 
 
@@ -38,7 +39,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
                            num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
                            length_penalty=a.length_penalty).validate()
     model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
-                 delegate=a.delegate)
+                 delegate=a.delegate, engine_options=parse_pairs(a.engine_option))
     if model.manifest.parity.get("status") == "failed":
         print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
     engine_warning = (model.backend.placement() or {}).get("warning")  # e.g. a kernel that loses accuracy here
@@ -74,14 +75,15 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
-                        precision=a.precision, delegate=a.delegate).validate()
+                        precision=a.precision, delegate=a.delegate,
+                        engine_options=parse_pairs(a.engine_option)).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:
         raise UsageError("--resume needs --json PATH: the partial results live next to it", "add --json PATH")
-    if a.auto and (a.engine or a.precision != "f32" or a.resume):
-        raise UsageError("--auto chooses the engine and precision itself and does not resume",
-                         "drop --engine / --precision / --resume, or drop --auto")
+    if a.auto and (a.engine or a.precision != "f32" or a.resume or a.engine_option):
+        raise UsageError("--auto chooses the engine and precision itself (with its default options) and does not "
+                         "resume", "drop --engine / --precision / --engine-option / --resume, or drop --auto")
     if a.auto:
         return _profile_auto(a, cfg)
     for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
@@ -166,22 +168,24 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
 
 
 def cmd_devices(a: argparse.Namespace) -> int:
-    from ..runtimes import ENGINES, engine_module
-    from ..runtimes.devices import TABLE
+    from ..reference import NAME, device_rows
+    from ..reference import torch_runner
+    from ..runtimes import registry
 
     print(f"{'engine':<12} {'device':<14} {'status':<10} detail")
-    for row in TABLE:
-        name = row.label
+    listed = [(row, lambda r=row: registry.declared_module(r.engine)) for row in registry.device_rows()]
+    listed += [(row, lambda: torch_runner) for row in device_rows()]  # the reference: not an engine, listed too
+    for row, module_of in listed:
         try:
-            module = engine_module(row.engine)
+            module = module_of()
             why = module.probe(row)
         except EdgeseqError as e:
             module, why = None, e.message
         status = "available" if why is None else "missing"
         described = getattr(module, "detail", lambda r: r.target)(row)
         detail = described if why is None else f"{why}; to get it: {row.install}"
-        print(f"{row.engine:<12} {name:<14} {status:<10} {detail}")
-    print(f"\nengines: {', '.join(ENGINES)}")
+        print(f"{row.engine:<12} {row.label:<14} {status:<10} {detail}")
+    print(f"\nengines: {', '.join(registry.names())}; reference: {NAME} (--engine {NAME})")
     return 0
 
 
@@ -238,7 +242,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     given = {"formats": _words(a.formats), "weights": _words(a.weights), "input_lens": a.input_lens,
              "output_len": a.output_len, "reps": a.reps, "warmup": a.warmup, "parity_steps": a.parity_steps,
              "time_limit": a.time_limit, "device": a.device, "engine": a.engine, "threads": a.threads,
-             "precision": a.precision, "models": a.models or None}
+             "precision": a.precision, "delegate": a.delegate,
+             "engine_options": parse_pairs(a.engine_option) or None, "models": a.models or None}
     suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
     out = Path(a.out)
     store = sweep.Store(out / sweep.RESULTS)

@@ -13,22 +13,34 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
-def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None) -> None:
-    p.add_argument("--device", default="cpu", help="cpu | gpu | npu | auto, optionally with a vendor: gpu:cuda, "
-                   "npu:qnn (default: cpu; `edgeseq devices` lists this host's)")
-    p.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: the artifact "
-                   "format's own; openvino also runs onnx artifacts; torch is the PyTorch reference, rebuilt from the "
-                   "artifact's recorded source, on cpu or gpu:cuda)")
+def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite: bool = False) -> None:
+    """The runtime flags of every command that runs an artifact (generate, profile, compare), from one
+    definition. `suite`: compare, where a flag left out takes the suite's value."""
+    from ..runtimes import registry
+    from ..runtimes.options import table
+
+    keep = " (default: the suite's, else {})" if suite else " (default: {})"
+    p.add_argument("--device", default=None if suite else "cpu", help="cpu | gpu | npu | auto, optionally with a "
+                   "vendor: gpu:cuda, npu:qnn" + keep.format("cpu") + "; `edgeseq devices` lists this host's")
+    p.add_argument("--engine", default=None, help=registry.engine_help())
     p.add_argument("--threads", type=int, default=threads_default,
-                   help=f"engine intra-op threads (default: {threads_default or 'engine default'})")
-    p.add_argument("--precision", default="f32", help="OpenVINO inference precision: f32 (default), bf16, f16, or "
-                   "default (the device's choice: bf16 on CPUs that have it); torch engine: f32, or bf16 / f16 under "
-                   "autocast; recorded in every profile")
+                   help="engine intra-op threads" + keep.format(threads_default or 2 if suite else
+                                                               threads_default or "engine default"))
+    p.add_argument("--precision", default=None if suite else "f32", help="compute precision for engines that "
+                   "choose one: OpenVINO f32, bf16, f16, or default (the device's choice: bf16 on CPUs that have "
+                   "it); torch reference: f32, or bf16 / f16 under autocast; recorded in every profile"
+                   + keep.format("f32"))
     p.add_argument("--delegate", default=None, metavar="PATH", help="LiteRT (tflite artifacts): a GPU or NPU "
                    "delegate library for --device gpu / npu")
+    per_engine = "; ".join(f"{name}: " + ", ".join(f"{o} ({t}, default {d!r})" for o, t, d, _ in table(s.options))
+                           for name, s in registry.engines().items())
+    p.add_argument("--engine-option", action="append", default=None, metavar="NAME=VALUE",
+                   help="an option of the engine that runs (repeatable), checked against its options: "
+                   f"{per_engine}. Booleans: 1/0, true/false, on/off. Recorded in every profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..export.formats import formats
     from ..models import known_names
 
     ap = argparse.ArgumentParser(prog="edgeseq", description="Export, run and profile small language models "
@@ -42,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "a self-describing artifact directory (graphs, tokenizer, edgeseq.json).")
     e.add_argument("model", help=f"preset:NAME (random weights), a packaged name, a Hugging Face model directory, "
                    f"a .gguf file, or a hub id where a network exists. Known names: {known_names()}")
-    e.add_argument("--format", default="onnx", help="artifact format: onnx | openvino | tflite (default: onnx)")
+    e.add_argument("--format", default="onnx", help=f"artifact format: {' | '.join(formats())} (default: onnx)")
     e.add_argument("--weights", default="fp32", help="weight format: fp32 (default); onnx also int4 (MatMulNBits, "
                    "float compute), w4a8 (int4 weights, int8 compute: faster decode, slower prefill), w8a8 (int8 "
                    "weights, int8 compute in blocks of 32) and w8a8-token (int8 weights per column, activations per "
@@ -60,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite, --target npu: prompt lengths compiled besides "
                    "--max-input, comma list (default: 32,128 below --max-input); a prompt is padded to the "
                    "smallest bucket that holds it")
+    e.add_argument("--no-ort-kernels", dest="ort_kernels", action="store_false",
+                   help="onnx: plain attention instead of ONNX Runtime's fused kernel (a graph OpenVINO and other "
+                   "ONNX readers run)")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     e.add_argument("--parity-steps", type=int, default=32,
@@ -132,10 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="compare-report", help="report directory (default: ./compare-report)")
     c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
-    c.add_argument("--device", default=None, help="cpu | gpu | npu | auto (default: cpu)")
-    c.add_argument("--engine", default=None, help="onnxruntime | openvino | litert | torch (default: each format's own)")
-    c.add_argument("--threads", type=int, default=None, help="engine intra-op threads (default: 2)")
-    c.add_argument("--precision", default=None, help="OpenVINO inference precision (default: f32)")
+    _runtime_args(c, None, suite=True)
 
     sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
 

@@ -25,6 +25,8 @@ class Suite:
     device: str = "cpu"
     engine: str | None = None
     precision: str = "f32"
+    delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
+    engine_options: dict[str, Any] = field(default_factory=dict)  # the engine's own settings, NAME -> value
     input_lens: list[int] = field(default_factory=lambda: [128, 512])
     output_len: int = 64
     warmup: int = 1
@@ -37,7 +39,9 @@ class Suite:
         return asdict(self)
 
     def validate(self) -> "Suite":
-        from ..export.pipeline import FORMATS, WEIGHTS
+        from ..export.formats import formats
+
+        WEIGHTS = {n: f.weights for n, f in formats().items()}
 
         if len(self.models) < 2:
             raise UsageError(f"compare needs at least two models, got {len(self.models)}",
@@ -46,8 +50,8 @@ class Suite:
         if len(set(self.models)) != len(self.models):
             raise UsageError("a model is listed twice", "list each model once")
         for f in self.formats:
-            if f not in FORMATS:
-                raise UsageError(f"unknown format '{f}' in formats", f"formats: {', '.join(FORMATS)}")
+            if f not in WEIGHTS:
+                raise UsageError(f"unknown format '{f}' in formats", f"formats: {', '.join(WEIGHTS)}")
         known = sorted({w for ws in WEIGHTS.values() for w in ws})
         for w in self.weights:
             if w not in known:
@@ -60,6 +64,7 @@ class Suite:
         checks = [(isinstance(self.output_len, int) and self.output_len >= 2, "output_len must be an integer >= 2"),
                   (isinstance(self.warmup, int) and self.warmup >= 0, "warmup must be an integer >= 0"),
                   (isinstance(self.reps, int) and self.reps >= 1, "reps must be an integer >= 1"),
+                  (isinstance(self.engine_options, dict), "engine_options must be a mapping NAME: value"),
                   (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
                    "threads must be an integer >= 1"),
                   (isinstance(self.parity_steps, int) and self.parity_steps >= 0, "parity_steps must be >= 0"),
@@ -72,9 +77,9 @@ class Suite:
 
     def pairs(self) -> list[tuple[str, str]]:
         """(format, weights) combinations that exist: onnx has fp32 only, openvino compresses."""
-        from ..export.pipeline import WEIGHTS
+        from ..export.formats import spec
 
-        return [(f, w) for f in self.formats for w in self.weights if w in WEIGHTS[f]]
+        return [(f, w) for f in self.formats for w in self.weights if w in spec(f).weights]
 
 
 def suite_names() -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ..artifact import manifest as mf
 from ..errors import EdgeseqError, ExportError
-from ..export.pipeline import STATIC_FORMATS
+from ..export.formats import spec as format_spec
 from ..profile.report import json_safe
 from ..profile.runner import ProfileConfig, check_cases, iter_profile
 from .suite import Suite
@@ -27,8 +27,11 @@ RESULTS = "results.jsonl"
 
 def point_key(suite: Suite, source: str, fmt: str, weights: str, in_len: int) -> str:
     """Everything that changes a point's figures; a point with the same key is not measured again."""
-    return json.dumps([source, fmt, weights, suite.device, suite.engine, suite.precision, suite.threads,
-                       suite.warmup, suite.reps, in_len, suite.output_len])
+    key: list[Any] = [source, fmt, weights, suite.device, suite.engine, suite.precision, suite.threads,
+                      suite.warmup, suite.reps, in_len, suite.output_len]
+    if suite.delegate or suite.engine_options:  # only when set: the keys of earlier stores stay valid
+        key += [suite.delegate, sorted(suite.engine_options.items())]
+    return json.dumps(key)
 
 
 class Store:
@@ -95,7 +98,7 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     say(f"exporting {source} to {fmt} ({weights}); log: {log}")
     cmd = [sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
            "--out", str(target), "--overwrite", "--parity-steps", str(parity_steps)]
-    if lengths and fmt in STATIC_FORMATS:
+    if lengths and format_spec(fmt).static:
         ins, n_out = lengths
         cmd += ["--max-input", str(max(ins)), "--max-output", str(n_out),
                 "--prefill-buckets", ",".join(str(n) for n in sorted(ins))]
@@ -170,7 +173,8 @@ def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, pro
 def _config(suite: Suite, lens: list[int]) -> ProfileConfig:
     return ProfileConfig(input_lens=lens, output_lens=[suite.output_len], warmup=suite.warmup, reps=suite.reps,
                          threads=suite.threads, device=suite.device, engine=suite.engine,
-                         precision=suite.precision).validate()
+                         precision=suite.precision, delegate=suite.delegate,
+                         engine_options=dict(suite.engine_options)).validate()
 
 
 def rows_for(suite: Suite, store: Store) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ with `parity.status = "failed"` in its manifest.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import sys
@@ -17,20 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import manifest as mf
-from ..errors import ParityError, UsageError, require
-
-# format -> (exporter module, default engine)
-FORMATS: dict[str, tuple[str, str]] = {"onnx": ("edgeseq.export.formats.onnx", "onnxruntime"),
-                                       "openvino": ("edgeseq.export.formats.openvino", "openvino"),
-                                       "tflite": ("edgeseq.export.formats.tflite", "litert")}
-# weight formats each exporter writes
-WEIGHTS: dict[str, tuple[str, ...]] = {"onnx": ("fp32", "int4", "w4a8", "w8a8", "w8a8-token"), "openvino": ("fp32", "fp16", "int8", "int4"),
-                                       "tflite": ("fp32", "fp16", "int8", "int8-wo")}
-STATIC_FORMATS = ("tflite",)  # formats that compile fixed shapes (steps/static.py)
-# --target npu: (format) -> exporter of static, NPU-ready graphs, and the weights it writes
-NPU_EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {"onnx": ("edgeseq.export.formats.onnx_npu",
-                                                                 ("fp32", "w8a16", "w8a8", "w4a16"))}
-
+from ..errors import ParityError, UsageError
+from . import formats
 
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
@@ -39,26 +26,30 @@ def _say(msg: str, quiet: bool) -> None:
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
            keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32",
-           shape: Any = None, target: str = "cpu") -> mf.Manifest:
+           shape: Any = None, target: str = "cpu", ort_kernels: bool = True) -> mf.Manifest:
     """`shape` (steps.static.StaticShape) sets the prompt / output limits and buckets of a static
     format (tflite) or target (npu); None takes its defaults. `target="npu"`: static graphs an NPU
-    compiles (ONNX for Qualcomm HTP), with the NPU's weight formats."""
-    if format not in FORMATS:
-        raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(FORMATS)}")
+    compiles (ONNX for Qualcomm HTP), with the NPU's weight formats. `ort_kernels=False` (onnx):
+    plain attention instead of ONNX Runtime's fused kernel, a graph other ONNX readers run."""
+    fmt = formats.spec(format)
     if target not in mf.TARGETS:
         raise UsageError(f"unknown --target '{target}'", f"targets: {', '.join(mf.TARGETS)}")
-    static = format in STATIC_FORMATS or target == "npu"
+    static = fmt.static or target == "npu"
     if target == "npu":
-        if format not in NPU_EXPORTERS:
+        npu = [n for n, f in formats.formats().items() if f.npu_exporter]
+        if not fmt.npu_exporter:
             raise UsageError(f"--target npu is not available for --format {format}",
-                             f"--target npu formats: {', '.join(NPU_EXPORTERS)}")
-        if weights not in NPU_EXPORTERS[format][1]:
+                             f"--target npu formats: {', '.join(npu)}")
+        if weights not in fmt.npu_weights:
             raise UsageError(f"--weights {weights} is not available for --format {format} --target npu",
-                             f"npu weights: {', '.join(NPU_EXPORTERS[format][1])}")
-    elif weights not in WEIGHTS[format]:
+                             f"npu weights: {', '.join(fmt.npu_weights)}")
+    elif weights not in fmt.weights:
         raise UsageError(f"--weights {weights} is not available for --format {format}",
-                         f"{format} weights: {', '.join(WEIGHTS[format])}"
+                         f"{format} weights: {', '.join(fmt.weights)}"
                          + ("; fp16 and weight-only int8: --format openvino" if format == "onnx" else ""))
+    if not ort_kernels and "ort_kernels" not in fmt.options:
+        raise UsageError(f"--no-ort-kernels applies to --format onnx, not {format}",
+                         f"drop it: {format} graphs never use ONNX Runtime's own kernels")
     if parity_steps < 0:
         raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
                          "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
@@ -68,21 +59,16 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
     if shape is not None and not static:
+        statics = [n for n, f in formats.formats().items() if f.static]
         raise UsageError(f"--max-input, --max-output and --prefill-buckets apply to static-shape formats, not {format}",
-                         f"drop them, or export with --format {' / '.join(STATIC_FORMATS)} or --target npu")
-    require("torch", "export")
-    require("onnx", "export")
-    if format == "tflite":
-        require("litert_torch", "tflite")
-        require("ai_edge_litert", "tflite")
+                         f"drop them, or export with --format {' / '.join(statics)} or --target npu")
+    exporter = formats.exporter(format, target)  # checks the packages exporting needs (names the pip extra)
+    getattr(exporter, "check_weights", lambda w: None)(weights)
     if static and shape is None:
         from ..steps.static import StaticShape
 
         shape = StaticShape()
-    if format == "openvino":
-        require("openvino", "openvino")
-        if weights in ("int8", "int4"):
-            require("nncf", "compress")
+    options = {"ort_kernels": ort_kernels} if target != "npu" and "ort_kernels" in fmt.options else {}
 
     from ..models import resolve
 
@@ -92,7 +78,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
-        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
@@ -130,23 +116,23 @@ def _alive(pid: int) -> bool:
 
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
-           target: str, seed: int = 0) -> mf.Manifest:
+           target: str, seed: int = 0, options: dict[str, Any] | None = None) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
     from . import parity
     from ..steps import components, matmul_weights
 
-    exporter = importlib.import_module(NPU_EXPORTERS[format][0] if target == "npu" else FORMATS[format][0])
+    exporter = formats.exporter(format, target)
     static = shape is not None
     comps = exporter.components(spec, shape) if static else components(spec)
     _say(f"[2/4] exporting {len(comps)} component(s) to {format}" + (" for npu" if target == "npu" else ""), quiet)
     infos = {}
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
-        infos[c.name] = exporter.export_component(c, tmp, weights)
+        infos[c.name] = exporter.export_component(c, tmp, weights, **(options or {}))
         infos[c.name].matmul_weights = matmul_weights(c)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
-    m = mf.Manifest(format=format, engine=FORMATS[format][1], kind=spec.kind, model=_model_info(spec, seed),
+    m = mf.Manifest(format=format, engine=formats.spec(format).engine, kind=spec.kind, model=_model_info(spec, seed),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -161,7 +147,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
     if parity_steps:
         _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)
-        backend = open_backend(tmp, m, "cpu", None, BackendOptions(extra={"precision": "f32"}))
+        backend = open_backend(tmp, m, "cpu", None, BackendOptions(precision="f32"))
         with tqdm(total=parity_steps, desc="parity", unit="step", disable=quiet, file=sys.stderr) as bar:
             m.parity = parity.check(backend, spec, parity_steps, weights, progress=bar)
         m.parity["engine"] = f"{backend.engine} cpu, precision {backend.precision}"
@@ -178,7 +164,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
 
 
 def _model_info(spec: Any, seed: int = 0) -> dict[str, Any]:
-    """`source` and `seed` rebuild the model (the torch engine: runtimes/torch_engine.py); `source_hash`
+    """`source` and `seed` rebuild the model (the PyTorch reference: reference/torch_runner.py); `source_hash`
     tells whether the source is still the one exported. Manifests without a seed were written with 0."""
     return {"name": spec.name, "family": spec.family, "source": spec.source, "source_kind": spec.source_kind,
             "source_hash": spec.source_hash, "seed": seed, "random_weights": spec.random_weights,

@@ -18,23 +18,22 @@ from typing import Any, Callable
 from ..artifact import manifest as mf
 from ..errors import EdgeseqError
 from ..accuracy import LOOSENESS, forced_logits, judge, prompt_ids
-from ..runtimes import DEFAULT_ENGINE, ENGINES, BackendOptions, engine_module, open_backend, refusal, refusal_fix
+from ..runtimes import BackendOptions, default_engine, engine_module, open_backend, refusal, refusal_fix, registry
 from .runner import ProfileConfig, iter_profile
 
-PRECISIONS = {"onnxruntime": ["f32"], "openvino": ["f32", "bf16"]}
 STEPS = 32
 
 
 def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
+    """(engine, precision) for every installed engine that reads the artifact's format, at each
+    compute precision the engine declares."""
     out = []
-    for engine, (_, _, _, formats) in ENGINES.items():
-        if m.format not in formats or engine == "torch":  # the reference rebuilds the source model: it
-            continue  # does not run the artifact, so it is no setting of it
+    for engine in registry.readers(m.format):
         try:
             engine_module(engine)
         except EdgeseqError:  # not installed here: not a candidate
             continue
-        out += [(engine, p) for p in PRECISIONS.get(engine, ["f32"])]
+        out += [(engine, p) for p in registry.spec(engine).precisions]
     return out
 
 
@@ -51,8 +50,7 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
     gen = m.generation
     ids = prompt_ids((p / mf.TOKENIZER).read_text(), m.kind, gen, m.dims["vocab_size"])
     weights = m.quantization or "fp32"
-    ref = open_backend(p, m, cfg.device, DEFAULT_ENGINE[m.format], BackendOptions(threads=cfg.threads,
-                                                                                  extra={"precision": "f32"}))
+    ref = open_backend(p, m, cfg.device, default_engine(m), BackendOptions(threads=cfg.threads, precision="f32"))
     ref_tokens, ref_logits = forced_logits(ref, ids, gen, None)
     del ref
     checks, results = [], []
@@ -63,7 +61,7 @@ def run(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = 
             checks.append({"engine": engine, "precision": precision, "asked": precision, "status": "skipped",
                            "error": f"{why}; to try it, export with --format {engine}" + (f" or {fix}" if fix else "")})
             continue
-        options = BackendOptions(threads=cfg.threads, extra={"precision": precision})
+        options = BackendOptions(threads=cfg.threads, precision=precision)
         try:
             backend = open_backend(p, m, cfg.device, engine, options)
             _, got = forced_logits(backend, ids, gen, ref_tokens)

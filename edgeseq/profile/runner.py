@@ -19,7 +19,8 @@ from ..errors import UsageError
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
-from ..runtimes import BackendOptions, open_backend
+from ..reference import open_runner
+from ..runtimes import BackendOptions
 from .memory import PeakRSS, rss_mb
 from .prompts import prompt_ids
 from .stats import summarize
@@ -39,6 +40,7 @@ class ProfileConfig:
     engine: str | None = None
     precision: str = "f32"  # engines that choose a compute precision (OpenVINO) are told this one
     delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
+    engine_options: dict[str, Any] = field(default_factory=dict)  # the engine's own settings (runtimes/options.py)
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -108,11 +110,12 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
     rss_before = rss_mb()
     with PeakRSS() as peak:
-        options = BackendOptions(threads=cfg.threads, extra={"precision": cfg.precision, "delegate": cfg.delegate})
-        backend = open_backend(p, m, cfg.device, cfg.engine, options)
+        options = BackendOptions(threads=cfg.threads, precision=cfg.precision, delegate=cfg.delegate,
+                                 engine_options=cfg.engine_options)
+        backend = open_runner(p, m, cfg.device, cfg.engine, options)
         warm_ms = None
         if backend.compile_cache:  # load again: the compiled blobs are cached now
-            warm_ms = round(open_backend(p, m, cfg.device, cfg.engine, options).load_ms, 2)
+            warm_ms = round(open_runner(p, m, cfg.device, cfg.engine, options).load_ms, 2)
         for in_len, out_len, batch in cases:
             rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
             # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids,
@@ -159,7 +162,8 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
         "random_weights": m.random_weights, "format": m.format, "engine": backend.engine,
         "device": getattr(backend, "device_label", cfg.device),  # the row chosen: npu -> npu:qnn
         "simulated": npu.get("simulated", False), "node_share": npu.get("node_share"),
-        "placement": placement, "precision": backend.precision, "weights": m.quantization or "fp32",
+        "placement": placement, "precision": backend.precision,
+        "engine_options": backend.engine_options.as_dict(),  # the effective settings, defaults included "weights": m.quantization or "fp32",
         "quantization": m.quantization,
         "parity": m.parity.get("status"), "threads": cfg.threads,
         "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,

@@ -1,4 +1,4 @@
-"""PyTorch reference engine: the exporters' own step modules, run eagerly on the CPU or a CUDA GPU.
+"""The PyTorch reference (`--engine torch`): the exporters' own step modules, run eagerly on the CPU or a CUDA GPU.
 
 Artifacts hold graphs, not torch weights, so this engine rebuilds the model from the source the
 manifest records (`model.source`, `model.seed`) and refuses when that source's hash no longer
@@ -58,8 +58,14 @@ def detail(row: devices.DeviceRow) -> str:
     return f"cpu (torch {torch.__version__}; rebuilds the model from the manifest's source)"
 
 
+# the reference's own devices: not rows of the engine table (it runs none of the artifact's graphs)
+ROWS = (devices.DeviceRow("torch", "cpu", "", "cpu", "pip install 'edgeseq[export]'"),
+        devices.DeviceRow("torch", "gpu", "cuda", "cuda", "a CUDA build of torch (pip install torch --index-url "
+                          "https://download.pytorch.org/whl/cu12x)"))
+
+
 def _row(device: str) -> devices.DeviceRow:
-    return devices.pick("torch", device, probe, "the torch engine", "device")
+    return devices.pick("torch", device, probe, "the torch engine", "device", ROWS)
 
 
 def rebuild(artifact: Path, model: dict[str, Any]) -> Any:
@@ -107,7 +113,7 @@ class TorchBackend(StepBackend):
         self.torch_device = torch.device("cuda", torch.cuda.current_device()) if row.target == "cuda" \
             else torch.device("cpu")
         self.cuda = self.torch_device.type == "cuda"
-        asked = str(self.options.extra.get("precision") or "f32")
+        asked = str(self.options.precision or "f32")
         if asked not in _AUTOCAST:
             raise UsageError(f"the torch engine has no precision '{asked}'",
                              f"use --precision {' | '.join(p for p in _AUTOCAST if p != 'default')}")

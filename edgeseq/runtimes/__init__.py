@@ -1,39 +1,29 @@
-"""Engines, registered in one table as names mapped to lazily imported implementations."""
+"""Engines: `open_backend` picks the engine's class from the registry (runtimes/registry.py) and opens
+an artifact with it. The default engine is the one the artifact was exported for (`Manifest.engine`)."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, MissingDependencyError, UsageError
 from ..artifact.manifest import Manifest
+from ..errors import ArtifactError, EdgeseqError
+from . import registry
 from .base import BackendOptions, State, StepBackend
-
-# engine -> (module, class, pip extra / package that brings it, formats it reads)
-ENGINES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "onnxruntime": ("edgeseq.runtimes.engines.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", ("onnx",)),
-    # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
-    "openvino": ("edgeseq.runtimes.engines.openvino", "OpenVinoBackend", "'edgeseq[openvino]'", ("openvino", "onnx")),
-    "litert": ("edgeseq.runtimes.engines.litert", "LiteRtBackend", "'edgeseq[litert]'", ("tflite",)),
-    # the PyTorch reference: rebuilds the model from the manifest's source, so it reads any artifact
-    "torch": ("edgeseq.reference.torch_runner", "TorchBackend", "'edgeseq[export]'", ("onnx", "openvino", "tflite")),
-}
-# engine -> its class for static-shape artifacts (steps/static.py); engines not listed cannot run them
-STATIC_CLASSES = {"onnxruntime": "OnnxRuntimeStaticBackend", "litert": "LiteRtBackend",
-                  "openvino": "OpenVinoStaticBackend",
-                  "torch": "TorchBackend"}  # torch runs its own dynamic-shape modules, not the static graphs
-DEFAULT_ENGINE = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}
+from .options import EngineOptions
 
 
 def engine_module(engine: str) -> Any:
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine '{engine}'", f"engines: {', '.join(ENGINES)}")
-    module, _, package, _ = ENGINES[engine]
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise MissingDependencyError(f"engine {engine} needs a package that is not installed ({e.name})",
-                                     f"pip install {package}") from e
+    """The engine's module; a MissingDependencyError naming the pip extra when its library is absent."""
+    return registry.module(engine)
+
+
+def default_engine(manifest: Manifest) -> str:
+    """The engine the artifact was exported for; for a manifest naming none known, the first reader
+    of its format."""
+    if manifest.engine in registry.names():
+        return manifest.engine
+    readers = registry.readers(manifest.format)
+    return readers[0] if readers else manifest.engine
 
 
 def refusal(engine: str, manifest: Manifest) -> str | None:
@@ -48,19 +38,22 @@ def refusal_fix(engine: str, manifest: Manifest) -> str:
     return fix(manifest) if fix else ""
 
 
+def runs(engine: str, manifest: Manifest) -> bool:
+    """Whether the engine reads this artifact's format and shapes (installed or not)."""
+    s = registry.spec(engine)
+    return manifest.format in s.formats and (not manifest.static or s.static_backend is not None)
+
+
 def device_engine(manifest: Manifest, device: str) -> str:
-    """The engine for an artifact on `device` when none is named: the format's own if it has an
+    """The engine for an artifact on `device` when none is named: the artifact's own if it has an
     available row for the device, else the first other engine that runs the artifact's graphs and
-    has one (an ONNX artifact on `npu` goes to OpenVINO's NPU where ONNX Runtime has none). The
-    torch reference is never picked: it does not run the artifact's graphs."""
-    from ..errors import EdgeseqError
+    has one (an ONNX artifact on `npu` goes to OpenVINO's NPU where ONNX Runtime has none)."""
     from . import devices
 
-    own = DEFAULT_ENGINE.get(manifest.format, "")
+    own = default_engine(manifest)
     if device.partition(":")[0] == "cpu":
         return own
-    order = [own] + [e for e, v in ENGINES.items() if e not in (own, "torch") and manifest.format in v[3]
-                     and (not manifest.static or e in STATIC_CLASSES)]
+    order = [own] + [e for e in registry.names() if e != own and runs(e, manifest)]
     for engine in order:
         try:
             module, rows = engine_module(engine), devices.rows(engine, device)
@@ -70,32 +63,39 @@ def device_engine(manifest: Manifest, device: str) -> str:
             continue
         if any(module.probe(r) is None for r in rows):
             return engine
-    return own  # none has it: the format's own engine says which rows exist and why each is unavailable
+    return own  # none has it: the artifact's own engine says which rows exist and why each is unavailable
 
 
 def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine: str | None = None,
                  options: BackendOptions | None = None) -> StepBackend:
+    """Open `artifact` on `engine` (None: the artifact's own, or the engine that has `device`)."""
     if not engine:
         engine = device_engine(manifest, device)
-        if engine != DEFAULT_ENGINE.get(manifest.format, ""):
+        if engine != default_engine(manifest):
             import sys
 
-            print(f"edgeseq: {device}: {DEFAULT_ENGINE.get(manifest.format)} has none here; using --engine {engine}",
+            print(f"edgeseq: {device}: {default_engine(manifest)} has none here; using --engine {engine}",
                   file=sys.stderr)
-    if engine not in ENGINES:
-        raise UsageError(f"unknown engine '{engine}'", f"engines: {', '.join(ENGINES)}")
-    if manifest.format not in ENGINES[engine][3]:
+    s = registry.spec(engine)
+    if manifest.format not in s.formats:
+        readers = registry.readers(manifest.format)
         raise ArtifactError(f"engine {engine} cannot run a {manifest.format} artifact",
-                            f"use --engine {DEFAULT_ENGINE.get(manifest.format, '?')} or export with --format "
-                            f"{ENGINES[engine][3][0]}")
-    name = ENGINES[engine][1]
+                            f"use --engine {' or '.join(readers) or '?'} or export with --format {s.formats[0]}")
+    name = s.backend
     if manifest.static:
-        if engine not in STATIC_CLASSES:
+        if s.static_backend is None:
+            static = [e for e in registry.readers(manifest.format) if registry.spec(e).static_backend]
             raise ArtifactError(f"engine {engine} cannot run a static-shape artifact ({artifact})",
-                                f"use --engine {' or '.join(STATIC_CLASSES)}, or export without --target npu")
-        name = STATIC_CLASSES[engine]
+                                f"use --engine {' or '.join(static)}, or export without --target npu")
+        name = s.static_backend
+    options = options or BackendOptions()
+    # checked against the engine's dataclass before anything loads: a wrong name fails fast
+    typed = registry.options_for(engine, options.engine_options)
     cls = getattr(engine_module(engine), name)
-    return cls(Path(artifact), manifest, device, options or BackendOptions())  # type: ignore[no-any-return]
+    opened: StepBackend = cls(Path(artifact), manifest, device, BackendOptions(
+        threads=options.threads, precision=options.precision, delegate=options.delegate, engine_options=typed))
+    return opened
 
 
-__all__ = ["ENGINES", "DEFAULT_ENGINE", "BackendOptions", "State", "StepBackend", "open_backend", "engine_module"]
+__all__ = ["BackendOptions", "EngineOptions", "State", "StepBackend", "open_backend", "engine_module",
+           "default_engine", "device_engine", "refusal", "refusal_fix", "runs"]

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from ..artifact.manifest import Manifest
 from .host import hugepages
+from .options import EngineOptions, coerce
 
 
 @dataclass
@@ -41,8 +42,12 @@ class State:
 
 @dataclass
 class BackendOptions:
+    """How to run: settings every engine reads, and the engine's own typed options (runtimes/options.py)."""
+
     threads: int | None = None  # intra-op threads; None = engine default
-    extra: dict[str, Any] = field(default_factory=dict)
+    precision: str = "f32"  # compute precision for engines that choose one (OpenVINO, the torch reference)
+    delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
+    engine_options: Any = None  # the engine's options dataclass, a dict of its fields, or None (its defaults)
 
 
 class StepBackend(ABC):
@@ -51,12 +56,15 @@ class StepBackend(ABC):
     engine: str = "?"
     compile_cache: bool = False  # True where a second load reuses compiled blobs (reported as load_warm_ms)
     huge_pages_help: bool = False  # move the weights onto huge pages at load (runtimes/hugepages.py)
+    options_class: type[EngineOptions] = EngineOptions  # the engine's typed options
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
-        before = hugepages.snapshot() if hugepages.wanted(options.extra, self.huge_pages_help) else None
+        self.engine_options = coerce(self.options_class, options.engine_options, self.engine)
+        before = hugepages.snapshot() if hugepages.wanted(self.engine_options.huge_pages, self.huge_pages_help) \
+            else None
         self._load()
         # the weights just loaded into huge pages (runtimes/hugepages.py): part of the load's time
         self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}

@@ -1,1 +1,71 @@
-"""edgeseq.export.formats."""
+"""The one format table, built from the exporter modules' own declarations.
+
+Every module here that defines `FORMAT = FormatSpec(...)` is an artifact format: adding one is that
+module plus the engine that reads it (runtimes/engines/). Exporter modules import torch and their
+converters inside functions only, so reading the declarations costs nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+
+from ...errors import UsageError, require
+
+ADD_ONE = "a new format is a module in edgeseq/export/formats/ that declares FORMAT = FormatSpec(...)"
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: str  # --format NAME
+    weights: tuple[str, ...]  # --weights it writes (the first is the default, fp32)
+    engine: str  # the engine that reads it by default (recorded as Manifest.engine)
+    static: bool = False  # compiles fixed shapes (steps/static.py)
+    npu_exporter: str | None = None  # --target npu: the module of static, NPU-ready graphs
+    npu_weights: tuple[str, ...] = ()  # and the weights that one writes
+    requires: tuple[tuple[str, str], ...] = ()  # (importable module, pip extra) exporting needs
+    options: tuple[str, ...] = ()  # keyword options its export_component takes (onnx: ort_kernels)
+    rank: int = 50  # listing order (--format help, errors)
+
+
+_FOUND: dict[str, tuple[FormatSpec, str]] | None = None
+
+
+def _discover() -> dict[str, tuple[FormatSpec, str]]:
+    global _FOUND
+    if _FOUND is None:
+        found: dict[str, tuple[FormatSpec, str]] = {}
+        for info in pkgutil.iter_modules(__path__):
+            name = f"{__name__}.{info.name}"
+            spec = getattr(importlib.import_module(name), "FORMAT", None)
+            if isinstance(spec, FormatSpec):
+                assert spec.name not in found, f"format {spec.name} declared twice"
+                found[spec.name] = (spec, name)
+        _FOUND = dict(sorted(found.items(), key=lambda kv: (kv[1][0].rank, kv[0])))
+    return _FOUND
+
+
+def formats() -> dict[str, FormatSpec]:
+    return {n: s for n, (s, _) in _discover().items()}
+
+
+def spec(format: str) -> FormatSpec:
+    found = _discover()
+    if format not in found:
+        raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(found)}; {ADD_ONE}")
+    return found[format][0]
+
+
+def exporter(format: str, target: str = "cpu") -> ModuleType:
+    """The module that writes `format` for `target` (cpu: any engine; npu: static NPU graphs), after
+    checking the packages exporting needs (a MissingDependencyError names the pip extra)."""
+    s = spec(format)
+    require("torch", "export")
+    require("onnx", "export")
+    for module, extra in s.requires:
+        require(module, extra)
+    if target == "npu":
+        assert s.npu_exporter, f"{format} has no npu exporter"
+        return importlib.import_module(s.npu_exporter)
+    return importlib.import_module(_discover()[format][1])

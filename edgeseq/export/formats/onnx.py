@@ -34,12 +34,19 @@ import inspect
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ExportError
 from ...artifact.manifest import ComponentInfo
 from ...runtimes.engines.ort_int8 import WEIGHT_RANGE
-from ...steps import Component
+from . import FormatSpec
+
+if TYPE_CHECKING:
+    from ...steps import Component
+
+FORMAT = FormatSpec(name="onnx", weights=("fp32", "int4", "w4a8", "w8a8", "w8a8-token"), engine="onnxruntime",
+                    npu_exporter="edgeseq.export.formats.onnx_npu", npu_weights=("fp32", "w8a16", "w8a8", "w4a16"),
+                    options=("ort_kernels",), rank=0)
 
 OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
@@ -48,13 +55,12 @@ INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, inte
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
-def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool | None = None
+def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool = True
                      ) -> ComponentInfo:
     """`ort_kernels`: attention as ONNX Runtime's fused kernel where the family supports it
-    (steps/fused.py); the OpenVINO exporter, which converts this graph further, turns it off. None:
-    on unless the environment sets EDGESEQ_ORT_KERNELS=0 (a plain graph that other ONNX readers run)."""
+    (steps/fused.py); False writes a plain graph that other ONNX readers run (`export(...,
+    ort_kernels=False)`, `edgeseq export --no-ort-kernels`); the OpenVINO exporter turns it off."""
     import contextlib
-    import os
 
     import onnx
     import torch
@@ -62,8 +68,6 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
 
     from ...steps import fused
 
-    if ort_kernels is None:
-        ort_kernels = os.environ.get("EDGESEQ_ORT_KERNELS", "1") != "0"
     path = out_dir / f"{c.name}.onnx"
     shapes = [{axis: Dim.DYNAMIC for axis in c.dynamic.get(n, {})} for n in c.inputs]
     # forward(a, b, *rest): the exporter wants the var-positional part as one nested tuple

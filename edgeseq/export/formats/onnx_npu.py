@@ -29,14 +29,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ExportError, UsageError
 from ...artifact.manifest import ComponentInfo
 from .onnx import _PROTOBUF_LIMIT, OPSET, _initializer_bytes, _io, _lookup_bytes
-from ...steps import Component
-from ...steps.attention import mask_value, scaled_norms
-from ...steps.static import StaticShape, arg_name, static_components
+
+if TYPE_CHECKING:
+    from ...steps import Component
+    from ...steps.static import StaticShape
 
 WEIGHTS = ("fp32", "w8a16", "w8a8", "w4a16")
 MASK = -100.0  # exp(-100) is 0 against any real score, and a uint16 range over it keeps 0.002 steps
@@ -44,6 +45,8 @@ _EXTERNAL_MIN = 1024  # tensors of at least this many bytes go to the shared wei
 
 
 def components(spec: Any, shape: StaticShape) -> list[Component]:
+    from ...steps.static import static_components
+
     return static_components(spec, shape)
 
 
@@ -64,6 +67,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> Comp
 
 def _export_one(c: Component, example: dict[str, Any], path: Path) -> None:
     import torch
+
+    from ...steps.attention import mask_value, scaled_norms
 
     weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in c.module.parameters()}.values())
     if weight_bytes > _PROTOBUF_LIMIT:
@@ -135,6 +140,8 @@ def share_weights(paths: list[Path], weights_file: Path) -> None:
 def describe(c: Component, paths: list[Path]) -> ComponentInfo:
     """Inputs and outputs as the decode (last, smallest) graph has them; signature -> tokens and file."""
     import onnx
+
+    from ...steps.static import arg_name
 
     last = onnx.load(str(paths[-1]), load_external_data=False)
     first = c.inputs[0]

@@ -16,14 +16,25 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import MissingDependencyError, UsageError, require
 from ...artifact.manifest import ComponentInfo
-from . import onnx as onnx_exporter
-from ...steps import Component
+from . import FormatSpec, onnx as onnx_exporter
+
+if TYPE_CHECKING:
+    from ...steps import Component
 
 WEIGHTS = ("fp32", "fp16", "int8", "int4")
+FORMAT = FormatSpec(name="openvino", weights=WEIGHTS, engine="openvino", requires=(("openvino", "openvino"),),
+                    rank=10)
 SMALL_FOR_INT4 = 16 * 2**20  # below this many bytes of fp32 weights in a graph, int4 is not worth it
+
+
+def check_weights(weights: str) -> None:
+    """Before the model loads: NNCF's compression for int8 / int4."""
+    if weights in ("int8", "int4"):
+        require("nncf", "compress")
 
 
 def export_component(c: Component, out_dir: Path, weights: str = "fp32") -> ComponentInfo:

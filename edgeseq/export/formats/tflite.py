@@ -17,18 +17,25 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ExportError, MissingDependencyError, UsageError
 from ...artifact.manifest import ComponentInfo
 from ..quiet import quiet
-from ...steps import Component
-from ...steps.static import StaticShape, arg_name, static_components
+from . import FormatSpec
+
+if TYPE_CHECKING:
+    from ...steps import Component
+    from ...steps.static import StaticShape
 
 WEIGHTS = ("fp32", "fp16", "int8", "int8-wo")
+FORMAT = FormatSpec(name="tflite", weights=WEIGHTS, engine="litert", static=True,
+                    requires=(("litert_torch", "tflite"), ("ai_edge_litert", "tflite")), rank=20)
 
 
 def components(spec: Any, shape: StaticShape) -> list[Component]:
+    from ...steps.static import static_components
+
     return static_components(spec, shape)
 
 
@@ -83,6 +90,8 @@ def _describe(c: Component, path: Path) -> ComponentInfo:
     """Inputs and outputs as the compiled file has them (decode / largest shape), signatures with
     the number of tokens (or encoder positions) each one takes."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from ...steps.static import arg_name
 
     it = Interpreter(model_path=str(path))
     sig_names = list(c.signatures)

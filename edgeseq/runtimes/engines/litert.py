@@ -27,9 +27,20 @@ import numpy as np
 from ...errors import ArtifactError, DeviceError, first_line
 from .. import devices
 from ..base import State
+from ..registry import EngineSpec
 from ..host.disk_cache import cache_room
 from ..host.fds import redirected
 from ..static import StaticStepBackend
+
+
+ENGINE = EngineSpec(
+    name="litert", backend="LiteRtBackend", static_backend="LiteRtBackend", package="ai_edge_litert",
+    install="pip install 'edgeseq[litert]'", formats=("tflite",), rank=20, devices=(
+        devices.DeviceRow("litert", "cpu", "", "XNNPACK", "pip install 'edgeseq[litert]'"),
+        devices.DeviceRow("litert", "gpu", "delegate", "GPU delegate",
+                          "a LiteRT GPU delegate library (--delegate PATH)"),
+        devices.DeviceRow("litert", "npu", "delegate", "NPU delegate",
+                          "a vendor NPU delegate library, e.g. Qualcomm QNN's (--delegate PATH)")))
 
 
 def probe(row: devices.DeviceRow, delegate: str | None = None) -> str | None:
@@ -86,7 +97,7 @@ class LiteRtBackend(StaticStepBackend):
 
     def _load(self) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # "Created TensorFlow Lite XNNPACK delegate" per load
-        delegate_path = self.options.extra.get("delegate")
+        delegate_path = self.options.delegate
         rows = devices.rows(self.engine, self.device)
         reasons = [probe(r, delegate_path) for r in rows]
         if all(reasons):

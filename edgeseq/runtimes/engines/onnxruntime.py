@@ -5,11 +5,10 @@ KV cache, on the CPU provider, in buffers [B, Hkv, capacity, D] that the kernel 
 each is bound (IO binding) as both a past input and the matching present output, so no step copies
 the cache. A `State` then holds its buffers (`_Buffers`); they grow by doubling, a beam reorder
 gathers their rows, a rewind only shortens the mask (the kernel reads total_sequence_length from it).
-`BackendOptions.extra["kv_buffer"] = False`, or EDGESEQ_ORT_KV_BUFFER=0, runs the same graph with the
-cache handed over as arrays, as for plain graphs.
+The option `kv_buffer=False` (`OnnxRuntimeOptions`) runs the same graph with the cache handed over
+as arrays, as for plain graphs.
 
-Sessions compute subnormal floats as zero (`flush_denormals`; EDGESEQ_ORT_FLUSH_DENORMALS=0 keeps
-them). On the calling thread the CPU flags for it are in force only while a session loads or runs
+Sessions compute subnormal floats as zero (option `flush_denormals`; False keeps them). On the calling thread the CPU flags for it are in force only while a session loads or runs
 (fpenv.py): the caller's own code keeps its floating-point environment.
 
 Dynamic-shape artifacts run on `OnnxRuntimeBackend` (one graph per component); static-shape ones
@@ -19,7 +18,6 @@ Qualcomm's NPU (runtimes/qnn.py): HTP compiles fixed shapes only.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,37 @@ from .. import devices
 from ..host import fpenv
 from . import ort_int8, qnn
 from ..base import State, StepBackend
+from ..options import EngineOptions
+from ..registry import EngineSpec
 from ..static import StaticStepBackend
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(EngineOptions):
+    kv_buffer: bool = field(default=True, metadata={
+        "help": "GroupQueryAttention graphs on the CPU provider keep the KV cache in buffers the kernel appends "
+                "to in place; False hands it over as arrays each step"})
+    flush_denormals: bool = field(default=True, metadata={
+        "help": "compute subnormal floats as zero (faster attention on x86); False keeps them"})
+
+
+ENGINE = EngineSpec(
+    name="onnxruntime", backend="OnnxRuntimeBackend", static_backend="OnnxRuntimeStaticBackend",
+    package="onnxruntime", install="pip install edgeseq (onnxruntime is a base dependency)",
+    formats=("onnx",), options=OnnxRuntimeOptions, rank=0, devices=(
+        devices.DeviceRow("onnxruntime", "cpu", "", "CPUExecutionProvider", "pip install onnxruntime"),
+        devices.DeviceRow("onnxruntime", "gpu", "cuda", "CUDAExecutionProvider",
+                          "pip install onnxruntime-gpu (NVIDIA CUDA)"),
+        devices.DeviceRow("onnxruntime", "gpu", "tensorrt", "TensorrtExecutionProvider",
+                          "pip install onnxruntime-gpu + TensorRT"),
+        devices.DeviceRow("onnxruntime", "gpu", "dml", "DmlExecutionProvider",
+                          "pip install onnxruntime-directml (Windows)"),
+        devices.DeviceRow("onnxruntime", "gpu", "coreml", "CoreMLExecutionProvider", "onnxruntime on macOS"),
+        devices.DeviceRow("onnxruntime", "npu", "qnn", "QNNExecutionProvider",
+                          "pip install 'edgeseq[qnn]' (onnxruntime-qnn: Qualcomm HTP)"),
+        devices.DeviceRow("onnxruntime", "npu", "openvino", "OpenVINOExecutionProvider",
+                          "pip install onnxruntime-openvino"),
+        devices.DeviceRow("onnxruntime", "npu", "vitisai", "VitisAIExecutionProvider", "AMD Ryzen AI software")))
 
 
 def available_targets() -> list[str]:
@@ -59,10 +87,9 @@ def detail(row: devices.DeviceRow) -> str:
     return row.target
 
 
-def flush_denormals(extra: dict[str, Any]) -> bool:
-    """Whether sessions compute subnormal floats as zero: extra["flush_denormals"], else
-    EDGESEQ_ORT_FLUSH_DENORMALS (0 = keep them), else yes."""
-    return bool(extra.get("flush_denormals", os.environ.get("EDGESEQ_ORT_FLUSH_DENORMALS", "1") != "0"))
+def flush_denormals(options: OnnxRuntimeOptions) -> bool:
+    """Whether sessions compute subnormal floats as zero."""
+    return options.flush_denormals
 
 
 def _row(engine: str, device: str) -> devices.DeviceRow:
@@ -74,6 +101,7 @@ class _Sessions:
 
     artifact: Path
     options: Any
+    engine_options: Any
     manifest: Any
 
     def _session_options(self) -> Any:
@@ -94,7 +122,7 @@ class _Sessions:
         # TTFT from 26 to 60 ms.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         so.add_session_config_entry("session.force_spinning_stop", "1")
-        if flush_denormals(self.options.extra):
+        if flush_denormals(self.engine_options):
             # Subnormal floats (below 1.2e-38) computed as zero: on x86 each subnormal operand or result
             # costs a microcode assist, and attention meets many (exp of the scores far below a row's
             # maximum). SmolLM2 TTFT fp32 1.06x, w4a8 1.04x, int4 1.08x; decode and t5-small level
@@ -107,7 +135,7 @@ class _Sessions:
     @functools.cached_property
     def _fp(self) -> fpenv.EngineEnv:
         """Subnormals flushed on the calling thread while a session loads or runs, if wanted (fpenv.py)."""
-        return fpenv.EngineEnv(flush_denormals(self.options.extra))
+        return fpenv.EngineEnv(flush_denormals(self.engine_options))
 
     def _open(self, file: str, provider: str) -> Any:
         import onnxruntime as ort
@@ -131,7 +159,7 @@ class _Sessions:
         """The placement entries for the flag set in `_session_options` (CPU provider only) and for
         a w8a8-token artifact whose 8-bit weights this CPU's integer GEMM saturates (ort_int8.py)."""
         cpu = getattr(self, "provider", None) == "CPUExecutionProvider"
-        out = {"denormals": "flushed to zero"} if cpu and flush_denormals(self.options.extra) else {}
+        out = {"denormals": "flushed to zero"} if cpu and flush_denormals(self.engine_options) else {}
         stale = ort_int8.stale_weights(self.manifest) if cpu else None
         return {**out, "warning": stale} if stale else out
 
@@ -193,6 +221,7 @@ def _grown(a: np.ndarray, capacity: int) -> np.ndarray:
 
 class OnnxRuntimeBackend(_Sessions, StepBackend):
     engine = "onnxruntime"
+    options_class = OnnxRuntimeOptions
     huge_pages_help = True  # SmolLM2 decode fp32 1.09x, w4a8 1.06x (benchmarks/huge_pages.py)
     _in_place: str | None = None  # the component whose cache lives in `_Buffers`
 
@@ -210,7 +239,7 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self._inputs = {n: {i.name for i in s.get_inputs()} for n, s in self.sessions.items()}
         step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
-        wanted = self.options.extra.get("kv_buffer", os.environ.get("EDGESEQ_ORT_KV_BUFFER", "1") != "0")
+        wanted = self.engine_options.kv_buffer
         if wanted and self.provider == "CPUExecutionProvider" \
                 and "GroupQueryAttention" in self.manifest.components[step].contrib_ops:
             self._in_place = step
@@ -281,6 +310,7 @@ class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):
     """Static-shape ONNX artifacts: one session per (component, signature) graph."""
 
     engine = "onnxruntime"
+    options_class = OnnxRuntimeOptions
     compile_cache = True  # on HTP, compiled graphs are cached (a second load reads them)
 
     def _load(self) -> None:

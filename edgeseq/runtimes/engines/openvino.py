@@ -4,11 +4,11 @@ On the CPU the decoder step keeps its KV cache as OpenVINO state (runtimes/ov_st
 rewritten at load so the plugin's fused attention grows the cache in place); a `State` then holds
 its own infer request, beam reorders become the step's `beam_idx`, and a rewind rewrites the
 variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
-"default" (the plugin's own choice, u8 on recent CPUs). `BackendOptions.extra["stateful"] = False`, or
-the environment variable EDGESEQ_OPENVINO_STATE=0, keeps the exported explicit-cache graph. A
+"default" (the plugin's own choice, u8 on recent CPUs). The option `stateful=False`
+(`OpenVinoOptions`) keeps the exported explicit-cache graph. A
 decoder-only step goes one step further where OpenVINO's paged-attention transformation applies
 (runtimes/ov_paged.py): the cache lives in block tensors the State allocates, pad slots are not fed,
-beams share blocks. `extra["paged"] = False` or EDGESEQ_OPENVINO_PAGED=0 keeps the state form.
+beams share blocks. The option `paged=False` keeps the state form.
 
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
@@ -20,10 +20,9 @@ The NPU plugin compiles static shapes only: it runs the static ONNX graphs of `-
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,34 @@ from ...errors import ArtifactError, DeviceError, UsageError, first_line
 from .. import devices
 from . import openvino_paged as ov_paged, openvino_state as ov_state
 from ..base import State, StepBackend
+from ..options import EngineOptions
+from ..registry import EngineSpec
 from ..host.disk_cache import cache_room
 from ..static import StaticStepBackend
 
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions(EngineOptions):
+    stateful: bool = field(default=True, metadata={
+        "help": "on the CPU, keep the decoder step's KV cache as OpenVINO state; False runs the exported "
+                "explicit-cache graph"})
+    paged: bool = field(default=True, metadata={
+        "help": "decoder-only steps in the stateful form use paged attention where OpenVINO's transformation "
+                "applies; False keeps the plain state form"})
+
+
+ENGINE = EngineSpec(
+    name="openvino", backend="OpenVinoBackend", static_backend="OpenVinoStaticBackend", package="openvino",
+    install="pip install 'edgeseq[openvino]'",
+    # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
+    formats=("openvino", "onnx"), options=OpenVinoOptions, precisions=("f32", "bf16"), rank=10, devices=(
+        devices.DeviceRow("openvino", "cpu", "", "CPU", "pip install 'edgeseq[openvino]'"),
+        devices.DeviceRow("openvino", "gpu", "intel", "GPU",
+                          "Intel GPU driver (compute runtime) + pip install 'edgeseq[openvino]'"),
+        devices.DeviceRow("openvino", "npu", "intel", "NPU", "Intel NPU driver + pip install 'edgeseq[openvino]'"),
+        devices.DeviceRow("openvino", "auto", "", "AUTO", "pip install 'edgeseq[openvino]'")))
 
 
 @dataclass
@@ -57,7 +80,7 @@ def _type_name(t: Any) -> str:
 # QuantizeLinear (blocked over a dynamic row) and MatMulIntegerToFloat do not convert ("Cannot get length
 # of dynamic dimension").
 _FOREIGN = {"GroupQueryAttention": ("attends with ONNX Runtime's GroupQueryAttention kernel, which OpenVINO does not run",
-                                    "a plain ONNX graph: EDGESEQ_ORT_KERNELS=0 edgeseq export ..."),
+                                    "a plain ONNX graph: edgeseq export ... --no-ort-kernels"),
             "MatMulIntegerToFloat": ("multiplies with ONNX Runtime's integer GEMM (--weights w8a8-token), which "
                                      "OpenVINO does not convert", "OpenVINO's own int8 weights: edgeseq export MODEL "
                                      "--format openvino --weights int8")}
@@ -91,6 +114,7 @@ def probe(row: devices.DeviceRow) -> str | None:
 
 class OpenVinoBackend(StepBackend):
     engine = "openvino"
+    options_class = OpenVinoOptions
     compile_cache = True
     _stateful: str | None = None  # the component whose cache is OpenVINO state
     _state_names: tuple[str, ...] = ()
@@ -108,12 +132,11 @@ class OpenVinoBackend(StepBackend):
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
                               "re-export with --format onnx --target npu and run it with --engine openvino")
         step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
-        stateful = self.options.extra.get("stateful", os.environ.get("EDGESEQ_OPENVINO_STATE", "1") != "0")
+        stateful = self.engine_options.stateful
         self.compiled: dict[str, Any] = {}
         for name, comp in self.manifest.components.items():
             if name == step and self.target == "CPU" and stateful:
-                paged = self.manifest.kind == "decoder-only" and self.options.extra.get(
-                    "paged", os.environ.get("EDGESEQ_OPENVINO_PAGED", "1") != "0")
+                paged = self.manifest.kind == "decoder-only" and self.engine_options.paged
                 self.compiled[name] = self._compile_stateful(name, comp.file, config, paged)
             else:
                 self.compiled[name] = self._compile(comp.file, config)
@@ -203,7 +226,7 @@ class OpenVinoBackend(StepBackend):
 
         row = devices.pick(self.engine, self.device, probe, "OpenVINO", "device")
         self.device_label, target = row.label, row.target
-        wanted = str(self.options.extra.get("precision") or "f32")
+        wanted = str(self.options.precision or "f32")
         if wanted not in PRECISIONS:
             raise UsageError(f"unknown --precision '{wanted}'", f"one of {', '.join(PRECISIONS)}")
         self._wanted = wanted
@@ -262,7 +285,7 @@ class OpenVinoBackend(StepBackend):
         except RuntimeError as e:
             raise ArtifactError(f"OpenVINO cannot compile the stateful form of {file} of {self.artifact}: "
                                 f"{first_line(e)}",
-                                "run it with the exported cache (EDGESEQ_OPENVINO_STATE=0) or --engine onnxruntime"
+                                "run it with the exported cache (--engine-option stateful=0) or --engine onnxruntime"
                                 ) from e
         self._stateful, self._state_names = name, tuple(names)
         try:

@@ -12,12 +12,11 @@ decode fp32 1.09x, w4a8 1.06x, for +0.7 s / +0.08 s of load; OpenVINO fp32 1.00x
 (+0.5 s of load at fp32), t5-small on ONNX Runtime 0.98x. So engines opt in (`huge_pages_help`):
 ONNX Runtime's dynamic-shape backend does.
 
-EDGESEQ_HUGE_PAGES=0 turns it off, =1 on for every engine; BackendOptions.extra["huge_pages"] wins.
+The engine option `huge_pages` (every engine has it) turns it off or on; unset, the engine's default.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import time
 from typing import Any
@@ -28,14 +27,11 @@ MIN_BYTES = 4 * HUGE  # smaller mappings are not worth a system call
 RESIDENT = 0.9  # collapse a mapping only when this share of it is in memory: a huge page fills holes
 
 
-def wanted(extra: dict[str, Any], engine_default: bool) -> bool:
-    """extra["huge_pages"], else EDGESEQ_HUGE_PAGES (0 off, 1 on for every engine), else the engine's default."""
+def wanted(asked: bool | None, engine_default: bool) -> bool:
+    """The engine option `huge_pages` where set (True / False), else the engine's default; Linux only."""
     if not sys.platform.startswith("linux"):
         return False
-    if "huge_pages" in extra:
-        return bool(extra["huge_pages"])
-    env = os.environ.get("EDGESEQ_HUGE_PAGES")
-    return engine_default if env is None else env != "0"
+    return engine_default if asked is None else bool(asked)
 
 
 def snapshot() -> dict[tuple[int, int], int]:

@@ -1,0 +1,109 @@
+"""The one engine table, built from the engine modules' own declarations.
+
+Every module in `edgeseq/runtimes/engines/` that defines `ENGINE = EngineSpec(...)` is an engine:
+adding one is that module plus its pip extra in pyproject.toml. Engine modules import their engine
+library (onnxruntime, openvino, ai_edge_litert) inside functions only, so reading the declarations
+costs nothing; an engine whose library is absent is refused, when used, with the pip extra to install.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import MissingDependencyError, UsageError
+from .devices import DeviceRow
+from .options import EngineOptions
+
+PACKAGE = "edgeseq.runtimes.engines"
+ADD_ONE = "a new engine is a module in edgeseq/runtimes/engines/ that declares ENGINE = EngineSpec(...)"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str  # --engine NAME
+    backend: str  # the module's class for dynamic-shape artifacts
+    package: str  # the importable library the engine runs on
+    install: str  # what brings that library: a pip command naming the extra
+    formats: tuple[str, ...]  # artifact formats it reads
+    devices: tuple[DeviceRow, ...]  # its rows of the device table, in order of preference
+    options: type[EngineOptions] = EngineOptions  # its typed settings
+    static_backend: str | None = None  # its class for static-shape artifacts; None: it cannot run them
+    precisions: tuple[str, ...] = ("f32",)  # compute precisions `profile --auto` tries
+    rank: int = 50  # listing order (`edgeseq devices`, --engine help, the engine tried first on a device)
+
+
+_FOUND: dict[str, tuple[EngineSpec, str]] | None = None
+
+
+def _discover() -> dict[str, tuple[EngineSpec, str]]:
+    global _FOUND
+    if _FOUND is None:
+        found: dict[str, tuple[EngineSpec, str]] = {}
+        pkg = importlib.import_module(PACKAGE)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            name = f"{PACKAGE}.{info.name}"
+            spec = getattr(importlib.import_module(name), "ENGINE", None)
+            if isinstance(spec, EngineSpec):
+                assert spec.name not in found, f"engine {spec.name} declared twice"
+                found[spec.name] = (spec, name)
+        _FOUND = dict(sorted(found.items(), key=lambda kv: (kv[1][0].rank, kv[0])))
+    return _FOUND
+
+
+def engines() -> dict[str, EngineSpec]:
+    """Every declared engine, name -> declaration, in listing order."""
+    return {n: s for n, (s, _) in _discover().items()}
+
+
+def names() -> list[str]:
+    return list(_discover())
+
+
+def spec(engine: str) -> EngineSpec:
+    found = _discover()
+    if engine not in found:
+        raise UsageError(f"unknown engine '{engine}'",
+                         f"engines: {', '.join(found)} (and torch, the PyTorch reference); {ADD_ONE}")
+    return found[engine][0]
+
+
+def module(engine: str) -> ModuleType:
+    """The engine's module, once its library is known to be installed (else the pip extra to install)."""
+    s = spec(engine)
+    if importlib.util.find_spec(s.package) is None:
+        raise MissingDependencyError(f"engine {engine} needs the Python package '{s.package}', which is not "
+                                     "installed", s.install)
+    return importlib.import_module(_discover()[engine][1])
+
+
+def declared_module(engine: str) -> ModuleType:
+    """The engine's module whether or not its library is installed (its probes say what is missing)."""
+    spec(engine)
+    return importlib.import_module(_discover()[engine][1])
+
+
+def readers(format: str) -> list[str]:
+    """The engines that read artifacts of `format`."""
+    return [n for n, s in engines().items() if format in s.formats]
+
+
+def device_rows() -> list[DeviceRow]:
+    return [r for s in engines().values() for r in s.devices]
+
+
+def options_for(engine: str, given: Any) -> EngineOptions:
+    """`given` (the engine's options dataclass, a dict, or None) as the engine's validated options."""
+    from .options import coerce
+
+    return coerce(spec(engine).options, given, engine)
+
+
+def engine_help() -> str:
+    """The --engine help text, from the declarations."""
+    parts = [f"{n} ({', '.join(s.formats)})" for n, s in engines().items()]
+    return ("engine and the formats it reads: " + "; ".join(parts) + "; torch: the PyTorch reference, rebuilt from "
+            "the artifact's recorded source, on cpu or gpu:cuda (default: the engine the artifact was exported for)")
