@@ -261,7 +261,7 @@ class BoundBuffers(CacheForm[_Buffers]):
         state.held = _Buffers(self.arrays(state.batch, 0))  # [B, Hkv, 0, D]: grown at the first step
 
     def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
-        held = self.held(state)
+        held: _Buffers = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
         held.reserve(feeds["attention_mask"].shape[1])
         if held.io is None:
             held.io = self.session.io_binding()

@@ -270,7 +270,8 @@ class PagedBlocks(CacheForm[PagedCache]):
 
     def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
         width = feeds["input_ids"].shape[1]
-        return self.held(state).step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
+        held: PagedCache = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
+        return held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
 
     def reorder(self, state: State, rows: np.ndarray) -> None:
         self.held(state).reorder(rows)
