@@ -230,11 +230,11 @@ def test_paged_cache_across_block_boundaries(ov_artifacts: dict[str, Path]) -> N
     want = walk(plain)
     for got, expected in zip(walk(paged), want):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
-    spare = list(paged._spare)  # type: ignore[attr-defined]
+    spare = list(paged.kv_cache.spare)  # type: ignore[attr-defined]
     assert len(spare) == 1, "a finished request's paged cache is kept for the next one"
     for got, expected in zip(walk(paged), want):  # that cache again: reset, its blocks still hold the old walk
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
-    assert paged._spare == spare  # type: ignore[attr-defined]
+    assert paged.kv_cache.spare == spare  # type: ignore[attr-defined]
 
 
 @needs_ov

@@ -1,8 +1,9 @@
 """The Backend contract: engines expose only the model's steps; the generation loop is written once.
 
-`StepBackend` holds the engine-independent bookkeeping (attention masks, positions, cache hand-over)
-on top of one engine hook, `run(component, feeds) -> outputs`, so an engine module only loads graphs
-and runs them. A loaded backend is immutable and may be shared; each request owns a `State`.
+`StepBackend` holds the engine-independent bookkeeping (attention masks, positions) on top of one
+engine hook, `run(component, feeds) -> outputs`, so an engine module only loads graphs and runs them.
+The KV cache between steps is one `CacheForm` (cache.py), picked once at load by `cache_form()`.
+A loaded backend is immutable and may be shared; each request owns a `State`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from ..artifact.manifest import Manifest
+from .cache import CacheForm, ExplicitArrays, HeldCache
 from .host import hugepages
 from .options import EngineOptions, coerce
 
@@ -31,7 +33,7 @@ class State:
     encoder_mask: np.ndarray | None = None  # int64 [B, S] (encoder-decoder)
     cross: dict[str, np.ndarray] = field(default_factory=dict)  # cross-attention caches (encoder-decoder)
     slots: int | None = None  # static shapes (runtimes/static.py): cache slots used; None = dynamic
-    held: Any = None  # a cache the engine holds itself (OpenVINO state): caches is then empty
+    held: HeldCache | None = None  # the cache form's own data (buffers, engine state, blocks); caches is then empty
 
     @property
     def length(self) -> int:
@@ -76,6 +78,12 @@ class StepBackend(ABC):
         d = manifest.dims
         self.kv_heads = d["num_kv_heads"]
         self.head_dim = d["head_dim"]
+        self.kv_cache = self.cache_form()
+
+    def cache_form(self) -> CacheForm[Any]:
+        """How this backend keeps the KV cache between steps (cache.py); engines with a form of their
+        own override this. Called once, at the end of the load."""
+        return ExplicitArrays(self)
 
     @abstractmethod
     def _load(self) -> None: ...
@@ -105,15 +113,15 @@ class StepBackend(ABC):
         """Which device ran which part of the graphs, where the engine can tell."""
         return None
 
+    def _cache_placement(self) -> dict[str, str]:
+        """placement()'s "kv_cache" entry, where the cache form describes itself."""
+        text = self.kv_cache.describe()
+        return {"kv_cache": text} if text else {}
+
     # -- the steps -------------------------------------------------------------------------------
     def new_state(self, batch: int) -> State:
-        state = State(batch=batch)
-        step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
-        for name in self.manifest.components[step].cache_inputs:
-            if name.startswith("past."):
-                state.caches[name] = np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32)
-        state.mask = np.zeros((batch, 0), np.int64)
-        state.positions = np.zeros(batch, np.int64)
+        state = State(batch=batch, positions=np.zeros(batch, np.int64))
+        self.kv_cache.new(state)
         return state
 
     def encode(self, state: State, ids: np.ndarray, mask: np.ndarray) -> None:
@@ -138,7 +146,7 @@ class StepBackend(ABC):
     def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
         """Make row i of the state a copy of row rows[i] (beam search). The cross-attention cache is
         reordered only when asked: beams of one prompt share it, so it changes only when tiling."""
-        state.caches = {k: v[rows] for k, v in state.caches.items()}
+        self.kv_cache.reorder(state, rows)
         state.batch = len(rows)
         assert state.mask is not None and state.positions is not None
         state.mask, state.positions = state.mask[rows], state.positions[rows]
@@ -151,15 +159,7 @@ class StepBackend(ABC):
         if not 0 <= n <= state.length:
             raise InputError(f"cannot rewind {n} positions of a cache holding {state.length}",
                              "rewind at most as many tokens as were fed")
-        keep = state.length - n
-        state.caches = {k: v[:, :, :keep] for k, v in state.caches.items()}
-        assert state.mask is not None and state.positions is not None
-        state.positions = state.positions - state.mask[:, keep:].sum(axis=1)
-        state.mask = state.mask[:, :keep]
-
-    def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the decoder step of `state` (engines that hold the cache themselves override this)."""
-        return self.run(component, feeds)
+        self.kv_cache.trim(state, state.length - n)
 
     def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
         assert state.mask is not None and state.positions is not None
@@ -167,13 +167,11 @@ class StepBackend(ABC):
         feeds = {"input_ids": ids, "attention_mask": full_mask, **state.caches}
         if self.manifest.kind == "decoder-only":
             feeds["position_ids"] = pos
-            out = self._run_step(state, "decoder", feeds)
+            logits = self.kv_cache.step(state, feeds)
         else:
             if state.encoder_mask is None:
                 raise InputError("encoder-decoder model: call encode() before prefill()")
-            out = self._run_step(state, "decoder_step",
-                                 {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
-        state.caches = {self._next_names[name]: v for name, v in out.items() if name != "logits"}
+            logits = self.kv_cache.step(state, {**feeds, "encoder_attention_mask": state.encoder_mask, **state.cross})
         state.mask = full_mask
         state.positions = pos[:, -1] + 1
-        return out["logits"]
+        return logits

@@ -3,7 +3,9 @@ slot, prompts padded into length buckets, batch 1 graphs.
 
 Engines subclass `StaticStepBackend` and implement `invoke(component, signature, feeds)` for one
 row; rows of a batch (batched generate, beam search) run one after another. The generation loop
-sees the same prefill / decode / encode / reorder / trim as with dynamic shapes.
+sees the same prefill / decode / encode / reorder / trim as with dynamic shapes. The cache is the
+`StaticSlots` form (cache.py): full-length arrays the graph writes at `cache_position`, a mask as
+long as the cache, and a rewind that only frees slots.
 
 Limits are errors, never silent: a prompt longer than the largest bucket, an encoder input longer
 than the largest encoder bucket, or a step that would write past the cache.
@@ -17,6 +19,44 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError
 from .base import State, StepBackend
+from .cache import CacheForm, HeldCache
+
+
+class StaticSlots(CacheForm[HeldCache]):
+    """A fixed-length cache [B, Hkv, cache_length, D] in State.caches, written by the graph at the
+    step's slots (`cache_position`); `State.slots` counts the slots used and the mask covers them all."""
+
+    name = "slots"
+
+    def __init__(self, backend: StaticStepBackend) -> None:
+        super().__init__(backend)
+        # read from the manifest: the form is made at the end of the load, before StaticStepBackend's own fields
+        self.length = int((backend.manifest.static or {}).get("cache_length", 0))
+        self._run_signature = backend.run_signature
+
+    def new(self, state: State) -> None:
+        state.slots = 0
+        state.mask = np.zeros((state.batch, self.length), np.int64)
+        state.caches = self.arrays(state.batch, self.length)
+
+    def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
+        assert signature is not None
+        out = self._run_signature(self.component, signature, feeds)
+        nxt = self._next
+        old, state.caches = state.caches, {nxt[k]: v for k, v in out.items() if k != "logits"}
+        self.release(old)
+        return out["logits"]  # type: ignore[no-any-return]
+
+    def release(self, old: dict[str, Any]) -> None:
+        """Called with the cache tensors a step replaced (an engine may reuse their memory)."""
+
+    def trim(self, state: State, keep: int) -> None:
+        """Slots from `keep` on are free again: masked, and overwritten by the next step."""
+        assert state.slots is not None and state.mask is not None and state.positions is not None
+        state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
+        state.mask = state.mask.copy()
+        state.mask[:, keep:] = 0
+        state.slots = keep
 
 
 class StaticStepBackend(StepBackend):
@@ -38,9 +78,6 @@ class StaticStepBackend(StepBackend):
     def invoke(self, component: str, signature: str, feeds: dict[str, Any]) -> dict[str, Any]:
         """Run one signature of one component for a batch of one row. Cache outputs may be engine
         objects that stay on the engine's side (read with np.asarray); they come back as inputs."""
-
-    def _replaced(self, old: dict[str, Any]) -> None:
-        """Called with the cache tensors a step replaced (an engine may reuse their memory)."""
 
     def run(self, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The signature whose length fits the feeds exactly (input_ids' or hidden states' axis 1)."""
@@ -69,16 +106,10 @@ class StaticStepBackend(StepBackend):
         """The smallest signature of `component` that holds `tokens`: (name, length), or None."""
         return next(((name, n) for n, name in self._sizes[component] if n >= tokens), None)
 
-    # -- the steps ---------------------------------------------------------------------------------
-    def new_state(self, batch: int) -> State:
-        state = State(batch=batch, slots=0)
-        for name in self.manifest.components[self.step_name].cache_inputs:
-            if name.startswith("past."):
-                state.caches[name] = np.zeros((batch, self.kv_heads, self.cache_length, self.head_dim), np.float32)
-        state.mask = np.zeros((batch, self.cache_length), np.int64)
-        state.positions = np.zeros(batch, np.int64)
-        return state
+    def cache_form(self) -> CacheForm[Any]:
+        return StaticSlots(self)
 
+    # -- the steps ---------------------------------------------------------------------------------
     def encode(self, state: State, ids: np.ndarray, mask: np.ndarray) -> None:
         n = ids.shape[1]
         fit = self._bucket("encoder", n)
@@ -98,17 +129,6 @@ class StaticStepBackend(StepBackend):
         state.cross = {k: np.pad(v, ((0, 0), (0, 0), (0, full - length), (0, 0))) for k, v in cross.items()}
         state.encoder_mask = np.pad(mask_p, ((0, 0), (0, full - length)))
         self.usage = {"encoder_bucket": length, "encoder_padding": pad}
-
-    def trim(self, state: State, n: int) -> None:
-        assert state.slots is not None and state.mask is not None and state.positions is not None
-        if not 0 <= n <= state.slots:
-            raise InputError(f"cannot rewind {n} positions of a cache holding {state.slots}",
-                             "rewind at most as many tokens as were fed")
-        keep = state.slots - n
-        state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
-        state.mask = state.mask.copy()
-        state.mask[:, keep:] = 0
-        state.slots = keep
 
     def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
         assert state.slots is not None and state.mask is not None
@@ -141,14 +161,12 @@ class StaticStepBackend(StepBackend):
             feeds["position_ids"] = left(pos)
         else:
             feeds.update(encoder_attention_mask=state.encoder_mask, **state.cross)
-        out = self.run_signature(self.step_name, name, feeds)
-        old, state.caches = state.caches, {self._next_names[k]: v for k, v in out.items() if k != "logits"}
-        self._replaced(old)
+        logits = self.kv_cache.step(state, feeds, name)
         state.mask, state.slots = mask, start + length
         state.positions = pos[:, -1] + 1
         if t > 1 or start == 0:
             self.usage.update(prefill_bucket=length, prefill_padding=pad)
-        return out["logits"]
+        return logits
 
     def placement(self) -> dict[str, Any]:
         return {"static": {"cache_length": self.cache_length, "buckets": self.static.get("buckets"), **self.usage}}

@@ -4,11 +4,11 @@ CPU runs LiteRT's `CompiledModel` on tensor buffers, and the KV cache stays in t
 `present.*` output buffers are the next step's `past.*` inputs (`Resident`), so no step copies the
 cache in or out of Python (SmolLM2-135M int8 decode, benchmarks/vs_litert.py: 99.4 tok/s this way
 vs 67.1 through the Interpreter's signature runner, which copies every cache tensor both ways).
-Buffers a step replaced go back to a pool. Code that needs the cache as numpy (batches run row by
-row, beam reordering) reads it with `np.asarray`. XNNPACK packs the weights of every signature
-separately unless given a weight-cache file: edgeseq keeps one per graph in
-~/.cache/edgeseq/litert, so the signatures share one packed copy and a second load maps it
-(SmolLM2-135M fp32, 4 signatures: peak RSS 777 vs 2770 MB; int8 317 vs 821 MB).
+Buffers a step replaced go back to a pool (the `ResidentSlots` cache form, runtimes/cache.py). Code
+that needs the cache as numpy (batches run row by row, beam reordering) reads it with `np.asarray`.
+XNNPACK packs the weights of every signature separately unless given a weight-cache file: edgeseq
+keeps one per graph in ~/.cache/edgeseq/litert, so the signatures share one packed copy and a second
+load maps it (SmolLM2-135M fp32, 4 signatures: peak RSS 777 vs 2770 MB; int8 317 vs 821 MB).
 GPU and NPU rows load a delegate library (`delegate` option / `--delegate PATH`, which ai-edge-litert
 does not ship for Linux x86-64) into the classic `Interpreter`, whose runners copy inputs and outputs.
 Inputs are mapped by the names the manifest records (`signature_name`), never by position.
@@ -28,9 +28,10 @@ from ...errors import ArtifactError, DeviceError, first_line
 from .. import devices
 from ..base import State
 from ..registry import EngineSpec
+from ..cache import CacheForm
 from ..host.disk_cache import cache_room
 from ..host.fds import redirected
-from ..static import StaticStepBackend
+from ..static import StaticSlots, StaticStepBackend
 
 
 ENGINE = EngineSpec(
@@ -230,18 +231,29 @@ class LiteRtBackend(StaticStepBackend):
         with _quiet_stderr():
             return model.create_output_buffer_by_name(signature, name)
 
-    def _replaced(self, old: dict[str, Any]) -> None:
-        """The cache buffers a step replaced: nothing refers to them any more, reuse them."""
-        with self._lock:
-            for v in old.values():
-                if isinstance(v, Resident):
-                    self._pool.setdefault(v.key, []).append(v.buffer)
-
-    def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
-        state.caches = {k: np.asarray(v) for k, v in state.caches.items()}
-        super().reorder(state, rows, cross)
+    def cache_form(self) -> CacheForm[Any]:
+        return ResidentSlots(self)
 
     def placement(self) -> dict[str, Any]:
         out = super().placement()
         out["target"] = self.target
         return out
+
+
+class ResidentSlots(StaticSlots):
+    """Static slots whose tensors stay in LiteRT buffers between steps (`Resident`): a step's replaced
+    buffers go back to the backend's pool; a reorder reads the rows out as numpy."""
+
+    def __init__(self, backend: LiteRtBackend) -> None:
+        super().__init__(backend)
+        self.lock, self.pool = backend._lock, backend._pool
+
+    def release(self, old: dict[str, Any]) -> None:
+        """The cache buffers a step replaced: nothing refers to them any more, reuse them."""
+        with self.lock:
+            for v in old.values():
+                if isinstance(v, Resident):
+                    self.pool.setdefault(v.key, []).append(v.buffer)
+
+    def reorder(self, state: State, rows: np.ndarray) -> None:
+        state.caches = {k: np.asarray(v)[rows] for k, v in state.caches.items()}

@@ -3,8 +3,9 @@
 A step graph whose attention is ONNX Runtime's GroupQueryAttention (export/steps/fused.py) keeps its
 KV cache, on the CPU provider, in buffers [B, Hkv, capacity, D] that the kernel appends to in place:
 each is bound (IO binding) as both a past input and the matching present output, so no step copies
-the cache. A `State` then holds its buffers (`_Buffers`); they grow by doubling, a beam reorder
-gathers their rows, a rewind only shortens the mask (the kernel reads total_sequence_length from it).
+the cache. That is the `BoundBuffers` cache form (runtimes/cache.py): a `State` holds its buffers
+(`_Buffers`); they grow by doubling, a beam reorder gathers their rows, a rewind only shortens the
+mask (the kernel reads total_sequence_length from it).
 The option `kv_buffer=False` (`OnnxRuntimeOptions`) runs the same graph with the cache handed over
 as arrays, as for plain graphs.
 
@@ -31,6 +32,7 @@ from . import ort_int8, qnn
 from ..base import State, StepBackend
 from ..options import EngineOptions
 from ..registry import EngineSpec
+from ..cache import CacheForm, HeldCache
 from ..static import StaticStepBackend
 
 
@@ -186,7 +188,7 @@ PER_TOKEN = {"input_ids", "attention_mask", "position_ids"}  # step inputs that 
 
 
 @dataclass
-class _Buffers:
+class _Buffers(HeldCache):
     """One request's KV cache as buffers ONNX Runtime writes in place: past input name -> [B, Hkv, C, D],
     with OrtValues over the same memory for the IO binding."""
 
@@ -260,50 +262,60 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         outs = self._fp.run(self.sessions[component].run, None, {k: v for k, v in feeds.items() if k in wanted})
         return dict(zip(self._outputs[component], outs))
 
-    # -- the cache in buffers the kernel appends to -------------------------------------------------
-    def new_state(self, batch: int) -> State:
-        state = super().new_state(batch)
-        if self._in_place:
-            state.held = _Buffers(state.caches)  # [B, Hkv, 0, D]: grown at the first step
-            state.caches = {}
-        return state
-
-    def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        held = state.held
-        if not isinstance(held, _Buffers) or component != self._in_place:
-            return self.run(component, feeds)
-        held.reserve(feeds["attention_mask"].shape[1])
-        session = self.sessions[component]
-        if held.io is None:
-            held.io = session.io_binding()
-        if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
-            # 60 buffers and reading back 61 outputs cost SmolLM2 w4a8 ~0.13 ms a step (TPOT 3.96 ->
-            # 3.83 ms, medians of 3 alternating `edgeseq profile` runs of each version)
-            for name, value in held.values.items():
-                held.io.bind_ortvalue_input(name, value)
-                held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)
-            for name in self._fed_once:  # a reorder of the cross cache replaces the buffers too: rebound then
-                held.io.bind_cpu_input(name, feeds[name])
-            held.bound = True
-        for name in self._fed:
-            held.io.bind_cpu_input(name, feeds[name])
-        # each step's logits go to a new array, handed over as they are: a copy out of one bound buffer took
-        # 8-100 us in a micro-benchmark, the most where the two addresses collide modulo 4 KiB (AMD EPYC)
-        logits = np.empty((state.batch, self._vocab), np.float32)
-        held.io.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-        self._fp.run(session.run_with_iobinding, held.io)
-        return {"logits": logits}
-
-    def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
-        super().reorder(state, rows, cross)
-        if isinstance(state.held, _Buffers):
-            state.held.take(np.asarray(rows))
+    def cache_form(self) -> CacheForm[Any]:
+        return BoundBuffers(self) if self._in_place else super().cache_form()
 
     def placement(self) -> dict[str, Any]:
         out = {"provider": self.provider, "note": "whole graph assigned to one provider by ORT"}
-        if self._in_place:
-            out["kv_cache"] = "buffers appended in place (GroupQueryAttention, IO binding)"
-        return {**out, **self._cpu_notes()}
+        return {**out, **self._cache_placement(), **self._cpu_notes()}
+
+
+class BoundBuffers(CacheForm[_Buffers]):
+    """The cache in buffers the kernel appends to: bound once per request as both the past.* input and
+    the present.* output of the step, rebound only when the buffers are replaced (grown, reordered)."""
+
+    name = "buffers"
+
+    def __init__(self, backend: OnnxRuntimeBackend) -> None:
+        super().__init__(backend)
+        self.session = backend.sessions[self.component]
+        self.fed, self.fed_once, self.vocab = backend._fed, backend._fed_once, backend._vocab
+        self.fp = backend._fp
+
+    def describe(self) -> str:
+        return "buffers appended in place (GroupQueryAttention, IO binding)"
+
+    def new(self, state: State) -> None:
+        state.mask = np.zeros((state.batch, 0), np.int64)
+        state.held = _Buffers(self.arrays(state.batch, 0))  # [B, Hkv, 0, D]: grown at the first step
+
+    def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
+        held: _Buffers = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
+        held.reserve(feeds["attention_mask"].shape[1])
+        if held.io is None:
+            held.io = self.session.io_binding()
+        if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
+            # every buffer and reading back every output each step cost a measurable share of a decode step
+            for name, value in held.values.items():
+                held.io.bind_ortvalue_input(name, value)
+                held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)
+            for name in self.fed_once:  # a reorder of the cross cache replaces the buffers too: rebound then
+                held.io.bind_cpu_input(name, feeds[name])
+            held.bound = True
+        for name in self.fed:
+            held.io.bind_cpu_input(name, feeds[name])
+        # each step's logits go to a new array, handed over as they are: a copy out of one bound buffer
+        # costs more, the most where the two addresses collide modulo 4 KiB
+        logits = np.empty((state.batch, self.vocab), np.float32)
+        held.io.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        self.fp.run(self.session.run_with_iobinding, held.io)
+        return logits
+
+    def reorder(self, state: State, rows: np.ndarray) -> None:
+        self.held(state).take(np.asarray(rows))
+
+    def forget(self, state: State, keep: int, real: np.ndarray) -> None:
+        """Nothing: the kernel reads how much of the buffers is valid from the mask, cut by trim."""
 
 
 class OnnxRuntimeStaticBackend(_Sessions, StaticStepBackend):

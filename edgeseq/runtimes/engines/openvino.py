@@ -1,14 +1,14 @@
 """OpenVINO engine: one compiled model per component, device from the device table.
 
-On the CPU the decoder step keeps its KV cache as OpenVINO state (runtimes/ov_state.py: the graph is
-rewritten at load so the plugin's fused attention grows the cache in place); a `State` then holds
-its own infer request, beam reorders become the step's `beam_idx`, and a rewind rewrites the
-variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
+On the CPU the decoder step keeps its KV cache as OpenVINO state (openvino_state.py: the graph is
+rewritten at load so the plugin's fused attention grows the cache in place; the `EngineState` cache
+form): a `State` then holds its own infer request, beam reorders become the step's `beam_idx`, and a
+rewind rewrites the variables. The cache is stored in the compute precision (f32 or bf16) unless `precision` is
 "default" (the plugin's own choice, u8 on recent CPUs). The option `stateful=False`
 (`OpenVinoOptions`) keeps the exported explicit-cache graph. A
 decoder-only step goes one step further where OpenVINO's paged-attention transformation applies
-(runtimes/ov_paged.py): the cache lives in block tensors the State allocates, pad slots are not fed,
-beams share blocks. The option `paged=False` keeps the state form.
+(openvino_paged.py, the `PagedBlocks` form): the cache lives in block tensors the State allocates,
+pad slots are not fed, beams share blocks. The option `paged=False` keeps the state form.
 
 Inference precision is set explicitly (f32 unless asked otherwise: OpenVINO's CPU plugin would
 pick bf16 on CPUs that have it) and the precision the compiled model reports is recorded. Compiled
@@ -21,7 +21,6 @@ The NPU plugin compiles static shapes only: it runs the static ONNX graphs of `-
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,8 @@ import numpy as np
 from ...errors import ArtifactError, DeviceError, UsageError, first_line
 from .. import devices
 from . import openvino_paged as ov_paged, openvino_state as ov_state
-from ..base import State, StepBackend
+from ..base import StepBackend
+from ..cache import CacheForm
 from ..options import EngineOptions
 from ..registry import EngineSpec
 from ..host.disk_cache import cache_room
@@ -59,14 +59,6 @@ ENGINE = EngineSpec(
                           "Intel GPU driver (compute runtime) + pip install 'edgeseq[openvino]'"),
         devices.DeviceRow("openvino", "npu", "intel", "NPU", "Intel NPU driver + pip install 'edgeseq[openvino]'"),
         devices.DeviceRow("openvino", "auto", "", "AUTO", "pip install 'edgeseq[openvino]'")))
-
-
-@dataclass
-class _Held:
-    """A request's cache held by OpenVINO: its infer request and the rows to gather before the next step."""
-
-    request: Any
-    rows: np.ndarray | None = None  # beam reorders since the last step, composed; None = rows as they are
 
 
 def _type_name(t: Any) -> str:
@@ -151,74 +143,21 @@ class OpenVinoBackend(StepBackend):
         if self._paged is not None:
             self._inputs[step] = self._paged
         self._local = threading.local()  # an infer request per thread: one model shared by threads
-        self._spare: list[ov_paged.PagedCache] = []  # paged caches of finished requests (new_state reuses them)
 
     def graph_inputs(self, component: str) -> set[str]:
         held = set(self._state_names) if component == self._stateful else set()
         return self._inputs[component] | held
 
-    # -- the cache as OpenVINO state: each State owns an infer request ------------------------------
-    def new_state(self, batch: int) -> State:
-        state = super().new_state(batch)
-        if self._stateful:
-            state.caches = {}
-            compiled = self.compiled[self._stateful]
-            if self._paged is None:
-                state.held = _Held(compiled.create_infer_request())
-                return state
-            # a finished request's blocks and infer request serve the next one: making them cost SmolLM2
-            # ~2.7 ms of each TTFT (an infer request ~1.4 ms, the first blocks ~1.3 ms)
-            try:
-                state.held = self._spare.pop()
-                state.held.reset(batch)
-            except IndexError:
-                state.held = ov_paged.PagedCache(compiled.create_infer_request(), compiled.inputs, batch)
-            weakref.finalize(state, self._give_back, state.held)
-        return state
-
-    def _give_back(self, cache: ov_paged.PagedCache) -> None:
-        if len(self._spare) < 2:  # a few kept: each holds its blocks' memory
-            self._spare.append(cache)
-
-    def _run_step(self, state: State, component: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        held = state.held
-        if held is None or component != self._stateful:
-            return self.run(component, feeds)
-        if isinstance(held, ov_paged.PagedCache):
-            width = feeds["input_ids"].shape[1]
-            return {"logits": held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])}
-        rows = np.arange(state.batch, dtype=np.int32) if held.rows is None else held.rows.astype(np.int32)
-        feeds = {k: v for k, v in feeds.items() if k in self._inputs[component]}
-        res = held.request.infer({**feeds, ov_state.BEAM: rows}, share_inputs=True, share_outputs=False)
-        held.rows = None
-        return {name: np.asarray(res[i]) for i, name in enumerate(self._outputs[component])}
-
-    def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
-        super().reorder(state, rows, cross)
-        if isinstance(state.held, ov_paged.PagedCache):
-            state.held.reorder(rows)
-        elif state.held is not None:  # gathered by the next step's beam_idx, not copied now
-            rows = np.asarray(rows, np.int64)
-            state.held.rows = rows if state.held.rows is None else state.held.rows[rows]
-
-    def trim(self, state: State, n: int) -> None:
-        keep = state.length - n
-        real = None if state.mask is None else state.mask[:, keep:].sum(axis=1)  # pad slots are not paged
-        super().trim(state, n)  # checks n; positions and mask
-        held = state.held
-        if isinstance(held, ov_paged.PagedCache):
-            held.trim(real)
-            return
-        if held is None or (n == 0 and held.rows is None):
-            return
-        import openvino as ov
-
-        for var in held.request.query_state():
-            cache = np.asarray(var.state.data)
-            if held.rows is not None:
-                cache = cache[held.rows]
-            var.state = ov.Tensor(np.ascontiguousarray(cache[:, :, :keep]))
-        held.rows = None
+    def cache_form(self) -> CacheForm[Any]:
+        """The step's cache as engine state, or in paged blocks, where the load made it so (_compile_stateful)."""
+        if not self._stateful:
+            return super().cache_form()
+        compiled = self.compiled[self._stateful]
+        if self._paged is not None:
+            return ov_paged.PagedBlocks(self, compiled, f"engine blocks (paged attention), {self.kv_precision}")
+        refused = f" (paged attention refused: {self.paged_refused})" if self.paged_refused else ""
+        return ov_state.EngineState(self, compiled, self._inputs[self._stateful], self._outputs[self._stateful],
+                                    f"engine state, {self.kv_precision}{refused}")
 
     def _configure(self) -> tuple[str, dict[str, Any]]:
         """The device row's target and the compile configuration (precision, threads, cache)."""
@@ -324,11 +263,7 @@ class OpenVinoBackend(StepBackend):
         return {name: np.asarray(res[i]) for i, name in enumerate(self._outputs[component])}
 
     def placement(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"device": self.target, "precision": self.precision}
-        if self._stateful:
-            out["kv_cache"] = f"engine {'blocks (paged attention)' if self._paged else 'state'}, {self.kv_precision}"
-            if self.paged_refused:
-                out["kv_cache"] += f" (paged attention refused: {self.paged_refused})"
+        out: dict[str, Any] = {"device": self.target, "precision": self.precision, **self._cache_placement()}
         if self.manifest.quantization in ("int8", "int4"):  # the CPU plugin's default for compressed weights
             try:
                 group = int(next(iter(self.compiled.values())).get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))

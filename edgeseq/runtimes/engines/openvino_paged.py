@@ -6,7 +6,8 @@ node. The cache then lives in per-layer block tensors, [blocks, Hkv, block, D] (
 scales in extra rows or columns), that the caller allocates and binds to the request; the kernel
 appends each step's keys and values in place. The tokens of every row go in as one flat sequence
 with per-row offsets (`subsequence_begins`), cached lengths (`past_lens`) and block tables, so a
-row's left-pad slots are simply not fed. `PagedCache` below is that bookkeeping for one request:
+row's left-pad slots are simply not fed. `PagedCache` below is that bookkeeping for one request
+(`PagedBlocks` is the cache form, runtimes/cache.py, that gives each request one):
 it grows the block tensors on demand, shares blocks between beams after a reorder (a block shared
 and only partly filled is copied before the step that writes into it) and rewinds by shortening
 the tables.
@@ -26,11 +27,16 @@ would read out of bounds at run time), so that graph keeps the state form.
 """
 from __future__ import annotations
 
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import InputError
+from ..cache import CacheForm, HeldCache
+
+if TYPE_CHECKING:
+    from ..base import State, StepBackend
 
 # the inputs the transformed step takes besides its cache blocks, all fed by PagedCache.feeds
 PAGED_INPUTS = {"input_ids", "position_ids", "past_lens", "subsequence_begins", "block_indices",
@@ -107,7 +113,7 @@ def _offsets(sizes: Any) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
 
 
-class PagedCache:
+class PagedCache(HeldCache):
     """One request's paged KV cache: the block tensors bound to its infer request and each row's
     block table. Blocks are counted by reference, so beams share what they have in common."""
 
@@ -232,3 +238,43 @@ class PagedCache:
             need = -(-int(self.lengths[row]) // self.block)
             self._drop(table[need:])
             del table[need:]
+
+
+class PagedBlocks(CacheForm[PagedCache]):
+    """Each request's cache is a `PagedCache`; a finished request's one (its block tensors and infer
+    request, costly to make) serves the next request."""
+
+    name = "paged"
+
+    def __init__(self, backend: StepBackend, compiled: Any, text: str) -> None:
+        super().__init__(backend)
+        self.compiled, self.text = compiled, text
+        self.spare: list[PagedCache] = []  # paged caches of finished requests (new reuses them)
+
+    def describe(self) -> str:
+        return self.text
+
+    def new(self, state: State) -> None:
+        state.mask = np.zeros((state.batch, 0), np.int64)
+        try:
+            cache = self.spare.pop()
+            cache.reset(state.batch)
+        except IndexError:
+            cache = PagedCache(self.compiled.create_infer_request(), self.compiled.inputs, state.batch)
+        state.held = cache
+        weakref.finalize(state, self._give_back, cache)
+
+    def _give_back(self, cache: PagedCache) -> None:
+        if len(self.spare) < 2:  # a few kept: each holds its blocks' memory
+            self.spare.append(cache)
+
+    def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
+        width = feeds["input_ids"].shape[1]
+        held: PagedCache = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
+        return held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
+
+    def reorder(self, state: State, rows: np.ndarray) -> None:
+        self.held(state).reorder(rows)
+
+    def forget(self, state: State, keep: int, real: np.ndarray) -> None:
+        self.held(state).trim(real)  # pad slots were never fed: each row forgets its real tokens only

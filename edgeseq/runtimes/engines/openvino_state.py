@@ -15,6 +15,8 @@ Two things the fused kernel needs that the exported graph does not have:
   the rows of its shared K/V head ([B, Hkv, rep * T, D], for TFLite, see export/steps/attention.py);
   the kernel reads the cache length from the query's length, so the fold is undone here.
 The artifact on disk is unchanged; the parity gate at export runs this rewritten graph.
+At run time the cache is the `EngineState` form (runtimes/cache.py): each request owns an infer
+request whose variables hold its cache.
 A decoder-only step is then rewritten once more for paged attention where that applies (ov_paged.py);
 encoder-decoder steps stay in this form.
 
@@ -25,11 +27,72 @@ faster. Asking for a causal kernel with a padding-only mask did not change the f
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cache import CacheForm, HeldCache
+
+if TYPE_CHECKING:
+    from ..base import State, StepBackend
+
 BEAM = "beam_idx"
+
+
+@dataclass
+class _Held(HeldCache):
+    """A request's cache held by OpenVINO: its infer request and the rows to gather before the next step."""
+
+    request: Any
+    rows: np.ndarray | None = None  # beam reorders since the last step, composed; None = rows as they are
+
+
+class EngineState(CacheForm[_Held]):
+    """The step's cache as OpenVINO variables of the request's own infer request. A reorder is
+    composed into the rows the next step's `beam_idx` gathers (no copy now); a rewind rewrites them."""
+
+    name = "state"
+
+    def __init__(self, backend: StepBackend, compiled: Any, inputs: set[str], outputs: list[str], text: str) -> None:
+        super().__init__(backend)
+        self.compiled, self.inputs, self.text = compiled, inputs, text
+        self.logits = outputs.index("logits")  # the cache outputs became variables: logits are what is left
+
+    def describe(self) -> str:
+        return self.text
+
+    def new(self, state: State) -> None:
+        state.mask = np.zeros((state.batch, 0), np.int64)
+        state.held = _Held(self.compiled.create_infer_request())
+
+    def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
+        held: _Held = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
+        rows = np.arange(state.batch, dtype=np.int32) if held.rows is None else held.rows.astype(np.int32)
+        wanted = self.inputs
+        given = {k: v for k, v in feeds.items() if k in wanted}
+        given[BEAM] = rows
+        res = held.request.infer(given, share_inputs=True, share_outputs=False)
+        held.rows = None
+        return np.asarray(res[self.logits])
+
+    def reorder(self, state: State, rows: np.ndarray) -> None:
+        held = self.held(state)  # gathered by the next step's beam_idx, not copied now
+        rows = np.asarray(rows, np.int64)
+        held.rows = rows if held.rows is None else held.rows[rows]
+
+    def forget(self, state: State, keep: int, real: np.ndarray) -> None:
+        held = self.held(state)
+        if keep == state.length and held.rows is None:
+            return
+        import openvino as ov
+
+        for var in held.request.query_state():
+            cache = np.asarray(var.state.data)
+            if held.rows is not None:
+                cache = cache[held.rows]
+            var.state = ov.Tensor(np.ascontiguousarray(cache[:, :, :keep]))
+        held.rows = None
 
 
 def make_stateful(model: Any) -> list[str]:
