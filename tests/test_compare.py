@@ -32,7 +32,8 @@ def test_compare_writes_the_report_and_resumes(paper_artifacts: dict[str, Path],
     code, stdout, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,32", "--out", str(out), *FAST)
     assert code == 0 and "TTFT" in stdout and "decode" in stdout
     doc = json.loads((out / "results.json").read_text())
-    assert doc["ratio_mode"] == "encoder-decoder vs decoder-only" and doc["warnings"] == []
+    assert doc["ratio_mode"] == "encoder-decoder vs decoder-only"
+    assert len(doc["warnings"]) == 1 and "sizes differ by" in doc["warnings"][0]  # the only warning: see below
     assert [(r["input_len"], r["status"]) for r in doc["points"]] == [(8, "ok"), (32, "ok")] * 2
     r = doc["ratios"][0]
     assert r["ttft_lower"] == pytest.approx(1 - r["ttft_a_ms"] / r["ttft_b_ms"], abs=1e-3)
@@ -42,11 +43,10 @@ def test_compare_writes_the_report_and_resumes(paper_artifacts: dict[str, Path],
     enc, dec = (params_text(doc["models"][a]["params"]) for a in arts)
     said = f"{r['a']} ({enc} params) vs {r['b']} ({dec} params)"
     assert stdout.count(said) == 2 and stdout.count("not a like-for-like comparison") == 2
-    assert any("not a like-for-like comparison" in w for w in doc["warnings"])
     index = (out / "index.md").read_text()
     assert "## Headline ratios (encoder-decoder vs decoder-only)" in index and "| onnx | fp32 | 32 |" in index
     assert index.count("not a like-for-like comparison |") == 2 and f"| {enc} |" in index
-    assert index.count("host: ") == 1 and index.count("command: `edgeseq compare") == 1  # the header, once
+    assert index.count("host: ") == 1 and index.count("command: `edgeseq") == 1  # the header, once
     for png in ("ttft_vs_input.png", "decode_tok_s.png", "memory_size.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_lines(out / "results.jsonl")) == 4
