@@ -434,7 +434,7 @@ def main() -> None:
     a.peer_env = dict(e.split("=", 1) for e in a.peer_env)
     from edgeseq.profile.bandwidth import copy_gb_s, read_gb_s
     from edgeseq.profile.gemm_peak import gemm_gflops
-    from edgeseq.profile.runner import host_info
+    from edgeseq.profile.result import RunHeader
 
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     asked, per_round = a.reps, -(-a.reps // a.rounds)
@@ -450,9 +450,8 @@ def main() -> None:
         plan.append((source, rows))
     bw_start, read_start = copy_gb_s(threads=a.threads), read_gb_s(threads=a.threads)
     gemm_start = gemm_gflops(threads=a.threads)
-    doc: dict = {"host": host_info(), "protocol": {k: getattr(a, k) for k in
-                                                   ("input_len", "output_len", "reps", "warmup", "threads", "rounds",
-                                                    "peer_env")},
+    protocol = {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads", "rounds", "peer_env")}
+    doc: dict = {**RunHeader.here(protocol=protocol).to_dict(),
                  "bandwidth_gb_s": {"start": round(bw_start, 1)}, "read_gb_s": {"start": round(read_start, 1)},
                  "gemm_gflops": {"start": round(gemm_start, 1)}, "results": []}
     doc["protocol"].update(reps=asked, reps_per_round=per_round)
@@ -490,8 +489,9 @@ def main() -> None:
         m["ttft_floor"] = _ttft_floor(_fp32_art(a.work, m["model"]), a.input_len, a.output_len, peak)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "vs_peers.json").write_text(json.dumps(doc, indent=2))
-    print(f"host: {doc['host']['cpu']}, {doc['host']['cores']} cores; copy bandwidth {bw_start:.1f} GB/s before, "
-          f"{bw_end:.1f} after (ceilings use the mean, {bw:.1f}); medians of {a.rounds} rounds x {per_round} runs "
+    header = RunHeader.from_dict({**doc, "bandwidth_gb_s": round(bw, 1)})
+    print(f"{header.host_line()} (the mean of {bw_start:.1f} before and {bw_end:.1f} after, which the ceilings "
+          f"use); medians of {a.rounds} rounds x {per_round} runs "
           f"per row, each process after {a.warmup} warm-up; read-only stream {read_start:.1f} / {read_end:.1f} GB/s; "
           f"fp32 GEMM peak {gemm_start:.1f} / {gemm_end:.1f} GFLOP/s (the floors use the higher)")
     for m in doc["results"]:

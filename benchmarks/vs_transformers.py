@@ -134,14 +134,14 @@ def protocol_args(p: argparse.ArgumentParser) -> None:
 def save_report(a: argparse.Namespace, rows: list, name: str) -> None:
     """Write rows with the host, protocol and a fresh bandwidth figure to --out/name; print the host line."""
     from edgeseq.profile.bandwidth import copy_gb_s
-    from edgeseq.profile.runner import host_info
+    from edgeseq.profile.result import RunHeader
 
-    doc = {"host": host_info(), "bandwidth_gb_s": round(copy_gb_s(threads=a.threads), 1),
-           "protocol": {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")},
-           "results": rows}
+    header = RunHeader.here(copy_gb_s(threads=a.threads),
+                            {k: getattr(a, k) for k in ("input_len", "output_len", "reps", "warmup", "threads")})
+    doc = {**header.to_dict(), "results": rows}
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / name).write_text(json.dumps(doc, indent=2))
-    print(f"\nhost: {doc['host']['cpu']}, {doc['host']['cores']} cores, copy bandwidth {doc['bandwidth_gb_s']} GB/s")
+    print("\n" + header.host_line())
 
 
 Column = tuple[str, Callable[[dict], str]]  # header, result -> cell

@@ -84,7 +84,7 @@ def reference(artifacts: dict[str, Path]) -> Callable[[str], list[np.ndarray]]:
     def walk(family: str) -> list[np.ndarray]:
         if family not in done:
             m = mf.read(artifacts[family])
-            b = open_backend(artifacts[family], m, "cpu", "onnxruntime", BackendOptions(extra={"kv_buffer": False}))
+            b = open_backend(artifacts[family], m, "cpu", "onnxruntime", BackendOptions(engine_options={"kv_buffer": False}))
             done[family] = cache_walk(b, m)
         return done[family]
 
@@ -105,7 +105,9 @@ def test_cache_form_walk(pair: Pair, family: str, request: pytest.FixtureRequest
         pytest.skip(why)
     d = request.getfixturevalue(pair.artifact)[family]
     m = mf.read(d)
-    b = open_backend(d, m, pair.device, pair.engine, BackendOptions(extra=dict(pair.extra)))
+    options = dict(pair.extra)  # the engine's typed options, plus the common precision setting
+    precision = options.pop("precision", "f32")
+    b = open_backend(d, m, pair.device, pair.engine, BackendOptions(precision=precision, engine_options=options))
     assert b.kv_cache.name == pair.form, f"{pair.engine} picked {type(b.kv_cache).__name__}"
     described = (b.placement() or {}).get("kv_cache")
     assert (described is None) == (pair.form in ("arrays", "slots")), described  # the held forms say what they are

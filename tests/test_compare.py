@@ -10,6 +10,7 @@ import pytest
 from conftest import make_hf_dir
 from edgeseq.cli import main
 from edgeseq.compare import Suite, load_suite, suite_names
+from edgeseq.compare.report import params_text
 
 FAST = ["--output-len", "4", "--reps", "1", "--warmup", "0", "--no-bandwidth"]
 
@@ -31,13 +32,21 @@ def test_compare_writes_the_report_and_resumes(paper_artifacts: dict[str, Path],
     code, stdout, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,32", "--out", str(out), *FAST)
     assert code == 0 and "TTFT" in stdout and "decode" in stdout
     doc = json.loads((out / "results.json").read_text())
-    assert doc["ratio_mode"] == "encoder-decoder vs decoder-only" and doc["warnings"] == []
+    assert doc["ratio_mode"] == "encoder-decoder vs decoder-only"
+    assert len(doc["warnings"]) == 1 and "sizes differ by" in doc["warnings"][0]  # the only warning: see below
     assert [(r["input_len"], r["status"]) for r in doc["points"]] == [(8, "ok"), (32, "ok")] * 2
     r = doc["ratios"][0]
     assert r["ttft_lower"] == pytest.approx(1 - r["ttft_a_ms"] / r["ttft_b_ms"], abs=1e-3)
     assert all(p["flops"]["first_token"] > 0 for p in doc["points"])
+    # the tiny encoder-decoder has more layers than the tiny decoder-only: each ratio says so, with both sizes
+    assert r["params_a"] > r["params_b"] > 0 and r["size_gap"] > 0.1
+    enc, dec = (params_text(doc["models"][a]["params"]) for a in arts)
+    said = f"{r['a']} ({enc} params) vs {r['b']} ({dec} params)"
+    assert stdout.count(said) == 2 and stdout.count("not a like-for-like comparison") == 2
     index = (out / "index.md").read_text()
     assert "## Headline ratios (encoder-decoder vs decoder-only)" in index and "| onnx | fp32 | 32 |" in index
+    assert index.count("not a like-for-like comparison |") == 2 and f"| {enc} |" in index
+    assert index.count("host: ") == 1 and index.count("command: `edgeseq") == 1  # the header, once
     for png in ("ttft_vs_input.png", "decode_tok_s.png", "memory_size.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_lines(out / "results.jsonl")) == 4
@@ -81,14 +90,27 @@ def test_same_kind_and_other_tokenizers_are_said(artifacts: dict[str, Path], tmp
     (src / "tokenizer.json").write_text(train_tokenizer(vocab_size=600))
     export(str(src), tmp_path / "other-tok", quiet=True, parity_steps=0)
     out = tmp_path / "r"
-    code, _, err = run_cli(capsys, "compare", str(artifacts["llama"]), str(tmp_path / "other-tok"), "--input-lens", "8",
-                           "--out", str(out), "--no-plots", *FAST)
+    code, out_text, err = run_cli(capsys, "compare", str(artifacts["llama"]), str(tmp_path / "other-tok"),
+                                  "--input-lens", "8", "--out", str(out), "--no-plots", *FAST)
     assert code == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["ratio_mode"] == "vs the first model" and len(doc["ratios"]) == 1
     assert any("all models are decoder-only" in w for w in doc["warnings"])
     assert any("different tokenizers" in w for w in doc["warnings"])
     assert "warning: all models are decoder-only" in err
+    # one architecture, one size: the ratio is labelled matched, with no size warning
+    assert doc["ratios"][0]["size_gap"] == 0.0 and "sizes matched" in out_text
+    assert "like-for-like" not in out_text + err + (out / "index.md").read_text()
+
+
+def test_size_labels() -> None:
+    from edgeseq.compare.report import size_gap, size_text
+
+    assert size_gap(100, 110) == 0.1 and "matched" in size_text(size_gap(100, 110))
+    assert size_text(size_gap(135_490_560, 134_515_008)) == "sizes matched (within 1%)"
+    assert size_text(size_gap(250, 100)) == "sizes differ by 150%: not a like-for-like comparison"
+    assert size_gap(None, 5) is None and size_text(None) == "sizes unknown"
+    assert params_text(134_515_008) == "134.5M" and params_text(237_120) == "237.1K"
 
 
 @pytest.mark.parametrize("args, says", [
@@ -124,7 +146,7 @@ def test_suite_files_are_checked(tmp_path: Path) -> None:
 def test_shipped_suites() -> None:
     assert {"quick", "paper"} <= set(suite_names())
     quick, paper = load_suite("quick").validate(), load_suite("paper").validate()
-    assert quick.models == ["smollm2-135m-instruct", "preset:t5-small"]
+    assert quick.models == ["smollm2-135m-instruct", "preset:paper-encdec-135m"]
     assert paper.models == ["preset:paper-encdec-330m", "preset:paper-deconly-330m"]
     assert ("openvino", "int8") in paper.pairs() and ("onnx", "int8") not in paper.pairs()
     assert Suite(models=["a", "b"]).validate().input_lens == [128, 512]

@@ -66,12 +66,12 @@ def cmd_generate(a: argparse.Namespace) -> int:
 def cmd_profile(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .. import __version__
     from ..artifact.manifest import read
     from ..profile.bandwidth import copy_gb_s
-    from ..profile.partial import PartialReport
-    from ..profile.report import add_ratios, markdown, table, write_json
-    from ..profile.runner import ProfileConfig, check_cases, host_info, iter_profile
+    from ..profile.report import add_ratios, markdown, text
+    from ..profile.result import ProfileResult, RunHeader, RunReport
+    from ..profile.runner import ProfileConfig, check_cases, iter_profile
+    from ..profile.store import ResultStore
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
@@ -88,10 +88,10 @@ def cmd_profile(a: argparse.Namespace) -> int:
         return _profile_auto(a, cfg)
     for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
         check_cases(read(art), cfg, art)
-    partial = PartialReport(a.json_path, {"protocol": cfg.__dict__, "artifacts": a.artifacts}, a.resume) \
+    store = ResultStore.resumable(a.json_path, {"protocol": cfg.__dict__, "artifacts": a.artifacts}, a.resume) \
         if a.json_path else None
-    results: list[dict[str, Any]] = list(partial.results) if partial else []
-    done = frozenset(r["key"] for r in results)
+    results: list[ProfileResult] = store.results if store else []
+    done = frozenset(str(r.key) for r in results)
     bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
     total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps) - len(done) * (cfg.warmup + cfg.reps)
     interrupted = False
@@ -101,25 +101,24 @@ def cmd_profile(a: argparse.Namespace) -> int:
                 bar.set_postfix_str(Path(art).name)
                 for r in iter_profile(art, cfg, lambda: bar.update(1), bw, done, a.time_limit):
                     results.append(r)
-                    if partial:
-                        partial.add(r)
+                    if store:
+                        store.add(r)
     except KeyboardInterrupt:
         interrupted = True
         print(f"\ninterrupted: {len(results)} case(s) finished", file=sys.stderr)
     if not results:
         return 130 if interrupted else 0
     add_ratios(results)
-    doc = {"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": round(bw, 2) if bw else None,
-           "protocol": cfg.__dict__, "complete": not interrupted, "results": results}
-    print(table(results))
+    report = RunReport(RunHeader.here(bw, cfg.__dict__), results, complete=not interrupted)
+    print(text(report))
     if a.json_path:
-        write_json(doc, a.json_path)
-        if not interrupted and partial:
-            partial.remove()
+        report.write_json(a.json_path)
+        if not interrupted and store:
+            store.remove()
         print(f"wrote {a.json_path}" + (" (partial; re-run with --resume to finish)" if interrupted else ""),
               file=sys.stderr)
     if a.markdown:
-        Path(a.markdown).write_text(markdown(doc))
+        Path(a.markdown).write_text(markdown(report))
         print(f"wrote {a.markdown}", file=sys.stderr)
     return 130 if interrupted else 0
 
@@ -127,17 +126,17 @@ def cmd_profile(a: argparse.Namespace) -> int:
 def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
     from tqdm import tqdm
 
-    from .. import __version__
     from ..artifact.manifest import read
     from ..profile import auto
     from ..profile.bandwidth import copy_gb_s
-    from ..profile.report import add_ratios, table, write_json
-    from ..profile.runner import check_cases, host_info
+    from ..profile.report import add_ratios, text
+    from ..profile.result import ProfileResult, RunHeader, RunReport
+    from ..profile.runner import check_cases
 
     for art in a.artifacts:
         check_cases(read(art), cfg, art)
     bw = None if a.no_bandwidth else copy_gb_s(threads=a.threads or 2)
-    results: list[dict[str, Any]] = []
+    results: list[ProfileResult] = []
     checks: dict[str, list[dict[str, Any]]] = {}
     winners: dict[str, Any] = {}
     with tqdm(desc="profile --auto", unit="run", file=sys.stderr) as bar:
@@ -147,9 +146,11 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
             best = auto.winner(got)
             winners[art] = None if best is None else {k: best[k] for k in ("engine", "precision", "e2e_ms",
                                                                            "ttft_ms", "decode_tok_s")}
+    report = RunReport(RunHeader.here(bw, cfg.__dict__), results,
+                       sections={"auto": True, "checks": checks, "winners": winners})
     if results:
         add_ratios(results)
-        print(table(results))
+        print(text(report))
     for art, cs in checks.items():
         for c in cs:
             detail = c.get("error") or (f"max |logits diff| {c['max_abs_diff']:.3g} vs tolerance "
@@ -160,9 +161,7 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
             f"--engine {w['engine']} --precision {w['precision']} (e2e {w['e2e_ms']:.0f} ms, TTFT "
             f"{w['ttft_ms']:.1f} ms, {w['decode_tok_s']:.1f} tok/s)" if w else "none"))
     if a.json_path:
-        write_json({"edgeseq_version": __version__, "host": host_info(), "bandwidth_gb_s": bw, "auto": True,
-                    "protocol": cfg.__dict__, "checks": checks, "winners": winners, "results": results},
-                   a.json_path)
+        report.write_json(a.json_path)
         print(f"wrote {a.json_path}", file=sys.stderr)
     return 0 if all(winners.values()) else 1
 
@@ -227,13 +226,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from .. import __version__
     from ..compare import Suite, load_suite
     from ..compare import report, sweep
     from ..errors import require
     from ..profile.bandwidth import copy_gb_s
-    from ..profile.report import add_ratios, table
-    from ..profile.runner import host_info
+    from ..profile.report import add_ratios, text
+    from ..profile.result import RunHeader
 
     require("yaml", "compare")
     if not a.no_plots:
@@ -246,7 +244,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
              "engine_options": parse_pairs(a.engine_option) or None, "models": a.models or None}
     suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
     out = Path(a.out)
-    store = sweep.Store(out / sweep.RESULTS)
+    store = sweep.open_store(out)
     todo = sweep.pending(suite, store)
     print(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
           f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}", file=sys.stderr)
@@ -262,21 +260,19 @@ def cmd_compare(a: argparse.Namespace) -> int:
     rows = sweep.rows_for(suite, store)
     if not rows:
         return 130 if interrupted else 1
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r.status == "ok"]
     add_ratios(ok)
-    doc = report.write(suite, rows, out, {"edgeseq_version": __version__, "host": host_info(),
-                                          "bandwidth_gb_s": round(bw, 2) if bw else None, "complete": not interrupted,
-                                          "command": "edgeseq " + shlex.join(sys.argv[1:])}, plots=not a.no_plots)
+    header = RunHeader.here(bw, command="edgeseq " + shlex.join(sys.argv[1:]))
+    done = report.write(suite, rows, out, header, complete=not interrupted, plots=not a.no_plots)
     if ok:
-        print(table(ok))
-    for r in doc["ratios"]:
-        print(f"{r['format']} {r['weights']} in={r['input_len']}: {r['a']} vs {r['b']}: TTFT "
-              f"{report.lower_text(r['ttft_lower'])}, decode {r['decode_ratio']:.2f}x, end-to-end {r['e2e_ratio']:.2f}x")
-    for w in doc["warnings"]:
+        print(text(done))
+    for line in report.summary_lines(done):
+        print(line)
+    for w in done.sections["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r.status != "ok"]
     for r in failed:
-        print(f"{r['status']}: {r['source']} {r['format']} {r['weights']} in={r['input_len']}"
+        print(f"{r.status}: {r['source']} {r.format} {r.weights} in={r.input_len}"
               + (f": {r['error']}" if r.get("error") else ""), file=sys.stderr)
     print(f"wrote {out / 'index.md'}, {out / 'results.json'}" + ("" if a.no_plots else " and plots"), file=sys.stderr)
     if interrupted:

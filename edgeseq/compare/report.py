@@ -13,7 +13,11 @@ from typing import Any
 
 from ..artifact import manifest as mf
 from ..profile.cost import flops
-from ..profile.report import write_json
+from ..profile.result import ProfileResult, RunHeader, RunReport
+
+# models whose parameter counts differ by more than this are labelled: their ratios mix the effect of
+# the architecture with that of the size
+SIZE_TOLERANCE = 0.10
 
 # "Return of the Encoder" (arXiv 2501.16273), shared/reference notes: the claim and Figure 1(a)
 # (values read off the plot, seconds; decoder-only / encoder-decoder per input length).
@@ -21,11 +25,11 @@ PAPER = {"ttft_lower": 0.47, "throughput_ratio": 4.7,
          "figure_1a": {512: (0.3, 0.1), 1024: (1.3, 0.2), 2048: (2.7, 0.3), 4096: (12.0, 0.4), 8192: (45.0, 1.4)}}
 
 
-def series(row: dict[str, Any]) -> str:
+def series(row: ProfileResult) -> str:
     return f"{row.get('label') or row['source']} / {row['format']} {row['weights']}"
 
 
-def models(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def models(rows: list[ProfileResult]) -> dict[str, dict[str, Any]]:
     """Per artifact: kind, parameters, size, tokenizer and the arithmetic at each measured length."""
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -42,7 +46,30 @@ def models(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def headline(rows: list[dict[str, Any]], info: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+def size_gap(params_a: int | None, params_b: int | None) -> float | None:
+    """How much larger the larger model is than the smaller (0.25: 25% more parameters); None if unknown."""
+    if not params_a or not params_b:
+        return None
+    return round(max(params_a, params_b) / min(params_a, params_b) - 1, 3)
+
+
+def size_text(gap: float | None) -> str:
+    """The label a ratio carries: matched sizes, or a warning that the comparison is not like for like."""
+    if gap is None:
+        return "sizes unknown"
+    if gap > SIZE_TOLERANCE:
+        return f"sizes differ by {gap:.0%}: not a like-for-like comparison"
+    return f"sizes matched (within {gap:.0%})"
+
+
+def params_text(n: int | None) -> str:
+    """A parameter count as people say it: 134.5M, 237.1K."""
+    if not n:
+        return "?"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
+def headline(rows: list[ProfileResult], info: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Ratio rows: enc-dec against dec-only per (format, weights, input length), else against the first."""
     ok = [r for r in rows if r["status"] == "ok"]
     kinds = {info[r["artifact"]]["kind"] for r in ok}
@@ -57,8 +84,10 @@ def headline(rows: list[dict[str, Any]], info: dict[str, dict[str, Any]]) -> tup
         else:
             pairs = [(a, group[0]) for a in group[1:]]
         for a, b in pairs:
+            pa, pb = info[a["artifact"]]["params"], info[b["artifact"]]["params"]
             out.append({"format": fmt, "weights": weights, "input_len": n, "a": a.get("label") or a["source"],
-                        "b": b.get("label") or b["source"],
+                        "b": b.get("label") or b["source"], "params_a": pa, "params_b": pb,
+                        "size_gap": size_gap(pa, pb),
                         "ttft_a_ms": a["ttft_ms"], "ttft_b_ms": b["ttft_ms"],
                         "ttft_lower": _round(1 - a["ttft_ms"] / b["ttft_ms"]),
                         "decode_ratio": _round(a["decode_tok_s"] / b["decode_tok_s"]),
@@ -70,8 +99,9 @@ def _round(x: float) -> float:
     return round(x, 3) if math.isfinite(x) else math.nan
 
 
-def write(suite: Any, rows: list[dict[str, Any]], out: Path, doc_extra: dict[str, Any],
-          plots: bool = True) -> dict[str, Any]:
+def write(suite: Any, rows: list[ProfileResult], out: Path, header: RunHeader, complete: bool = True,
+          plots: bool = True) -> RunReport:
+    """results.json, index.md and the plots; the report returned is what they hold."""
     info = models(rows)
     ratios, mode = headline(rows, info)
     warnings = []
@@ -82,17 +112,29 @@ def write(suite: Any, rows: list[dict[str, Any]], out: Path, doc_extra: dict[str
     if len(toks) > 1:
         warnings.append("the models have different tokenizers: lengths are counts of each model's own tokens, so "
                         "the same input length is the same number of tokens, not the same text")
-    doc = {**doc_extra, "suite": suite.as_dict(), "warnings": warnings, "ratio_mode": mode,
-           "models": {k: {kk: vv for kk, vv in v.items() if kk != "manifest"} for k, v in info.items()},
-           "ratios": ratios, "points": rows}
-    write_json(doc, out / "results.json")
+    warnings += list(dict.fromkeys(
+        f"{r['a']} ({params_text(r['params_a'])} params) vs {r['b']} ({params_text(r['params_b'])} params): "
+        f"{size_text(r['size_gap'])}" for r in ratios if (r["size_gap"] or 0) > SIZE_TOLERANCE))
+    report = RunReport(header, rows, complete, results_key="points", sections={
+        "suite": suite.as_dict(), "warnings": warnings, "ratio_mode": mode,
+        "models": {k: {kk: vv for kk, vv in v.items() if kk != "manifest"} for k, v in info.items()},
+        "ratios": ratios})
+    report.write_json(out / "results.json")
     images = []
     if plots:
         from .plots import draw
 
         images = draw(rows, out)
-    (out / "index.md").write_text(markdown(doc, images))
-    return doc
+    (out / "index.md").write_text(markdown(report, images))
+    return report
+
+
+def summary_lines(report: RunReport) -> list[str]:
+    """The ratios as the terminal prints them, each with both models' sizes and its size label."""
+    return [f"{r['format']} {r['weights']} in={r['input_len']}: {r['a']} ({params_text(r.get('params_a'))} params) "
+            f"vs {r['b']} ({params_text(r.get('params_b'))} params): TTFT {lower_text(r['ttft_lower'])}, decode "
+            f"{_fmt(r['decode_ratio'], '{:.2f}x')}, end-to-end {_fmt(r['e2e_ratio'], '{:.2f}x')} "
+            f"[{size_text(r.get('size_gap'))}]" for r in report.sections["ratios"]]
 
 
 def lower_text(x: float) -> str:
@@ -106,27 +148,25 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else spec.format(v)
 
 
-def markdown(doc: dict[str, Any], images: list[str]) -> str:
-    s, rows = doc["suite"], doc["points"]
+def markdown(report: RunReport, images: list[str]) -> str:
+    doc = report.sections
+    s, rows = doc["suite"], report.results
     ok = [r for r in rows if r["status"] == "ok"]
-    lines = [f"# edgeseq compare: {s['name']}", "", *([s["description"], ""] if s["description"] else []),
-             f"Host: {doc['host']['cpu']}, {doc['host']['cores']} cores; edgeseq {doc['edgeseq_version']}; "
-             f"copy bandwidth {doc.get('bandwidth_gb_s') or '-'} GB/s. Device {s['device']}, precision "
-             f"{s['precision']}, {s['threads']} threads; batch 1, forced decoding of {s['output_len']} tokens; "
-             f"medians of {s['reps']} runs after {s['warmup']} warm-up.", "",
-             f"Command: `{doc['command']}`", ""]
+    lines = [*([s["description"], ""] if s["description"] else [])]
     lines += [f"> warning: {w}" for w in doc["warnings"]] + ([""] if doc["warnings"] else [])
     if doc["ratios"]:
         lines += [f"## Headline ratios ({doc['ratio_mode']})", "",
                   f"TTFT lower = 1 - TTFT(A) / TTFT(B) (the paper: {PAPER['ttft_lower']:.0%}); decode = tok/s(A) / "
                   f"tok/s(B) (the paper: {PAPER['throughput_ratio']}x); end-to-end = time(B) / time(A) for the whole "
                   "request.", "",
-                  "| format | weights | in | A | B | TTFT A ms | TTFT B ms | TTFT lower | decode A/B | end-to-end |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['format']} | {r['weights']} | {r['input_len']} | {r['a']} | {r['b']} | "
+                  "| format | weights | in | A | params A | B | params B | TTFT A ms | TTFT B ms | TTFT lower | "
+                  "decode A/B | end-to-end | sizes |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['format']} | {r['weights']} | {r['input_len']} | {r['a']} | {params_text(r.get('params_a'))} | "
+                  f"{r['b']} | {params_text(r.get('params_b'))} | "
                   f"{_fmt(r['ttft_a_ms'], '{:.1f}')} | {_fmt(r['ttft_b_ms'], '{:.1f}')} | "
                   f"{lower_text(r['ttft_lower'])} | {_fmt(r['decode_ratio'], '{:.2f}x')} | "
-                  f"{_fmt(r['e2e_ratio'], '{:.2f}x')} |" for r in doc["ratios"]]
+                  f"{_fmt(r['e2e_ratio'], '{:.2f}x')} | {size_text(r.get('size_gap'))} |" for r in doc["ratios"]]
         lines.append("")
     lines += ["## Measurements", "",
               "| model / format weights | kind | in | TTFT ms | TPOT ms | decode tok/s | e2e ms | peak RSS MB "
@@ -147,8 +187,6 @@ def markdown(doc: dict[str, Any], images: list[str]) -> str:
         lines += ["## Models", "", "| model / format weights | kind | parameters | size MB |", "|---|---|---|---|"]
         lines += [f"| {v['series']} | {v['kind']} | {_fmt(v['params'], '{:,}')} | {v['artifact_bytes'] / 1e6:.0f} |"
                   for v in models_.values()]
-        if any(v["random_weights"] for v in models_.values()):
-            lines += ["", "Presets have random weights: timing depends on shape, not weights."]
         lines.append("")
     bad = [r for r in rows if r["status"] != "ok"]
     if bad:
@@ -167,4 +205,4 @@ def markdown(doc: dict[str, Any], images: list[str]) -> str:
                   "| encoder-decoder | " + " | ".join(f"~{v[1]}" for v in fig.values()) + " |", ""]
     if images:
         lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
-    return "\n".join(lines)
+    return report.markdown(f"edgeseq compare: {s['name']}", lines)

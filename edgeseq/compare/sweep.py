@@ -18,8 +18,9 @@ from typing import Any, Callable
 from ..artifact import manifest as mf
 from ..errors import EdgeseqError, ExportError
 from ..export.formats import spec as format_spec
-from ..profile.report import json_safe
+from ..profile.result import ProfileResult
 from ..profile.runner import ProfileConfig, check_cases, iter_profile
+from ..profile.store import ResultStore
 from .suite import Suite
 
 RESULTS = "results.jsonl"
@@ -34,29 +35,9 @@ def point_key(suite: Suite, source: str, fmt: str, weights: str, in_len: int) ->
     return json.dumps(key)
 
 
-class Store:
-    """OUT/results.jsonl: one JSON line per point, the latest line per key winning."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # the line a kill cut short: that point runs again
-                    continue
-                if isinstance(row, dict) and "point" in row:
-                    self.rows[row["point"]] = row
-
-    def finished(self, key: str) -> bool:
-        return self.rows.get(key, {}).get("status") == "ok"
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows[row["point"]] = row
-        with open(self.path, "a") as f:
-            f.write(json.dumps(json_safe(row)) + "\n")
-            f.flush()
+def open_store(out: Path) -> ResultStore:
+    """OUT/results.jsonl, the profile's resumable store keyed by point: the latest line per point wins."""
+    return ResultStore(out / RESULTS, key_field="point")
 
 
 def is_artifact(source: str) -> bool:
@@ -112,13 +93,13 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     return target
 
 
-def pending(suite: Suite, store: Store) -> int:
+def pending(suite: Suite, store: ResultStore) -> int:
     """How many of the suite's points are not finished in `store`."""
     return sum(1 for src, f, w in plan(suite) for n in suite.input_lens
                if not store.finished(point_key(suite, src, f, w, n)))
 
 
-def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, progress: Any = None,
+def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | None, progress: Any = None,
         say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
     """Measure every point of `suite` not already finished in `store` (OUT/results.jsonl); each
     finished point is added to it at once."""
@@ -128,10 +109,10 @@ def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, pro
         todo = [n for n in suite.input_lens if not store.finished(keys[n])]
         if not todo:
             continue
-        base = {"source": source, "format": fmt, "weights": weights, "output_len": suite.output_len}
 
         def fail(n: int, error: str) -> None:
-            store.add({**base, "point": keys[n], "status": "failed", "input_len": n, "error": error})
+            store.add(ProfileResult(status="failed", input_len=n, output_len=suite.output_len, format=fmt,
+                                    weights=weights, extra={"source": source, "point": keys[n], "error": error}))
             if progress is not None:
                 progress.update(suite.warmup + suite.reps)
             say(f"failed: {source} {fmt} {weights} in={n}: {error}")
@@ -157,9 +138,11 @@ def run(suite: Suite, out: Path, store: Store, bandwidth_gb_s: float | None, pro
         measured: set[int] = set()
         try:
             for r in iter_profile(art, _config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
-                n = r["input_len"]
+                n = int(r.input_len or 0)
                 measured.add(n)
-                store.add({**r, **base, "point": keys[n]})  # status: ok or timeout
+                r.format, r.weights = fmt, weights  # as planned (an artifact directory's own, read from it)
+                r.extra.update(source=source, point=keys[n])
+                store.add(r)  # status: ok or timeout
         except EdgeseqError as e:
             for n in runnable:
                 if n not in measured:
@@ -177,7 +160,7 @@ def _config(suite: Suite, lens: list[int]) -> ProfileConfig:
                          engine_options=dict(suite.engine_options)).validate()
 
 
-def rows_for(suite: Suite, store: Store) -> list[dict[str, Any]]:
+def rows_for(suite: Suite, store: ResultStore) -> list[ProfileResult]:
     """The stored rows of this suite's points, in plan order (rows of other runs' points are left out)."""
     rows = []
     for source, fmt, weights in plan(suite):

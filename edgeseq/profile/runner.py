@@ -23,9 +23,7 @@ from ..reference import open_runner
 from ..runtimes import BackendOptions
 from .memory import PeakRSS, rss_mb
 from .prompts import prompt_ids
-from .stats import summarize
-
-METRICS = ("tokenize_ms", "encode_ms", "prefill_ms", "ttft_ms", "tpot_ms", "decode_tok_s", "e2e_ms")
+from .result import METRICS, ProfileResult
 
 
 @dataclass
@@ -84,14 +82,14 @@ def case_key(artifact: str | Path, in_len: int, out_len: int, batch: int) -> str
 
 
 def profile_artifact(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
-                     bandwidth_gb_s: float | None = None) -> list[dict[str, Any]]:
-    """Profile one artifact over every case of `cfg`; one result dict per case."""
+                     bandwidth_gb_s: float | None = None) -> list[ProfileResult]:
+    """Profile one artifact over every case of `cfg`; one result per case."""
     return list(iter_profile(path, cfg, tick, bandwidth_gb_s))
 
 
 def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] | None = None,
                  bandwidth_gb_s: float | None = None, skip: frozenset[str] = frozenset(),
-                 time_limit_s: float | None = None) -> Iterator[dict[str, Any]]:
+                 time_limit_s: float | None = None) -> Iterator[ProfileResult]:
     """Yield each case's result as soon as it is measured (so an interrupted sweep keeps them).
 
     Cases whose key is in `skip` are not run. A case that passes `time_limit_s` (warm-up and
@@ -144,36 +142,33 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
                     tick()
             res = _result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or math.nan, ids[0],
                           bandwidth_gb_s)
-            res.update(status=status, key=case_key(p, in_len, out_len, batch), peak_rss_mb=round(peak.peak_mb, 1),
-                       rss_before_load_mb=round(rss_before, 1), load_warm_ms=warm_ms)
+            res.status, res.key = status, case_key(p, in_len, out_len, batch)
+            res.peak_rss_mb, res.rss_before_load_mb = round(peak.peak_mb, 1), round(rss_before, 1)
+            res.load_warm_ms = warm_ms
             if status == "timeout":
-                res["time_limit_s"] = time_limit_s
+                res.time_limit_s = time_limit_s
             yield res
 
 
 def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: int, out_len: int, batch: int,
-            runs: list[Timings], first_run_ms: float, gen_ids: list[int], bw: float | None) -> dict[str, Any]:
-    samples = {k: [round(getattr(t, k), 4) for t in runs] for k in METRICS}  # empty after a timeout
-    stats = {k: summarize(v) for k, v in samples.items()}
+            runs: list[Timings], first_run_ms: float, gen_ids: list[int], bw: float | None) -> ProfileResult:
     placement = backend.placement() or {}
     npu = placement.get("npu") or {}
-    res: dict[str, Any] = {
-        "artifact": str(p), "model": m.model.get("name"), "label": m.label, "kind": m.kind,
-        "random_weights": m.random_weights, "format": m.format, "engine": backend.engine,
-        "device": getattr(backend, "device_label", cfg.device),  # the row chosen: npu -> npu:qnn
-        "simulated": npu.get("simulated", False), "node_share": npu.get("node_share"),
-        "placement": placement, "precision": backend.precision,
-        "engine_options": backend.engine_options.as_dict(),  # the effective settings, defaults included "weights": m.quantization or "fp32",
-        "quantization": m.quantization,
-        "parity": m.parity.get("status"), "threads": cfg.threads,
-        "input_len": in_len, "output_len": out_len, "batch": batch, "warmup": cfg.warmup, "reps": cfg.reps,
-        "load_ms": round(backend.load_ms, 2), "first_run_ms": round(first_run_ms, 2),
-        "huge_pages": backend.huge_pages,
-        "artifact_bytes": sum(f["bytes"] for f in m.files.values()) + (p / mf.MANIFEST).stat().st_size,
-        **{k: stats[k]["median"] for k in METRICS},
-        "stats": stats, "samples": samples, "gen_head": gen_ids[:8],
-    }
-    res["napkin"] = napkin(m, in_len, out_len, batch, res["decode_tok_s"], bw)
+    res = ProfileResult(
+        artifact=str(p), model=m.model.get("name"), label=m.label, kind=m.kind, random_weights=m.random_weights,
+        format=m.format, engine=backend.engine,
+        device=getattr(backend, "device_label", cfg.device),  # the row chosen: npu -> npu:qnn
+        simulated=npu.get("simulated", False), node_share=npu.get("node_share"), placement=placement,
+        precision=backend.precision,
+        engine_options=backend.engine_options.as_dict(),  # the effective settings, defaults included
+        weights=m.quantization or "fp32", quantization=m.quantization,
+        parity=m.parity.get("status"), threads=cfg.threads, input_len=in_len, output_len=out_len, batch=batch,
+        warmup=cfg.warmup, reps=cfg.reps, load_ms=round(backend.load_ms, 2), first_run_ms=round(first_run_ms, 2),
+        huge_pages=backend.huge_pages,
+        artifact_bytes=sum(f["bytes"] for f in m.files.values()) + (p / mf.MANIFEST).stat().st_size,
+        samples={k: [round(getattr(t, k), 4) for t in runs] for k in METRICS},  # empty after a timeout
+        gen_head=gen_ids[:8])
+    res.napkin = napkin(m, in_len, out_len, batch, res.decode_tok_s, bw)
     return res
 
 
