@@ -1,5 +1,5 @@
 """edgeseq's ONNX Runtime sessions with subnormal floats flushed to zero (the default,
-runtimes/onnxruntime.flush_denormals) against the same artifacts keeping them
+runtimes/engines/onnxruntime.flush_denormals) against the same artifacts keeping them
 (engine option flush_denormals=0): same weights, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).
 Each setting runs in its own process; the two alternate for --rounds rounds (benchmarks/env_ab.py).

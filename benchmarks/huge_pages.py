@@ -1,4 +1,4 @@
-"""edgeseq with its weights moved into huge pages at load (runtimes/hugepages.py) against the same
+"""edgeseq with its weights moved into huge pages at load (runtimes/host/hugepages.py) against the same
 artifact without (engine option huge_pages=1 against 0, so every engine is tried, whether or not it
 does it by default): same weights, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).

@@ -1,6 +1,6 @@
 """edgeseq's OpenVINO CPU engine with a decoder-only step's cache in paged-attention blocks (the
-default, runtimes/ov_paged.py) against the same step with its cache as OpenVINO state
-(engine option paged=0, runtimes/ov_state.py): same artifacts, same run, the protocol of
+default, runtimes/engines/openvino_paged.py) against the same step with its cache as OpenVINO state
+(engine option paged=0, runtimes/engines/openvino_state.py): same artifacts, same run, the protocol of
 benchmarks/vs_transformers.py (batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads).
 Each setting runs in its own process; the two alternate for --rounds rounds (benchmarks/env_ab.py).
 

@@ -17,9 +17,8 @@ from .generate.loop import Timings, start
 # Tolerance on max |logits_artifact - logits_torch|: atol + rtol * max|logits_torch|, per weight
 # format. fp32 is exact up to float rounding. Compressed weights change the logits by design; their
 # bounds only catch a broken graph (whose error is of the order of the logits themselves), and the
-# measured difference is in the manifest for anyone to judge. Measured here (SmolLM2-135M-Instruct,
-# largest reference logit ~32-37): fp16 0.031 (bound 0.37), int8 1.98 (bound 4.7), int4 13.9
-# (bound 20.9) with greedy tokens diverging from step 3: int4 weights visibly change a model this small.
+# measured difference is in the manifest for anyone to judge (figures: docs/performance.md). int4
+# weights visibly change a model as small as SmolLM2-135M, so its bound is the loosest of the weights.
 # "bf16" is a compute precision (`profile --auto` checks engine settings against float32 compute):
 # 8 significant bits change the logits about as much as int8 weights do, so it shares their bound.
 TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 0.05, "rtol": 0.01},

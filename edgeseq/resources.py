@@ -6,7 +6,7 @@ from typing import Any
 from .errors import EdgeseqError
 
 # Engines keep the weights once and need working space for optimisation at load time; 1.5x the
-# weight bytes covers what ONNX Runtime's CPU provider peaked at here (SmolLM2: 541 MB file, ~740 MB RSS).
+# weight bytes covers the resident peak of ONNX Runtime's CPU provider while it loads a model.
 LOAD_FACTOR = 1.5
 
 

@@ -37,7 +37,7 @@ class ComponentInfo:
     signature_files: dict[str, str] = field(default_factory=dict)
     # ONNX Runtime contrib ops the graph uses (com.microsoft: GroupQueryAttention, MatMulNBits); [] = none
     contrib_ops: list[str] = field(default_factory=list)
-    # the largest |int8 weight| of w8a8-token's integer GEMM (runtimes/ort_int8.py); 0 = none or not recorded
+    # the largest |int8 weight| of w8a8-token's integer GEMM (runtimes/engines/ort_int8.py); 0 = none or not recorded
     int8_weight_range: int = 0
 
 
@@ -217,7 +217,7 @@ def _sha256(path: Path) -> str:
 
 def _quick_sha256(path: Path, span: int = 1 << 20) -> str:
     """Hash of the first and last MiB: cheap enough for every load, catches a replaced file whose
-    size happens to match (a full hash of a 500 MB graph would add ~1 s to each load)."""
+    size happens to match (a full hash of a large graph would add noticeably to each load)."""
     h = hashlib.sha256()
     size = path.stat().st_size
     with open(path, "rb") as fh:

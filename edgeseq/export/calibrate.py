@@ -1,4 +1,4 @@
-"""QDQ quantization of static NPU graphs (export/onnx_npu.py), calibrated on sample prompts.
+"""QDQ quantization of static NPU graphs (export/formats/onnx_npu.py), calibrated on sample prompts.
 
 Calibration data is what the graphs see in use: the float artifact generates greedily on the CPU
 provider from prompts of every bucket's length (windows of the profiling passage), and every graph

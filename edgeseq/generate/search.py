@@ -26,7 +26,7 @@ def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
         best = logits.argmax(axis=-1).astype(np.int64)
         # a banned id (forced lengths ban the stop ids) that is not any row's first maximum changes nothing:
         # masking it keeps every row's first maximum where it is. Only when one is, mask a copy (below).
-        # Copying [B, V] every step to mask cost ~90 us of a ~6 ms SmolLM2 w4a8 step (ad hoc, 2 cores).
+        # Copying [B, V] every step to mask is a visible share of a fast decode step.
         if not banned or not set(best.tolist()) & set(banned):
             return best
     logits = logits.astype(np.float32, copy=True)

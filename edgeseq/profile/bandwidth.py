@@ -24,7 +24,7 @@ def copy_gb_s(size_mib: int = 1024, threads: int = 2, reps: int = 5) -> float:
 def read_gb_s(size_mib: int = 1024, threads: int = 2, reps: int = 5) -> float:
     """Bytes read / best time when the threads only read (a max over disjoint slices): what a decode step,
     which streams its weights and writes little, can hope for. On a machine whose writes are cheap the
-    copy figure (read + written bytes) is higher than any read stream: here ~49 vs ~32 GB/s."""
+    copy figure (read + written bytes) is higher than any read stream."""
     n = size_mib * 2**20 // 4
     data = np.ones(n, np.float32)
     edges = np.linspace(0, n, threads + 1).astype(np.int64)

@@ -2,7 +2,7 @@
 
 Artifacts hold graphs, not torch weights, so this engine rebuilds the model from the source the
 manifest records (`model.source`, `model.seed`) and refuses when that source's hash no longer
-matches the export. It runs the same step modules every exporter converts (export/steps), so its
+matches the export. It runs the same step modules every exporter converts (steps/, models/families/), so its
 inputs, outputs and caches are the artifact's, and any format's manifest will do.
 
 Caches stay on the device as torch tensors between steps; only the logits come back as numpy.
@@ -168,7 +168,7 @@ class TorchBackend(StepBackend):
                 result["logits"] = result["logits"].float().cpu().numpy()
         return result
 
-    # -- cache bookkeeping on torch tensors (base.py's works on numpy) ----------------------------
+    # -- cache bookkeeping on torch tensors (runtimes/base.py's works on numpy) ----------------------------
     def new_state(self, batch: int) -> State:
         import torch
 

@@ -57,7 +57,7 @@ class StepBackend(ABC):
 
     engine: str = "?"
     compile_cache: bool = False  # True where a second load reuses compiled blobs (reported as load_warm_ms)
-    huge_pages_help: bool = False  # move the weights onto huge pages at load (runtimes/hugepages.py)
+    huge_pages_help: bool = False  # move the weights onto huge pages at load (runtimes/host/hugepages.py)
     options_class: type[EngineOptions] = EngineOptions  # the engine's typed options
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
@@ -68,7 +68,7 @@ class StepBackend(ABC):
         before = hugepages.snapshot() if hugepages.wanted(self.engine_options.huge_pages, self.huge_pages_help) \
             else None
         self._load()
-        # the weights just loaded into huge pages (runtimes/hugepages.py): part of the load's time
+        # the weights just loaded into huge pages (runtimes/host/hugepages.py): part of the load's time
         self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}
         self.load_ms = (time.perf_counter() - t) * 1e3
         self._check_contract()

@@ -1,4 +1,4 @@
-"""Bookkeeping for static-shape artifacts (export/steps/static.py): a fixed-length cache written by
+"""Bookkeeping for static-shape artifacts (steps/static.py): a fixed-length cache written by
 slot, prompts padded into length buckets, batch 1 graphs.
 
 Engines subclass `StaticStepBackend` and implement `invoke(component, signature, feeds)` for one

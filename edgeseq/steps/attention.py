@@ -37,7 +37,7 @@ def scaled_norms() -> contextlib.AbstractContextManager[None]:
 
 
 def mask_value(value: float) -> contextlib.AbstractContextManager[None]:
-    """Trace graphs with another additive mask value. NPU graphs (export/onnx_npu.py) need a moderate
+    """Trace graphs with another additive mask value. NPU graphs (export/formats/onnx_npu.py) need a moderate
     one: -1e9 is -inf in float16 (a fully masked left-pad row becomes NaN and reaches real rows
     through 0 * NaN) and would stretch an activation quantization range over nine decades."""
     return NEG.set(value)
@@ -81,8 +81,8 @@ def write_slots(cache: torch.Tensor, new: torch.Tensor, slots: torch.Tensor) -> 
     """cache [B, H, C, D] with rows `slots` [T] replaced by new [B, H, T, D], in plain element-wise
     and MatMul ops that every converter and NPU compiler takes (index_copy becomes a general scatter,
     which TFLite runs outside XNNPACK and HTP does not accept). One token: a select against the
-    slot's one-hot column (as fast as TFLite's DYNAMIC_UPDATE_SLICE: 2.0 vs 2.0 ms for SmolLM2's 30
-    layers, where the one-hot product took 4.2). Several: a one-hot matrix product, exact in float
+    slot's one-hot column (as fast as TFLite's DYNAMIC_UPDATE_SLICE, faster than the one-hot
+    product). Several: a one-hot matrix product, exact in float
     (each output element is one product with 1.0 plus zeros)."""
     rows = torch.arange(cache.shape[2], device=cache.device)
     if new.shape[2] == 1:
@@ -103,8 +103,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     q [B, Hq, T, D]; k, v [B, Hkv, S, D]; bias broadcastable to [B, Hq, T, S].
     Grouped-query attention folds the query heads of a group into the rows of their shared K/V
     head ([B, Hkv, rep * T, D]), so no step copies or broadcasts the cache: query head h uses K/V
-    head h // (Hq // Hkv). A 5-D form that broadcast K/V over the group instead ran 60x slower on
-    TFLite (a BROADCAST_TO of the whole cache per layer: 5.5 vs 0.09 ms for SmolLM2's decode step).
+    head h // (Hq // Hkv). A 5-D form that broadcast K/V over the group instead ran far slower on
+    TFLite (a BROADCAST_TO of the whole cache per layer).
     """
     b, hq, t, d = q.shape
     hkv = k.shape[1]
@@ -159,9 +159,9 @@ def rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     if SCALED_NORM.value:
         # x / rms(x) = y / rms(y) for y = x / s: with s = max(|x|, 1) no square exceeds 1, where
         # SmolLM2's residual stream (values up to ~24,500) squares to 6e8, past float16's 65,504
-        # (HTP's float graphs ran all 30 layers to garbage: 0% of tokens agreed with the CPU)
+        # (HTP's float graphs ran SmolLM2's layers to garbage: no token agreed with the CPU)
         # (y * rsqrt, not y / sqrt: ONNX Runtime's CPU provider fuses the latter into its RMS-norm
-        # kernel with a constant epsilon, dropping this one, which depends on s: logits off by 0.09).
+        # kernel with a constant epsilon, dropping this one, which depends on s: wrong logits).
         # HTP divides by multiplying with the reciprocal, and 1 / 24,500 is below float16's smallest
         # normal number (6.1e-5): flushed to 0, the massive token's whole norm was 0. Dividing twice
         # by sqrt(s) keeps each reciprocal normal (s up to 2.7e8).

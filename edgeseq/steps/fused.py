@@ -8,7 +8,7 @@ active, the ONNX exporter writes it as one GroupQueryAttention node per layer in
 nodes of the plain form (q/k/v split and head reshapes, rotary, cache concat, two matmuls, softmax).
 The node takes the packed q/k/v projection, applies the rotary tables to it, appends the new keys
 and values to the cache and attends: so that ONNX Runtime can grow the cache in place, in a buffer
-the engine preallocates and binds as both past and present (runtimes/onnxruntime.py).
+the engine preallocates and binds as both past and present (runtimes/engines/onnxruntime.py).
 
 Contract kept by the fused graph: outputs, cache names and cache layout [B, Hkv, L, D] are the plain
 graph's; its inputs too, though it does not read position_ids (below). The padding / causal mask is
@@ -16,7 +16,7 @@ the step's additive bias (attention_bias); seqlens_k is total - 1 for every row,
 row's pad slots count as cache slots, as in the plain graph, and the bias hides them. Rotary
 positions are the cache slots, read from cos/sin tables of max_position_embeddings rows: the kernel
 rotates decode steps by slot whatever position_ids say (given position_ids, a left-padded row's
-prompt and later tokens were rotated inconsistently: logits off by 3e-3, greedy tokens changed), and
+prompt and later tokens were rotated inconsistently and greedy tokens changed), and
 a rotary attention score depends only on the distance between query and key, so a row's positions
 shifted by its padding give the same attention. position_ids stays a graph input (every decoder-only
 graph takes it), unread. The kernel needs a head size that is a multiple of 16 and batch 1 whenever
@@ -24,9 +24,9 @@ several new tokens follow a past (edgeseq's Generator.append_tokens and rewind a
 Only ONNX Runtime runs the node (OpenVINO's ONNX reader converts it but fails on a batch of two), so
 the OpenVINO IR, TFLite and NPU exporters never enable it.
 
-SmolLM2-135M fp32, graph timed alone (2 threads, 128 + 63 steps, one run): a first form with q, k, v
-apart and rotary outside the node decoded at 53.5-54.3 steps/s with the cache grown by the node,
-57.5 with it in place, against 55.2-56.1 for the plain graph; this form: benchmarks/ort_buffers.py.
+This form (packed q/k/v, rotary inside the node) replaced a first one with q, k, v apart and rotary
+outside it, which decoded faster than the plain graph only with the cache in place;
+benchmarks/ort_buffers.py times this one.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: tor
 
 def packed(h: torch.Tensor, *projections: torch.nn.Linear) -> torch.Tensor:
     """h through q, k and v side by side, as one matmul (the weights concatenated: one constant once
-    exported, see export/onnx._fold_constant_weights)."""
+    exported, see export/formats/onnx._fold_constant_weights)."""
     w = torch.cat([p.weight for p in projections])
     b = None if projections[0].bias is None else torch.cat([p.bias for p in projections])
     return torch.nn.functional.linear(h, w, b)

@@ -9,24 +9,20 @@ head (Gemm on the embedding table, transposed) first gets its own [hidden, vocab
 so that it is quantized too (as are GPT-2's Conv1D layers, exported as Gemm); the float32 table
 stays for the embedding lookup, which reads one row per token. `weights="w4a8"`: the same 4-bit
 weights with accuracy_level 4: each matmul quantizes its activations to int8 per block as it runs
-and multiplies in int8. Measured on SmolLM2-135M (2 threads, `edgeseq profile`, 128/64): w4a8
-decodes 1.2-1.4x faster than int4 and its TTFT is ~1.45x (160 vs 110 ms: the 128-token prefill
-pays for quantizing activations); the user picks by workload. `weights="w8a8"`: MatMulNBits with
-8-bit weights (symmetric, blocks of 32) and accuracy_level 4, so int8 compute as for w4a8: SmolLM2
-decodes at 2.4x float32 and its parity stays far inside the w8a8 bound (max |diff| 1.44 of 21.2).
-With float32 compute (accuracy_level 0), 8-bit MatMulNBits decoded slower than float32 (an earlier
-ONNX Runtime), so that combination is not offered.
+and multiplies in int8. w4a8 decodes faster than int4 and its prefill is slower (it pays for
+quantizing activations); the user picks by workload. `weights="w8a8"`: MatMulNBits with 8-bit
+weights (symmetric, blocks of 32) and accuracy_level 4, so int8 compute as for w4a8; its parity
+stays far inside the w8a8 bound. With float32 compute (accuracy_level 0), 8-bit MatMulNBits decoded
+slower than float32, so that combination is not offered (figures: docs/performance.md).
 
 `weights="w8a8-token"`: int8 weights per output column and activations quantized to uint8 per token
 (per row, symmetric) as each matmul runs, multiplied by ONNX Runtime's integer GEMM
 (MatMulIntegerToFloat: MLAS's u8s8 kernels, AMX or VNNI where the CPU has them). MatMulNBits at
-accuracy_level 4 quantizes in blocks of 32 and runs a prefill of 128 tokens slower than float32; the
-integer GEMM runs it several times faster. SmolLM2-135M in one benchmarks/vs_peers.py run (of
-67a62fd, Intel with AMX): TTFT 43.9 vs 127.9 ms and decode 133.5 vs 123.7 tok/s against w8a8. The weights
-use 7 bits (|w| <= 63): the u8s8 kernel of CPUs without VNNI adds pairs of products in int16 and
-saturated 8-bit weights (runtimes/ort_int8.py has the measurements). Its rounding is coarser than w8a8's:
-parity max |diff| 5.29 vs 1.44, mean per-step max 2.96 vs 0.85 (7-bit weights, the same on every CPU;
-8-bit weights gave 2.95 / 2.05 where the kernel did not saturate), far inside the w8a8 bound, which it shares.
+accuracy_level 4 quantizes in blocks of 32 and runs a long prefill slower than float32; the integer
+GEMM runs it several times faster, so w8a8-token is the fast-prefill choice. The weights use 7 bits
+(|w| <= 63): the u8s8 kernel of CPUs without VNNI adds pairs of products in int16 and saturated
+8-bit weights (runtimes/engines/ort_int8.py). Its rounding is coarser than w8a8's, still far inside
+the w8a8 bound, which it shares.
 """
 from __future__ import annotations
 
@@ -153,8 +149,8 @@ def _quantize_nbits(model: Any, path: Path, bits: int, accuracy_level: int) -> A
 
 def _quantize_int8_gemm(model: Any) -> None:
     """Every constant-weight matmul -> MatMulIntegerToFloat on int8 weights (symmetric, one scale per
-    output column, 7 bits: |w| <= 63, so no CPU's u8 x s8 kernel saturates; runtimes/ort_int8.py) and
-    uint8 activations quantized per row as the graph runs: |x| max of the row / 127 as its scale, zero
+    output column, 7 bits: |w| <= 63, so no CPU's u8 x s8 kernel saturates; runtimes/engines/ort_int8.py)
+    and uint8 activations quantized per row as the graph runs: |x| max of the row / 127 as its scale, zero
     point 128 (QuantizeLinear blocked over the whole row, opset 21). One such chain per distinct input,
     shared by the matmuls that read it (q/k/v and gate/up are merged first)."""
     import numpy as np
@@ -234,9 +230,9 @@ def _gemm_to_matmul(model: Any) -> None:
 def _merge_parallel_matmuls(model: Any) -> None:
     """MatMuls that read the same input with constant [K, N] weights (q / k / v projections, an MLP's
     gate and up) -> one MatMul on the weights side by side + Split. With 4-bit weights each MatMulNBits
-    call has a fixed cost (and, at accuracy_level 4, quantizes its input again): merging took SmolLM2's
-    w4a8 decode step from 7 to 4 matmuls per layer, 146-153 -> 161-164 steps/s (graph timed alone, 2
-    threads). Float32 graphs gained nothing measurable and stay as exported."""
+    call has a fixed cost (and, at accuracy_level 4, quantizes its input again), so fewer, wider calls
+    decode faster (a Llama layer: 7 -> 4 matmuls). Float32 graphs gained nothing measurable and stay
+    as exported."""
     import numpy as np
     from onnx import helper, numpy_helper
 

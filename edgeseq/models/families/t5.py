@@ -124,7 +124,7 @@ class T5DecoderStep(_T5Base):
         self_bias = position + self.kv.bias(attention_mask, t)  # [B, H, T, S]
         cross_bias = padding_bias(encoder_attention_mask)
         # self-attention as one ONNX Runtime kernel a layer (no rotary; the position bias per head is
-        # its attention_bias), so that its cache too is appended in place (runtimes/onnxruntime.py)
+        # its attention_bias), so that its cache too is appended in place (runtimes/engines/onnxruntime.py)
         fuse = self.kv.slots is None and fused.fusable(self.d_kv, self.n_heads, self.n_heads)
         lens = fused.lengths(attention_mask) if fuse else None
         presents: list[torch.Tensor] = []

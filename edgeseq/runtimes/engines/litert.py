@@ -2,13 +2,13 @@
 
 CPU runs LiteRT's `CompiledModel` on tensor buffers, and the KV cache stays in them: a step's
 `present.*` output buffers are the next step's `past.*` inputs (`Resident`), so no step copies the
-cache in or out of Python (SmolLM2-135M int8 decode, benchmarks/vs_litert.py: 99.4 tok/s this way
-vs 67.1 through the Interpreter's signature runner, which copies every cache tensor both ways).
+cache in or out of Python (the Interpreter's signature runner copies every cache tensor both ways,
+a large share of each decode step; benchmarks/vs_litert.py).
 Buffers a step replaced go back to a pool (the `ResidentSlots` cache form, runtimes/cache.py). Code
 that needs the cache as numpy (batches run row by row, beam reordering) reads it with `np.asarray`.
 XNNPACK packs the weights of every signature separately unless given a weight-cache file: edgeseq
 keeps one per graph in ~/.cache/edgeseq/litert, so the signatures share one packed copy and a second
-load maps it (SmolLM2-135M fp32, 4 signatures: peak RSS 777 vs 2770 MB; int8 317 vs 821 MB).
+load maps it (a fraction of the peak memory of one packed copy per signature).
 GPU and NPU rows load a delegate library (`delegate` option / `--delegate PATH`, which ai-edge-litert
 does not ship for Linux x86-64) into the classic `Interpreter`, whose runners copy inputs and outputs.
 Inputs are mapped by the names the manifest records (`signature_name`), never by position.

@@ -1,6 +1,6 @@
 """ONNX Runtime engine: one InferenceSession per graph, execution provider from the device table.
 
-A step graph whose attention is ONNX Runtime's GroupQueryAttention (export/steps/fused.py) keeps its
+A step graph whose attention is ONNX Runtime's GroupQueryAttention (steps/fused.py) keeps its
 KV cache, on the CPU provider, in buffers [B, Hkv, capacity, D] that the kernel appends to in place:
 each is bound (IO binding) as both a past input and the matching present output, so no step copies
 the cache. That is the `BoundBuffers` cache form (runtimes/cache.py): a `State` holds its buffers
@@ -9,12 +9,13 @@ mask (the kernel reads total_sequence_length from it).
 The option `kv_buffer=False` (`OnnxRuntimeOptions`) runs the same graph with the cache handed over
 as arrays, as for plain graphs.
 
-Sessions compute subnormal floats as zero (option `flush_denormals`; False keeps them). On the calling thread the CPU flags for it are in force only while a session loads or runs
-(fpenv.py): the caller's own code keeps its floating-point environment.
+Sessions compute subnormal floats as zero (option `flush_denormals`; False keeps them). On the
+calling thread the CPU flags for it are in force only while a session loads or runs
+(runtimes/host/fpenv.py): the caller's own code keeps its floating-point environment.
 
 Dynamic-shape artifacts run on `OnnxRuntimeBackend` (one graph per component); static-shape ones
 (`--target npu`: one graph per signature) on `OnnxRuntimeStaticBackend`, which is also the way onto
-Qualcomm's NPU (runtimes/qnn.py): HTP compiles fixed shapes only.
+Qualcomm's NPU (runtimes/engines/qnn.py): HTP compiles fixed shapes only.
 """
 from __future__ import annotations
 
@@ -117,26 +118,23 @@ class _Sessions:
             so.intra_op_num_threads = self.options.threads
         so.log_severity_level = 3
         # Workers spin between the nodes of one run (a decode step is hundreds of small nodes; waking a
-        # sleeping worker for each cost 5-9% of the decode rate) and stop spinning when the run ends, so a
-        # pool idling after decoder_step steals no core from the next request's encoder. Measured on 2
-        # cores (`edgeseq profile`, 128/64, 5 runs each without spinning, 2 with): SmolLM2 decode 47.5 ->
-        # 51.2 tok/s, t5-small 233 -> 253, TTFT unchanged; spinning without the stop raised t5-small's
-        # TTFT from 26 to 60 ms.
+        # sleeping worker for each slows decoding) and stop spinning when the run ends, so a pool idling
+        # after decoder_step steals no core from the next request's encoder (spinning without the stop
+        # slowed t5-small's TTFT).
         so.add_session_config_entry("session.intra_op.allow_spinning", "1")
         so.add_session_config_entry("session.force_spinning_stop", "1")
         if flush_denormals(self.engine_options):
             # Subnormal floats (below 1.2e-38) computed as zero: on x86 each subnormal operand or result
             # costs a microcode assist, and attention meets many (exp of the scores far below a row's
-            # maximum). SmolLM2 TTFT fp32 1.06x, w4a8 1.04x, int4 1.08x; decode and t5-small level
-            # (benchmarks/denormals.py); one fp32 prefill's GroupQueryAttention nodes 15.5 -> 9.8 ms. ONNX
-            # Runtime sets the flags on its threads; `_fp` sets them on the calling thread for the span of
-            # each load and call only.
+            # maximum), so the prefill gains (benchmarks/denormals.py). ONNX Runtime sets the flags on
+            # its threads; `_fp` sets them on the calling thread for the span of each load and call only.
             so.add_session_config_entry("session.set_denormal_as_zero", "1")
         return so
 
     @functools.cached_property
     def _fp(self) -> fpenv.EngineEnv:
-        """Subnormals flushed on the calling thread while a session loads or runs, if wanted (fpenv.py)."""
+        """Subnormals flushed on the calling thread while a session loads or runs, if wanted
+        (runtimes/host/fpenv.py)."""
         return fpenv.EngineEnv(flush_denormals(self.engine_options))
 
     def _open(self, file: str, provider: str) -> Any:
@@ -224,7 +222,7 @@ def _grown(a: np.ndarray, capacity: int) -> np.ndarray:
 class OnnxRuntimeBackend(_Sessions, StepBackend):
     engine = "onnxruntime"
     options_class = OnnxRuntimeOptions
-    huge_pages_help = True  # SmolLM2 decode fp32 1.09x, w4a8 1.06x (benchmarks/huge_pages.py)
+    huge_pages_help = True  # its decode gains from huge pages (benchmarks/huge_pages.py)
     _in_place: str | None = None  # the component whose cache lives in `_Buffers`
 
     def _load(self) -> None:
@@ -294,8 +292,8 @@ class BoundBuffers(CacheForm[_Buffers]):
         held.reserve(feeds["attention_mask"].shape[1])
         if held.io is None:
             held.io = self.session.io_binding()
-        if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once, not each step: binding
-            # every buffer and reading back every output each step cost a measurable share of a decode step
+        if not held.bound:  # past.i.x in, present.i.x out: one buffer. Bound once per state: that
+            # spares each step re-binding every buffer and reading back every output
             for name, value in held.values.items():
                 held.io.bind_ortvalue_input(name, value)
                 held.io.bind_ortvalue_output(name.replace("past.", "present.", 1), value)

@@ -110,7 +110,7 @@ class OpenVinoBackend(StepBackend):
     compile_cache = True
     _stateful: str | None = None  # the component whose cache is OpenVINO state
     _state_names: tuple[str, ...] = ()
-    _paged: set[str] | None = None  # that component's inputs as exported, where it runs paged (ov_paged.py)
+    _paged: set[str] | None = None  # that component's inputs as exported, where it runs paged (openvino_paged.py)
     paged_refused: str | None = None  # why the engine refused the paged form, where it did (the state form runs)
 
     def _load(self) -> None:
@@ -173,7 +173,7 @@ class OpenVinoBackend(StepBackend):
         folder = cache_room("openvino", sum(c.weight_bytes for c in self.manifest.components.values()))
         if folder is not None:
             # one folder per precision: OpenVINO keys a blob by the graph alone (2026.4), so an f32 load
-            # after a bf16 one of the same graph read the bf16 blob back (SmolLM2 logits off by 0.019);
+            # after a bf16 one of the same graph read the bf16 blob back (wrong logits);
             # the KV cache is stored in the compute precision, so this also keys its precision
             config["CACHE_DIR"] = str(folder / wanted)
         if PRECISIONS[wanted] and target != "NPU":  # the NPU plugin computes in its own types
@@ -191,8 +191,8 @@ class OpenVinoBackend(StepBackend):
                                 f"check it with `edgeseq verify {self.artifact}`, or re-export") from e
 
     def _compile_stateful(self, name: str, file: str, config: dict[str, Any], paged: bool) -> Any:
-        """The step graph with its cache as OpenVINO state (ov_state.py), in blocks where `paged` and the
-        transformation applies (ov_paged.py), or as exported where it has no cache."""
+        """The step graph with its cache as OpenVINO state (openvino_state.py), in blocks where `paged` and the
+        transformation applies (openvino_paged.py), or as exported where it has no cache."""
         try:
             model = self._core.read_model(str(self.artifact / file))
         except RuntimeError:
@@ -209,8 +209,8 @@ class OpenVinoBackend(StepBackend):
         if blocks is not None:
             try:
                 # OpenVINO 2026.4 writes a blob for a paged graph but never reads it back (its attention nodes'
-                # runtime info does not survive serialization: LOADED_FROM_CACHE stays False); writing the
-                # ~140 MB blob made each SmolLM2 int8 compile ~0.25 s slower for nothing
+                # runtime info does not survive serialization: LOADED_FROM_CACHE stays False), and writing
+                # the blob only slows each compile
                 compiled = self._core.compile_model(blocks, self.target,
                                                     {k: v for k, v in config.items() if k != "CACHE_DIR"})
                 self._paged = plain

@@ -1,6 +1,6 @@
 """The OpenVINO CPU engine's KV cache in blocks: a decoder-only step rewritten for paged attention.
 
-After the state rewrite (ov_state.py), OpenVINO's own paged-attention transformation (the one
+After the state rewrite (openvino_state.py), OpenVINO's own paged-attention transformation (the one
 openvino-genai applies to its models) turns each fused attention into a `PagedAttentionExtension`
 node. The cache then lives in per-layer block tensors, [blocks, Hkv, block, D] (u8 ones carry their
 scales in extra rows or columns), that the caller allocates and binds to the request; the kernel
@@ -12,12 +12,11 @@ it grows the block tensors on demand, shares blocks between beams after a reorde
 and only partly filled is copied before the step that writes into it) and rewinds by shortening
 the tables.
 
-Against the state form on SmolLM2-135M, 2 threads (`benchmarks/ov_paged.py`, through edgeseq's
-loop; README): TTFT 1.06-1.21x faster at every precision once requests reuse their blocks and infer
-request (the fused kernel's f32 prefill is slow, see ov_state.py), decode 1.01-1.09x in that run and
-within the machine's drift in earlier ones. The cost is load time: OpenVINO 2026.4 does not read a
-paged graph back from its compiled-blob cache, so each load compiles (SmolLM2 int8: ~1 s against
-~0.3 s from the cache).
+Against the state form (`benchmarks/ov_paged.py`; figures in docs/performance.md) the TTFT is
+shorter at every precision once requests reuse their blocks and infer request (the fused kernel's
+f32 prefill is slow, see openvino_state.py), and decoding is level or a little faster. The cost is
+load time: OpenVINO 2026.4 does not read a paged graph back from its compiled-blob cache, so each
+load compiles.
 
 Two rewrites make the transformed graph usable here: the transformation turns the step's tokens
 into the batch axis, so the exported last-position slice (`x[:, -1]`) would keep every token and
@@ -45,8 +44,8 @@ KEY, VALUE = "key_cache.", "value_cache."
 
 
 def make_paged(model: Any) -> Any | None:
-    """A paged copy of a stateful decoder step (ov_state.make_stateful applied), or None where the
-    transformation does not apply cleanly (then the caller keeps the state form)."""
+    """A paged copy of a stateful decoder step (openvino_state.make_stateful applied), or None where
+    the transformation does not apply cleanly (then the caller keeps the state form)."""
     try:
         from openvino._offline_transformations import paged_attention_transformation
     except ImportError:
@@ -128,7 +127,7 @@ class PagedCache(HeldCache):
         self.types = {i.get_any_name(): i.get_element_type() for i in inputs}
         self.inputs: dict[str, tuple[Any, np.ndarray]] = {}  # the request's input tensors, rewritten each step
         # no blocks yet: the first step allocates room for twice what it needs (a grow reallocates every
-        # layer's tensors: ~1 ms for SmolLM2, which a prompt's TTFT would pay twice from a small start)
+        # layer's tensors, which a prompt's TTFT would pay twice from a small start)
         self.reset(batch)
 
     def reset(self, batch: int) -> None:
@@ -203,7 +202,7 @@ class PagedCache(HeldCache):
 
     def _bind(self, feeds: dict[str, Any]) -> None:
         """Write the feeds into the request's own input tensors, made anew only when a shape changes: a
-        request handed fresh tensors every step ran ~5% slower (SmolLM2 bf16 decode step, 13.6 vs 12.9 ms)."""
+        request handed fresh tensors every step decodes slower."""
         import openvino as ov
 
         for name, value in feeds.items():
@@ -211,7 +210,7 @@ class PagedCache(HeldCache):
             if held is None or held[1].shape != np.shape(value):
                 t = ov.Tensor(self.types[name], list(np.shape(value)))
                 self.request.set_tensor(name, t)
-                held = self.inputs[name] = (t, t.data)  # the tensor and a numpy view of it (~20 us to take)
+                held = self.inputs[name] = (t, t.data)  # the tensor and a numpy view of it (costly to take)
             held[1][...] = value
 
     def _copy_last(self, row: int) -> None:
@@ -242,7 +241,7 @@ class PagedCache(HeldCache):
 
 class PagedBlocks(CacheForm[PagedCache]):
     """Each request's cache is a `PagedCache`; a finished request's one (its block tensors and infer
-    request, costly to make) serves the next request."""
+    request, costly to make: making them anew lengthens every TTFT) serves the next request."""
 
     name = "paged"
 

@@ -5,25 +5,23 @@ outputs (the contract every engine shares). Run that way, each step copies the w
 the engine and back in, and OpenVINO's CPU plugin computes attention from plain MatMul + Softmax
 nodes. Made stateful (`past.*` read from, `present.*` written to OpenVINO variables), the plugin fuses
 read, append and attention into one kernel that grows the cache in place (its
-`ScaledDotProductAttentionWithKVCache`). Measured on SmolLM2-135M, 2 threads (a bare loop over the
-compiled step): decode 37.7 -> 45.4 tok/s at f32, 50 -> 73 at bf16, int8 weights 71 -> 107.
+`ScaledDotProductAttentionWithKVCache`), which decodes faster at every precision.
 
 Two things the fused kernel needs that the exported graph does not have:
 - a `beam_idx` input [B] (i32) gathered over the cache before each step: the kernel's pattern requires
   it. It also makes beam search free: reordering rows is a different beam_idx, not a copy.
 - grouped-query attention as the usual broadcast: the exported graphs fold a group's query heads into
-  the rows of its shared K/V head ([B, Hkv, rep * T, D], for TFLite, see export/steps/attention.py);
+  the rows of its shared K/V head ([B, Hkv, rep * T, D], for TFLite, see steps/attention.py);
   the kernel reads the cache length from the query's length, so the fold is undone here.
 The artifact on disk is unchanged; the parity gate at export runs this rewritten graph.
 At run time the cache is the `EngineState` form (runtimes/cache.py): each request owns an infer
 request whose variables hold its cache.
-A decoder-only step is then rewritten once more for paged attention where that applies (ov_paged.py);
+A decoder-only step is then rewritten once more for paged attention where that applies (openvino_paged.py);
 encoder-decoder steps stay in this form.
 
 The cost: at f32 the fused kernel's prefill attention is slower than the unfused graph's (the
-plugin's per-node counters, SmolLM2, one 128-token prefill: 14.7 ms for the 30 fused nodes against
-5.3 ms for the unfused attention subgraphs; the prefill took 107.5 against 104.5 ms). At bf16 it is
-faster. Asking for a causal kernel with a padding-only mask did not change the f32 figure.
+plugin's per-node counters say so); at bf16 it is faster. Asking for a causal kernel with a
+padding-only mask did not change the f32 prefill.
 """
 from __future__ import annotations
 

@@ -6,10 +6,9 @@ e.g. AMD Zen 3) it uses `vpmaddubsw`, which adds pairs of products into int16 an
 products of 255 x 127 make 64770 > 32767. w8a8-token's activations fill the whole uint8 range (one
 scale per row, zero point 128), so its weights are quantized to 7 bits (|w| <= WEIGHT_RANGE = 63:
 pairs at most 255 x 63 x 2 = 32130) and the same artifact computes the same sums on every CPU, the
-one its parity was checked on included. Measured on SmolLM2-135M on an AVX2 CPU (parity against
-PyTorch, 32 steps; max |diff|, mean of the per-step max, greedy tokens that differ): 8-bit weights
-(saturating) 8.87 / 3.52 / 9; 7-bit activations instead 7.32 / 4.73 / 12; 7-bit weights 5.29 / 2.96 /
-2; exact 8-bit (u8 x u8 weights, a kernel without VNNI or AMX on any CPU) 2.95 / 2.05 / 6.
+one its parity was checked on included. Of the forms compared on an AVX2 CPU (saturating 8-bit
+weights, 7-bit activations instead, exact 8-bit through u8 x u8 weights), 7-bit weights changed the
+fewest greedy tokens (figures: docs/performance.md).
 
 Artifacts exported before this carry 8-bit weights; `stale_weights` says so where the probe finds the
 kernel saturating, so the backend can warn rather than silently lose accuracy.

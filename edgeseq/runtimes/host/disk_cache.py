@@ -27,7 +27,7 @@ _LOW_DISK_SAID: set[str] = set()
 
 def cache_cap() -> int:
     """Bytes an engine's cache may hold (EDGESEQ_CACHE_GB, default 4): OpenVINO writes a blob of about
-    the model's size per model, precision and edgeseq graph form, and had grown to 8.7 GB here."""
+    the model's size per model, precision and edgeseq graph form, so an uncapped cache keeps growing."""
     try:
         return int(float(os.environ.get("EDGESEQ_CACHE_GB", "4")) * 2**30)
     except ValueError:

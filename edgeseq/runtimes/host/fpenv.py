@@ -6,8 +6,8 @@ session is created, where it then leaves them: numpy, torch or a test library on
 see subnormal values vanish (hypothesis refuses to run: "we can't represent subnormal floats right
 now"), and a second model's calls on that thread would not flush. `EngineEnv` sets the flags itself,
 for the span of a session's load or call, and gives the thread its own environment back afterwards:
-C's fegetenv / fesetenv (libm) save and load the whole environment, the MXCSR word included (about a
-microsecond a call, timed ad hoc). The word's place in fenv_t is known here for Linux on x86-64;
+C's fegetenv / fesetenv (libm) save and load the whole environment, the MXCSR word included, cheaply
+enough to do around every call. The word's place in fenv_t is known here for Linux on x86-64;
 elsewhere the calling thread keeps its environment and only the engine's own threads flush.
 """
 from __future__ import annotations
@@ -59,8 +59,7 @@ class EngineEnv:
     """`run(fn, ...)`: fn (an engine's load or call) with subnormals flushed on this thread when `flush`;
     the thread's environment, whatever fn did to it, is its own again afterwards. The flushing form of
     each caller environment seen is built once, not per call: a decode step's Python runs on caches the
-    engine has just evicted, where a call's overhead went 75.5 -> 59.0 us (hot: 4.9 -> 2.3 us; medians
-    of 300 calls of a no-op, each after streaming 96 MB; AMD EPYC, ad hoc)."""
+    engine has just evicted, where building it each call costs the most."""
 
     def __init__(self, flush: bool) -> None:
         self.flush = flush and _LIBM is not None

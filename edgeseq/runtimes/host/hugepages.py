@@ -2,15 +2,13 @@
 
 A decode step reads every weight once. In 4 kB pages SmolLM2-135M's fp32 weights span ~130k pages,
 far more than the TLB holds, so each step walks page tables all the way through; in 2 MB pages they
-span ~270. Engines allocate weights with malloc, which on a kernel whose THP mode is "madvise" (Ubuntu's
-default, and this machine's) gets 4 kB pages only. `collapse` asks for huge pages for the anonymous mappings a
+span ~270. Engines allocate weights with malloc, which on a kernel whose THP mode is "madvise"
+(Ubuntu's default) gets 4 kB pages only. `collapse` asks for huge pages for the anonymous mappings a
 load filled (their resident size in /proc/self/smaps grew by 8 MB or more) that are mostly resident:
 madvise(MADV_HUGEPAGE), so that later faults in them get huge pages, then MADV_COLLAPSE (Linux 6.1+),
-which moves what is already there into huge pages now. Measured on the 2-core dev machine (THP
-"madvise", Linux 6.18; benchmarks/huge_pages.py, 3 alternating rounds): ONNX Runtime SmolLM2
-decode fp32 1.09x, w4a8 1.06x, for +0.7 s / +0.08 s of load; OpenVINO fp32 1.00x and int8 0.99x
-(+0.5 s of load at fp32), t5-small on ONNX Runtime 0.98x. So engines opt in (`huge_pages_help`):
-ONNX Runtime's dynamic-shape backend does.
+which moves what is already there into huge pages now. The move lengthens the load, and only
+some engines decode faster for it (benchmarks/huge_pages.py; figures in docs/performance.md), so
+engines opt in (`huge_pages_help`): ONNX Runtime's dynamic-shape backend does.
 
 The engine option `huge_pages` (every engine has it) turns it off or on; unset, the engine's default.
 """
