@@ -145,7 +145,7 @@ def test_int8_gemm_scales_activations_per_row(weight_bits: int) -> None:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseq.export.formats.onnx import _quantize_int8_gemm
+    from edgeseq.export.passes import quantize_int8_gemm
     from edgeseq.runtimes.engines import ort_int8
 
     rng = np.random.default_rng(0)
@@ -156,7 +156,7 @@ def test_int8_gemm_scales_activations_per_row(weight_bits: int) -> None:
                               [numpy_helper.from_array(w, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 10
-    _quantize_int8_gemm(model)
+    quantize_int8_gemm(model)
     assert [n.op_type for n in model.graph.node][-1] == "MatMulIntegerToFloat"
     inits = {i.name: i for i in model.graph.initializer}
     q = numpy_helper.to_array(inits["w.int8"])

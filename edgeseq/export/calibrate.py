@@ -98,13 +98,13 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str) -> No
 
     import onnx
 
-    from .formats.onnx import _gemm_to_matmul
+    from .passes import gemm_to_matmul
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
     # a tied LM head reads the embedding table through Gemm(transB=1), which HTP rejects once
     # quantized ("Failed to add node"): it becomes a MatMul on its own transposed copy
     model = onnx.load(str(path))
-    _gemm_to_matmul(model)
+    gemm_to_matmul(model)
     onnx.save(model, str(path))
     tmp = path.with_suffix(".qdq.onnx")
     try:

@@ -101,7 +101,7 @@ def gqa(qkv: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, bias: tor
 
 def packed(h: torch.Tensor, *projections: torch.nn.Linear) -> torch.Tensor:
     """h through q, k and v side by side, as one matmul (the weights concatenated: one constant once
-    exported, see export/formats/onnx._fold_constant_weights)."""
+    exported, see export/passes.fold_constant_weights)."""
     w = torch.cat([p.weight for p in projections])
     b = None if projections[0].bias is None else torch.cat([p.bias for p in projections])
     return torch.nn.functional.linear(h, w, b)

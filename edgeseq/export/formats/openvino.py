@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import MissingDependencyError, UsageError, require
 from ...artifact.manifest import ComponentInfo
+from .. import passes
 from . import FormatSpec, onnx as onnx_exporter
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def _merge_for_compression(path: Path) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    onnx_exporter._merge_parallel_matmuls(model)
+    passes.merge_parallel_matmuls(model)
     for f in path.parent.iterdir():  # the staging folder holds this graph and its external data only
         f.unlink()
     big = sum(len(i.raw_data) for i in model.graph.initializer) > onnx_exporter._PROTOBUF_LIMIT
