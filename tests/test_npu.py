@@ -99,7 +99,7 @@ def test_bad_input(npu_artifacts: dict[str, Path], artifacts: dict[str, Path], h
     with pytest.raises(DeviceError) as e:
         edgeseq.load(npu_artifacts["llama"], device="npu")
     assert "npu:qnn onnxruntime-qnn is not installed" in e.value.message
-    assert "npu:openvino" in e.value.message and "pip install onnxruntime-qnn" in e.value.hint
+    assert "npu:openvino" in e.value.message and "pip install 'edgeseq[qnn]'" in e.value.hint
     assert main(["export", str(hf_dirs["llama"]), "--target", "npu", "--format", "openvino", "--out",
                  str(tmp_path / "y")]) != 0
 
