@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..errors import MissingDependencyError, UsageError
+from ..declarations import Declared
+from ..errors import MissingDependencyError
 from .devices import DeviceRow
 from .options import EngineOptions
 
@@ -36,39 +36,20 @@ class EngineSpec:
     rank: int = 50  # listing order (`edgeseq devices`, --engine help, the engine tried first on a device)
 
 
-_FOUND: dict[str, tuple[EngineSpec, str]] | None = None
-
-
-def _discover() -> dict[str, tuple[EngineSpec, str]]:
-    global _FOUND
-    if _FOUND is None:
-        found: dict[str, tuple[EngineSpec, str]] = {}
-        pkg = importlib.import_module(PACKAGE)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            name = f"{PACKAGE}.{info.name}"
-            spec = getattr(importlib.import_module(name), "ENGINE", None)
-            if isinstance(spec, EngineSpec):
-                assert spec.name not in found, f"engine {spec.name} declared twice"
-                found[spec.name] = (spec, name)
-        _FOUND = dict(sorted(found.items(), key=lambda kv: (kv[1][0].rank, kv[0])))
-    return _FOUND
+_TABLE = Declared(PACKAGE, "ENGINE", EngineSpec, "engine", ADD_ONE)
 
 
 def engines() -> dict[str, EngineSpec]:
     """Every declared engine, name -> declaration, in listing order."""
-    return {n: s for n, (s, _) in _discover().items()}
+    return _TABLE.records()
 
 
 def names() -> list[str]:
-    return list(_discover())
+    return list(_TABLE.found())
 
 
 def spec(engine: str) -> EngineSpec:
-    found = _discover()
-    if engine not in found:
-        raise UsageError(f"unknown engine '{engine}'",
-                         f"engines: {', '.join(found)} (and torch, the PyTorch reference); {ADD_ONE}")
-    return found[engine][0]
+    return _TABLE.get(engine, " (and torch, the PyTorch reference)")
 
 
 def module(engine: str) -> ModuleType:
@@ -77,13 +58,13 @@ def module(engine: str) -> ModuleType:
     if importlib.util.find_spec(s.package) is None:
         raise MissingDependencyError(f"engine {engine} needs the Python package '{s.package}', which is not "
                                      "installed", s.install)
-    return importlib.import_module(_discover()[engine][1])
+    return _TABLE.module(engine)  # type: ignore[no-any-return]
 
 
 def declared_module(engine: str) -> ModuleType:
     """The engine's module whether or not its library is installed (its probes say what is missing)."""
     spec(engine)
-    return importlib.import_module(_discover()[engine][1])
+    return _TABLE.module(engine)  # type: ignore[no-any-return]
 
 
 def readers(format: str) -> list[str]:

@@ -7,11 +7,11 @@ converters inside functions only, so reading the declarations costs nothing.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 
-from ...errors import UsageError, require
+from ...declarations import Declared
+from ...errors import require
 
 ADD_ONE = "a new format is a module in edgeseq/export/formats/ that declares FORMAT = FormatSpec(...)"
 
@@ -29,32 +29,15 @@ class FormatSpec:
     rank: int = 50  # listing order (--format help, errors)
 
 
-_FOUND: dict[str, tuple[FormatSpec, str]] | None = None
-
-
-def _discover() -> dict[str, tuple[FormatSpec, str]]:
-    global _FOUND
-    if _FOUND is None:
-        found: dict[str, tuple[FormatSpec, str]] = {}
-        for info in pkgutil.iter_modules(__path__):
-            name = f"{__name__}.{info.name}"
-            spec = getattr(importlib.import_module(name), "FORMAT", None)
-            if isinstance(spec, FormatSpec):
-                assert spec.name not in found, f"format {spec.name} declared twice"
-                found[spec.name] = (spec, name)
-        _FOUND = dict(sorted(found.items(), key=lambda kv: (kv[1][0].rank, kv[0])))
-    return _FOUND
+_TABLE = Declared(__name__, "FORMAT", FormatSpec, "format", ADD_ONE)
 
 
 def formats() -> dict[str, FormatSpec]:
-    return {n: s for n, (s, _) in _discover().items()}
+    return _TABLE.records()
 
 
 def spec(format: str) -> FormatSpec:
-    found = _discover()
-    if format not in found:
-        raise UsageError(f"unknown format '{format}'", f"formats: {', '.join(found)}; {ADD_ONE}")
-    return found[format][0]
+    return _TABLE.get(format)
 
 
 def exporter(format: str, target: str = "cpu") -> ModuleType:
@@ -68,4 +51,4 @@ def exporter(format: str, target: str = "cpu") -> ModuleType:
     if target == "npu":
         assert s.npu_exporter, f"{format} has no npu exporter"
         return importlib.import_module(s.npu_exporter)
-    return importlib.import_module(_discover()[format][1])
+    return _TABLE.module(format)  # type: ignore[no-any-return]
