@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..console import console
 from ..errors import EdgeseqError, UsageError
 from ..runtimes.options import parse_pairs
 from .parser import build_parser
@@ -24,6 +25,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
                keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
                target=a.target, ort_kernels=a.ort_kernels)
+    if a.quiet:  # the result; the steps said it otherwise
+        console.result(f"wrote {a.out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)")
     return 0 if m.parity.get("status") != "failed" else 8
 
 
@@ -41,25 +44,26 @@ def cmd_generate(a: argparse.Namespace) -> int:
     model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
                  delegate=a.delegate, engine_options=parse_pairs(a.engine_option))
     if model.manifest.parity.get("status") == "failed":
-        print("warning: this artifact FAILED its parity check; outputs may be wrong", file=sys.stderr)
+        console.result("warning: this artifact FAILED its parity check; outputs may be wrong")
     engine_warning = (model.backend.placement() or {}).get("warning")  # e.g. a kernel that loses accuracy here
     if engine_warning:
-        print(f"warning: {engine_warning}", file=sys.stderr)
+        console.result(f"warning: {engine_warning}")
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
     from ..generate.loop import Timings
 
+    stdout = console.out  # looked up once: nothing per token but the write
     if cfg.num_beams > 1:  # the best beam is known only at the end
         out = model.generate(a.prompt, chat=chat, config=cfg)
-        print(out.texts[0], flush=True)
+        print(out.texts[0], file=stdout, flush=True)
         t = out.timings
     else:
         t = Timings()
         for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
-            print(piece, end="", flush=True)
-        print(flush=True)
+            print(piece, end="", file=stdout, flush=True)
+        print(file=stdout, flush=True)
     if a.stats:
-        print(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
-              f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]", file=sys.stderr)
+        console.result(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
+                       f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]")
     return 0
 
 
@@ -96,7 +100,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
     total = len(a.artifacts) * len(cfg.cases()) * (cfg.warmup + cfg.reps) - len(done) * (cfg.warmup + cfg.reps)
     interrupted = False
     try:
-        with tqdm(total=total, desc="profile", unit="run", file=sys.stderr) as bar:
+        with tqdm(total=total, desc="profile", unit="run", file=console.err, disable=console.quiet) as bar:
             for art in a.artifacts:
                 bar.set_postfix_str(Path(art).name)
                 for r in iter_profile(art, cfg, lambda: bar.update(1), bw, done, a.time_limit):
@@ -105,21 +109,20 @@ def cmd_profile(a: argparse.Namespace) -> int:
                         store.add(r)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\ninterrupted: {len(results)} case(s) finished", file=sys.stderr)
+        console.result(f"\ninterrupted: {len(results)} case(s) finished")
     if not results:
         return 130 if interrupted else 0
     add_ratios(results)
     report = RunReport(RunHeader.here(bw, cfg.__dict__), results, complete=not interrupted)
-    print(text(report))
+    console.result(text(report), stderr=False)
     if a.json_path:
         report.write_json(a.json_path)
         if not interrupted and store:
             store.remove()
-        print(f"wrote {a.json_path}" + (" (partial; re-run with --resume to finish)" if interrupted else ""),
-              file=sys.stderr)
+        console.result(f"wrote {a.json_path}" + (" (partial; re-run with --resume to finish)" if interrupted else ""))
     if a.markdown:
         Path(a.markdown).write_text(markdown(report))
-        print(f"wrote {a.markdown}", file=sys.stderr)
+        console.result(f"wrote {a.markdown}")
     return 130 if interrupted else 0
 
 
@@ -139,7 +142,7 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
     results: list[ProfileResult] = []
     checks: dict[str, list[dict[str, Any]]] = {}
     winners: dict[str, Any] = {}
-    with tqdm(desc="profile --auto", unit="run", file=sys.stderr) as bar:
+    with tqdm(desc="profile --auto", unit="run", file=console.err, disable=console.quiet) as bar:
         for art in a.artifacts:
             got, checks[art] = auto.run(art, cfg, lambda: bar.update(1), bw)
             results += got
@@ -150,19 +153,20 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
                        sections={"auto": True, "checks": checks, "winners": winners})
     if results:
         add_ratios(results)
-        print(text(report))
+        console.result(text(report), stderr=False)
     for art, cs in checks.items():
         for c in cs:
             detail = c.get("error") or (f"max |logits diff| {c['max_abs_diff']:.3g} vs tolerance "
                                         f"{c['tolerance']:.3g}, tokens agree: {c['tokens_agree']}")
-            print(f"check {Path(art).name}: {c['engine']} {c['precision']}: {c['status']} ({detail})")
+            console.result(f"check {Path(art).name}: {c['engine']} {c['precision']}: {c['status']} ({detail})",
+                           stderr=False)
         w = winners[art]
-        print(f"fastest within tolerance for {Path(art).name}: " + (
+        console.result(f"fastest within tolerance for {Path(art).name}: " + (
             f"--engine {w['engine']} --precision {w['precision']} (e2e {w['e2e_ms']:.0f} ms, TTFT "
-            f"{w['ttft_ms']:.1f} ms, {w['decode_tok_s']:.1f} tok/s)" if w else "none"))
+            f"{w['ttft_ms']:.1f} ms, {w['decode_tok_s']:.1f} tok/s)" if w else "none"), stderr=False)
     if a.json_path:
         report.write_json(a.json_path)
-        print(f"wrote {a.json_path}", file=sys.stderr)
+        console.result(f"wrote {a.json_path}")
     return 0 if all(winners.values()) else 1
 
 
@@ -171,7 +175,7 @@ def cmd_devices(a: argparse.Namespace) -> int:
     from ..reference import torch_runner
     from ..runtimes import registry
 
-    print(f"{'engine':<12} {'device':<14} {'status':<10} detail")
+    console.result(f"{'engine':<12} {'device':<14} {'status':<10} detail", stderr=False)
     listed = [(row, lambda r=row: registry.declared_module(r.engine)) for row in registry.device_rows()]
     listed += [(row, lambda: torch_runner) for row in device_rows()]  # the reference: not an engine, listed too
     for row, module_of in listed:
@@ -183,8 +187,8 @@ def cmd_devices(a: argparse.Namespace) -> int:
         status = "available" if why is None else "missing"
         described = getattr(module, "detail", lambda r: r.target)(row)
         detail = described if why is None else f"{why}; to get it: {row.install}"
-        print(f"{row.engine:<12} {row.label:<14} {status:<10} {detail}")
-    print(f"\nengines: {', '.join(registry.names())}; reference: {NAME} (--engine {NAME})")
+        console.result(f"{row.engine:<12} {row.label:<14} {status:<10} {detail}", stderr=False)
+    console.result(f"\nengines: {', '.join(registry.names())}; reference: {NAME} (--engine {NAME})", stderr=False)
     return 0
 
 
@@ -203,13 +207,13 @@ def cmd_cache(a: argparse.Namespace) -> int:
         for p in chosen:
             size = folder_bytes(p)
             shutil.rmtree(p)
-            print(f"cleared {p} ({size / 2**20:.0f} MiB)")
+            console.result(f"cleared {p} ({size / 2**20:.0f} MiB)", stderr=False)
         return 0
     if not folders:
-        print(f"no engine caches under {root}")
+        console.result(f"no engine caches under {root}", stderr=False)
     for p in folders:
         files = sum(1 for f in p.rglob("*") if f.is_file())
-        print(f"{p.name:<10} {folder_bytes(p) / 2**20:>9.0f} MiB  {files:>5} files  {p}")
+        console.result(f"{p.name:<10} {folder_bytes(p) / 2**20:>9.0f} MiB  {files:>5} files  {p}", stderr=False)
     return 0
 
 
@@ -246,17 +250,23 @@ def cmd_compare(a: argparse.Namespace) -> int:
     out = Path(a.out)
     store = sweep.open_store(out)
     todo = sweep.pending(suite, store)
-    print(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
-          f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}", file=sys.stderr)
+    console.say(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
+                f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}")
     bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
     interrupted = False
     try:
-        with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=sys.stderr) as bar:
-            sweep.run(suite, out, store, bw, bar, say=lambda msg: bar.write(msg, file=sys.stderr))
+        with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=console.err,
+                  disable=console.quiet) as bar:
+            def say(msg: str) -> None:  # above the bar; in the log either way
+                console.say(msg, show=False)
+                if not console.quiet:
+                    bar.write(msg, file=console.err)
+
+            sweep.run(suite, out, store, bw, bar, say=say)
     except KeyboardInterrupt:  # the store holds every point finished before the interrupt
         interrupted = True
-        print(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command to resume",
-              file=sys.stderr)
+        console.result(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command "
+                       "to resume")
     rows = sweep.rows_for(suite, store)
     if not rows:
         return 130 if interrupted else 1
@@ -265,16 +275,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     header = RunHeader.here(bw, command="edgeseq " + shlex.join(sys.argv[1:]))
     done = report.write(suite, rows, out, header, complete=not interrupted, plots=not a.no_plots)
     if ok:
-        print(text(done))
+        console.result(text(done), stderr=False)
     for line in report.summary_lines(done):
-        print(line)
+        console.result(line, stderr=False)
     for w in done.sections["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
+        console.result(f"warning: {w}")
     failed = [r for r in rows if r.status != "ok"]
     for r in failed:
-        print(f"{r.status}: {r['source']} {r.format} {r.weights} in={r.input_len}"
-              + (f": {r['error']}" if r.get("error") else ""), file=sys.stderr)
-    print(f"wrote {out / 'index.md'}, {out / 'results.json'}" + ("" if a.no_plots else " and plots"), file=sys.stderr)
+        console.result(f"{r.status}: {r['source']} {r.format} {r.weights} in={r.input_len}"
+                       + (f": {r['error']}" if r.get("error") else ""))
+    console.result(f"wrote {out / 'index.md'}, {out / 'results.json'}" + ("" if a.no_plots else " and plots"))
     if interrupted:
         return 130
     return 0 if len(ok) == len(rows) else 1
@@ -290,7 +300,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     for art in a.artifacts:
         m = verify(art)
         size = sum(f["bytes"] for f in m.files.values()) / 1e6
-        print(f"ok  {art}: {len(m.files)} files, {size:.1f} MB, parity {m.parity.get('status')}")
+        console.result(f"ok  {art}: {len(m.files)} files, {size:.1f} MB, parity {m.parity.get('status')}", stderr=False)
     return 0
 
 

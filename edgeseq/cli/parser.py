@@ -13,6 +13,17 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+def _console_args(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--quiet / --verbose, before the command or after it (a subcommand's default leaves the top's)."""
+    default = False if top else argparse.SUPPRESS
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true", default=default,
+                   help="print results and errors only (no steps, no progress bars)")
+    g.add_argument("--verbose", "-v", action="store_true", default=default,
+                   help="also show what dependencies print (warnings, logs, their progress bars), "
+                   "instead of keeping it in the command's log file")
+
+
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite: bool = False) -> None:
     """The runtime flags of every command that runs an artifact (generate, profile, compare), from one
     definition. `suite`: compare, where a flag left out takes the suite's value."""
@@ -47,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(encoder-decoder and decoder-only) for edge devices.")
     ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     ap.add_argument("--version", action="version", version=f"edgeseq {_version()}")
+    _console_args(ap, top=True)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     e = sub.add_parser("export", help="convert a model to an artifact directory, checked against PyTorch",
@@ -81,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="greedy decode steps compared with PyTorch (default: 32; 0 skips, recorded as skipped)")
     e.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails parity, marked failed")
     e.add_argument("--seed", type=int, default=0, help="seed for preset random weights (default: 0)")
-    e.add_argument("--quiet", action="store_true", help="no progress output")
 
     g = sub.add_parser("generate", help="generate text from an artifact, streaming tokens",
                        description="Generate from PROMPT with an exported artifact; tokens are printed as they come.")
@@ -171,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "exports and points), profile both at 128 and 512 input tokens, print the table and write "
                        "the report.")
     d.add_argument("--out", default="edgeseq-demo", help="working directory (default: ./edgeseq-demo)")
+    for p in sub.choices.values():
+        _console_args(p)
     return ap
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact import manifest as mf
+from ..console import console
 from ..errors import EdgeseqError, ExportError
 from ..export.formats import spec as format_spec
 from ..profile.result import ProfileResult
@@ -77,7 +78,7 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     log = out / "logs" / f"{target.name}.export.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"exporting {source} to {fmt} ({weights}); log: {log}")
-    cmd = [sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
+    cmd = [sys.executable, "-m", "edgeseq", "--verbose", "export", source, "--format", fmt, "--weights", weights,
            "--out", str(target), "--overwrite", "--parity-steps", str(parity_steps)]
     if lengths and format_spec(fmt).static:
         ins, n_out = lengths
@@ -100,7 +101,7 @@ def pending(suite: Suite, store: ResultStore) -> int:
 
 
 def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | None, progress: Any = None,
-        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+        say: Callable[[str], None] = console.say) -> None:
     """Measure every point of `suite` not already finished in `store` (OUT/results.jsonl); each
     finished point is added to it at once."""
     out.mkdir(parents=True, exist_ok=True)

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..artifact import manifest as mf
+from ..console import console, muffled
 from ..errors import ParityError, UsageError
 from . import formats
 
 def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, file=sys.stderr, flush=True)
+    console.say(msg, show=not quiet)  # in the command's log either way
 
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
@@ -73,7 +72,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     from ..models import resolve
 
     _say(f"[1/4] loading {source}", quiet)
-    spec = resolve(source, seed=seed)
+    with muffled(f"loading {source}"):  # torch / transformers import and weight-loading lines
+        spec = resolve(source, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
@@ -128,7 +128,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     comps = exporter.components(spec, shape) if static else components(spec)
     _say(f"[2/4] exporting {len(comps)} component(s) to {format}" + (" for npu" if target == "npu" else ""), quiet)
     infos = {}
-    for c in tqdm(comps, desc="export", unit="graph", disable=quiet, file=sys.stderr):
+    for c in tqdm(comps, desc="export", unit="graph", disable=quiet or console.quiet, file=console.err):
         infos[c.name] = exporter.export_component(c, tmp, weights, **(options or {}))
         infos[c.name].matmul_weights = matmul_weights(c)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
@@ -142,13 +142,13 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
 
         graphs = sum(len(c.signature_files) for c in m.components.values())
         _say(f"      calibrating on sample prompts and quantizing {graphs} graph(s) to {weights} (QDQ)", quiet)
-        with tqdm(total=graphs, desc="quantize", unit="graph", disable=quiet, file=sys.stderr) as bar:
+        with tqdm(total=graphs, desc="quantize", unit="graph", disable=quiet or console.quiet, file=console.err) as bar:
             quantize_artifact(tmp, m, weights, progress=bar)
     m.model["bytes_read_per_token"] = _bytes_per_token(spec, m)
     if parity_steps:
         _say(f"[3/4] parity: {parity_steps} greedy steps against PyTorch", quiet)
         backend = open_backend(tmp, m, "cpu", None, BackendOptions(precision="f32"))
-        with tqdm(total=parity_steps, desc="parity", unit="step", disable=quiet, file=sys.stderr) as bar:
+        with tqdm(total=parity_steps, desc="parity", unit="step", disable=quiet or console.quiet, file=console.err) as bar:
             m.parity = parity.check(backend, spec, parity_steps, weights, progress=bar)
         m.parity["engine"] = f"{backend.engine} cpu, precision {backend.precision}"
         del backend

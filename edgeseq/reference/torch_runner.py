@@ -124,7 +124,10 @@ class TorchBackend(StepBackend):
             torch.set_num_threads(self.options.threads)  # process-wide: torch has one intra-op pool
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.torch_device)
-        spec = rebuild(self.artifact, self.manifest.model)
+        from ..console import muffled
+
+        with muffled("rebuilding the torch model"):  # transformers' import and weight-loading lines
+            spec = rebuild(self.artifact, self.manifest.model)
         comps = components(spec)
         have, want = {c.name for c in comps}, set(self.manifest.components)
         if have != want:

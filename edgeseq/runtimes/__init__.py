@@ -72,10 +72,9 @@ def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine
     if not engine:
         engine = device_engine(manifest, device)
         if engine != default_engine(manifest):
-            import sys
+            from ..console import console
 
-            print(f"edgeseq: {device}: {default_engine(manifest)} has none here; using --engine {engine}",
-                  file=sys.stderr)
+            console.result(f"edgeseq: {device}: {default_engine(manifest)} has none here; using --engine {engine}")
     s = registry.spec(engine)
     if manifest.format not in s.formats:
         readers = registry.readers(manifest.format)

@@ -14,7 +14,6 @@ largest power of two that divides a layer's width; NNCF keeps the embedding / LM
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,8 +93,10 @@ def _compress(model: object, weights: str, name: str) -> object:
     fp32_bytes = sum(4 * int(np.prod(op.get_output_shape(0))) for op in model.get_ops()  # type: ignore[attr-defined]
                      if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() == "f32")
     if fp32_bytes < SMALL_FOR_INT4:
-        print(f"warning: {name} has only {fp32_bytes / 2**20:.1f} MiB of weights; int4 saves little at this size "
-              "and costs accuracy (int8 is usually the better trade)", file=sys.stderr)
+        from ...console import console
+
+        console.result(f"warning: {name} has only {fp32_bytes / 2**20:.1f} MiB of weights; int4 saves little at "
+                       "this size and costs accuracy (int8 is usually the better trade)")
     # widths not divisible by 128 (SmolLM2's 576) get the largest power-of-two group that divides them
     adv = AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST)
     return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128, ratio=1.0,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -74,6 +73,8 @@ def cache_room(engine: str, need_bytes: int) -> Path | None:
     if engine in _LOW_DISK_SAID:  # once per engine and process, not once per graph
         return None
     _LOW_DISK_SAID.add(engine)
-    print(f"edgeseq: {free / 2**20:.0f} MiB free under {probe}; not caching {engine}'s compiled graphs "
-          f"(needs ~{need_bytes / 2**20:.0f} MiB + {CACHE_MARGIN >> 20} MiB spare)", file=sys.stderr)
+    from ...console import console
+
+    console.result(f"edgeseq: {free / 2**20:.0f} MiB free under {probe}; not caching {engine}'s compiled graphs "
+                   f"(needs ~{need_bytes / 2**20:.0f} MiB + {CACHE_MARGIN >> 20} MiB spare)")
     return None
