@@ -143,3 +143,75 @@ def test_memory_that_cannot_fit_is_refused_up_front(artifacts: dict[str, Path], 
     model = edgeseq.load(artifacts["gpt2"])
     with pytest.raises(resources.ResourceError, match="KV cache"):
         model.generate("hello", max_new_tokens=4)
+
+
+# -- second pass: the failures a new user found ---------------------------------------------------------
+
+def test_token_ids_outside_the_vocabulary_are_input_errors(artifacts: dict[str, Path], family: str) -> None:
+    """Checked once per request in the loop every engine shares (generate, beams, the Generator)."""
+    from edgeseq.errors import InputError
+
+    model = edgeseq.load(artifacts[family])
+    vocab = int(model.manifest.dims["vocab_size"])
+    for rows in ([[10**6]], [[vocab]], [[-1]], [[1, 2.5]], [[True]], [["3"]], [[]], [], [[[1]]], "12"):
+        with pytest.raises(InputError):
+            model.generate_ids(rows, max_new_tokens=2)  # type: ignore[arg-type]
+        with pytest.raises(InputError):
+            model.generate_ids(rows, max_new_tokens=2, num_beams=2)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=f"0..{vocab - 1}"):
+        model.generator([vocab + 5])
+    g = model.generator([vocab - 1], max_new_tokens=2)
+    with pytest.raises(InputError):
+        g.append_tokens([-3])
+    assert model.generate_ids([[vocab - 1, 0]], max_new_tokens=2).ids  # the edges of the range run
+
+
+def test_unknown_generate_options_name_the_accepted_ones(artifacts: dict[str, Path]) -> None:
+    from edgeseq.errors import UsageError
+
+    model = edgeseq.load(artifacts["llama"])
+    for call in (model.generate, model.stream, model.generator):
+        with pytest.raises(UsageError, match="unknown generation option max_tokens") as e:
+            out = call("hi", max_tokens=3)
+            if call == model.stream:
+                list(out)
+        assert "max_new_tokens" in (e.value.hint or "")
+    with pytest.raises(UsageError, match="either config= or keyword options"):
+        model.generate("hi", config=edgeseq.GenerationConfig(), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5])
+def test_threads_are_checked_once_for_every_command_and_the_api(artifacts: dict[str, Path], threads: object,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseq.errors import UsageError
+
+    with pytest.raises(UsageError, match="threads must be an integer >= 1"):
+        edgeseq.load(artifacts["llama"], threads=threads)  # type: ignore[arg-type]
+    if isinstance(threads, int) and not isinstance(threads, bool):
+        art = str(artifacts["llama"])
+        for argv in (["generate", art, "hi", "--threads", str(threads)],
+                     ["profile", art, "--threads", str(threads), "--input-len", "4", "--output-len", "2"]):
+            assert main(argv) == 2
+            assert "threads must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_small_cli_faults(artifacts: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """profile --output-len 0 names --output-len; generate's default --max-new-tokens is capped to the
+    model's positions (a given value is not); --stop is repeatable and not printed."""
+    art = str(artifacts["llama"])
+    assert main(["profile", art, "--output-len", "0", "--input-len", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--output-len" in err and "--input-len" not in err
+    small = Path(shutil.copytree(art, tmp_path / "small"))
+    data = json.loads((small / mf.MANIFEST).read_text())
+    data["dims"]["max_positions"] = 64
+    (small / mf.MANIFEST).write_text(json.dumps(data))
+    assert main(["generate", str(small), "hello there", "--raw"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(small), "hello there", "--raw", "--max-new-tokens", "128"]) == 10
+    assert "exceeds the model's maximum of 64 positions" in capsys.readouterr().err
+    free = edgeseq.load(art).generate("hello there", max_new_tokens=12).texts[0]
+    stop = free[2:4]
+    assert main(["generate", art, "hello there", "--raw", "--max-new-tokens", "12", "--stop", "\x00never",
+                 "--stop", stop]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == free[: free.find(stop)]
