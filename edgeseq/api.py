@@ -103,15 +103,13 @@ class Model:
                 seqs = [[self._cut_ids(s, stops) for s in row] for row in seqs]
             best = [s[0] for s in seqs]
             return Generation(best, [cut_at_stop(self.decode(r), stops)[0] for r in best], timings, seqs)
-        halt = None
-        if stops:
-            texts = [(TextStream(self.tokenizer), StopText(stops)) for _ in rows]
+        texts: dict[int, tuple[TextStream, StopText]] = {}
 
-            def halt(row: int, token: int) -> bool:  # a row ends on the token that completes a stop string
-                stream, stop = texts[row]
-                stop.push(stream.push(token))
-                return stop.hit
-        ids, timings = run(self.backend, rows, cfg, self.gen_defaults, halt=halt)
+        def halt(row: int, token: int) -> bool:  # a row ends on the token that completes a stop string
+            stream, stop = texts.setdefault(row, (TextStream(self.tokenizer), StopText(stops)))
+            stop.push(stream.push(token))
+            return stop.hit
+        ids, timings = run(self.backend, rows, cfg, self.gen_defaults, halt=halt if stops else None)
         return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings)
 
     def _cut_ids(self, ids: list[int], stops: list[str]) -> list[int]:

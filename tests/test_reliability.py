@@ -215,3 +215,79 @@ def test_small_cli_faults(artifacts: dict[str, Path], tmp_path: Path, capsys: py
     assert main(["generate", art, "hello there", "--raw", "--max-new-tokens", "12", "--stop", "\x00never",
                  "--stop", stop]) == 0
     assert capsys.readouterr().out.rstrip("\n") == free[: free.find(stop)]
+
+
+def _export(src: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*EDGESEQ, "export", str(src), "--out", str(out), "--quiet", "--parity-steps", "0",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
+
+
+def test_concurrent_exports_to_one_out_never_replace_each_other(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """A second export to an --out being written is refused; a finished artifact is replaced only with
+    --overwrite, and then in one exchange (the directory is the old or the new artifact, never absent)."""
+    out = tmp_path / "x"
+    first = _export(hf_dirs["t5"], out)
+    _wait_for(lambda: any(tmp_path.glob(".x.partial-*")))
+    second = _export(hf_dirs["gpt2"], out)
+    assert second.wait(120) == 2 and "another export is writing" in second.stderr.read()
+    assert first.wait(300) == 0 and mf.read(out).model["family"] == "t5"
+    third = _export(hf_dirs["gpt2"], out)
+    assert third.wait(120) == 2 and "already exists" in third.stderr.read()
+    inode = out.stat().st_ino
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(out), "--overwrite", "--quiet",
+                 "--parity-steps", "0"]) == 0
+    assert mf.read(out).model["family"] == "gpt2" and out.stat().st_ino != inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".x.lock", "x"]  # nothing half-written left
+
+
+def test_unwritable_out_is_a_usage_error_before_loading(hf_dirs: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    targets = [Path("/proc/edgeseq-test/x"), a_file / "x"]
+    if os.geteuid() != 0:  # root writes through permission bits
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        targets.append(locked / "x")
+    for out in targets:
+        t = time.perf_counter()
+        assert main(["export", "no-such-preset-is-loaded", "--out", str(out)]) == 2  # the model is never looked up
+        err = capsys.readouterr().err
+        assert f"cannot write --out {out}" in err and "hint:" in err and time.perf_counter() - t < 5
+
+
+def test_artifact_directory_follows_the_umask(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--quiet",
+                     "--parity-steps", "0"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x").stat().st_mode & 0o777 == 0o755
+
+
+def test_repeated_ctrl_c_during_export_exits_130_and_leaves_nothing(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """`timeout` and terminals relay Ctrl-C to the process group, so it can come several times."""
+    out = tmp_path / "x"
+    proc = _export(hf_dirs["t5"], out)
+    _wait_for(lambda: any(p.suffix == ".onnx" for d in tmp_path.glob(".x.partial-*") for p in d.iterdir()))
+    for _ in range(4):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    code = proc.wait(60)
+    err = proc.stderr.read()
+    assert code == 130 and "Traceback" not in err, err
+    assert not out.exists() and not list(tmp_path.glob(".x.partial-*"))
+
+
+def test_a_later_export_sweeps_partials_of_killed_exports(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [tmp_path / f".other.partial-{dead.pid}-abc", tmp_path / f".y.old-{dead.pid}"]
+    live = tmp_path / f".z.partial-{os.getpid()}-abc"  # a running export's: kept
+    for d in stale + [live]:
+        d.mkdir()
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--quiet",
+                 "--parity-steps", "0"]) == 0
+    assert not any(d.exists() for d in stale) and live.exists()

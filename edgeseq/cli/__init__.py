@@ -5,6 +5,7 @@ exit code per class; `--debug` shows the traceback instead.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"hint: {e.hint}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # more Ctrl-Cs (as `timeout` relays them) cannot cut the exit
         print("\ninterrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not a user error: say so, keep the trace one flag away
