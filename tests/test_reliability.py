@@ -312,3 +312,11 @@ def test_truncated_or_corrupt_gguf_is_a_bad_model_file(tmp_path: Path, capsys: p
         assert main(["export", str(p), "--out", str(tmp_path / name)]) == 3, name
         err = capsys.readouterr().err
         assert said in err and "hint: download it again" in err, err
+
+
+def test_t5_prompts_are_not_bounded_by_a_fixed_position_table(artifacts: dict[str, Path]) -> None:
+    """T5's positions are relative: a prompt past its trained 512 tokens runs (memory is the bound)."""
+    model = edgeseq.load(artifacts["t5"])
+    assert int(model.manifest.dims["max_positions"]) > 512
+    out = model.generate_ids([[5] * 600], max_new_tokens=2)
+    assert len(out.ids[0]) >= 1
