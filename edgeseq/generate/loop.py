@@ -131,8 +131,13 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
 
     `gen` is the manifest's generation section (eos ids, pad id, decoder start id). `halted` [B] bool,
     caller-owned: rows the caller marks True while holding a step's tokens stop there (stop strings).
-    """
+    Rows are checked when this is called, not at the first step."""
     check_rows(backend, rows, cfg)
+    return _steps(backend, rows, cfg, gen, timings, deadline, halted)
+
+
+def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
+           timings: Timings, deadline: float | None, halted: np.ndarray | None) -> Iterator[np.ndarray]:
     eos = stop_ids(cfg, gen)
     pad = int(gen.get("pad_token_id") or 0)
     rng = np.random.default_rng(cfg.seed)
@@ -180,11 +185,12 @@ def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen:
     `halt(row, token)`, called for each row's new token that is not a stop id, returns True to end
     that row there (the token is kept): the API's stop strings."""
     timings = Timings()
+    halted = np.zeros(len(rows) if isinstance(rows, (list, tuple)) else 0, bool) if halt else None
+    loop = steps(backend, rows, cfg, gen, timings, deadline, halted)  # checks the rows
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
     eos = set(stop_ids(cfg, gen))
-    halted = np.zeros(len(rows), bool) if halt else None
-    for tokens in steps(backend, rows, cfg, gen, timings, deadline, halted):
+    for tokens in loop:
         for i, t in enumerate(tokens.tolist()):
             if not stopped[i]:
                 out[i].append(t)
