@@ -177,7 +177,8 @@ def test_stop_strings(artifacts: dict[str, Path]) -> None:
     out = model.generate(prompts, stop=[stop], **cfg)
     assert out.texts == want and stop not in out.texts[0]
     assert out.ids[0] == free.ids[0][: len(out.ids[0])] and len(out.ids[0]) < len(free.ids[0])
-    assert stop in model.decode(out.ids[0]) and stop not in model.decode(out.ids[0][:-1])  # ends on the completing token
+    # the ids end on the token that completed the stop string
+    assert stop in model.decode(out.ids[0]) and stop not in model.decode(out.ids[0][:-1])
     if stop not in free.texts[1]:
         assert out.ids[1] == free.ids[1]  # the other row runs on
     pieces = list(model.stream(prompts[0], stop=[stop], **cfg))
@@ -185,7 +186,8 @@ def test_stop_strings(artifacts: dict[str, Path]) -> None:
     shown = ""
     for p in pieces:  # nothing shown was ever the start of the stop string at the end of what was shown
         shown += p
-        assert not any(stop.startswith(shown[-k:]) for k in range(1, min(len(shown), len(stop)) + 1)) or shown == want[0]
+        held = any(stop.startswith(shown[-k:]) for k in range(1, min(len(shown), len(stop)) + 1))
+        assert not held or shown == want[0]
     beams = model.generate(prompts[0], num_beams=2, max_new_tokens=16)
     bstop = _multi_token_stop(model, beams.ids[0], 0)
     cut = model.generate(prompts[0], num_beams=2, max_new_tokens=16, stop=[bstop])

@@ -28,17 +28,22 @@ def claimed(out: Path, overwrite: bool) -> Iterator[Path]:
     """Before loading anything: make `out`'s parent, take its lock and make the hidden temporary
     directory the export writes into. Yields that directory; removes it on the way out. A second
     export to the same `out` while this one runs is refused (exit 2), never raced."""
+    lock = out.parent / f".{out.name}.lock"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out.parent / f".{out.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
         raise _unwritable(out, e) from e
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise UsageError(f"another export is writing {out} now", "wait for it to finish, or choose another --out") \
-                from e
+            # the holder removes the file when done: a lock on a file no longer at that path is not the lock
+            held = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        if not held:
+            raise UsageError(f"another export is writing {out} now", "wait for it to finish, or choose another --out")
         if out.exists() and not overwrite:  # finished by another export since the first check
             raise UsageError(f"output directory {out} already exists", "pass --overwrite or choose another --out")
         sweep(out.parent)
@@ -56,7 +61,9 @@ def claimed(out: Path, overwrite: bool) -> Iterator[Path]:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        os.close(fd)  # releases the lock; the lock file stays (removing it would let two writers in)
+        if held:
+            lock.unlink(missing_ok=True)  # before releasing: a writer that opened it then sees it is stale
+        os.close(fd)
 
 
 def commit(tmp: Path, out: Path, overwrite: bool) -> None:
