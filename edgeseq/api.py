@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .artifact import manifest as mf
-from .errors import ArtifactError, InputError, MissingDependencyError
+from .errors import ArtifactError, InputError, MissingDependencyError, UsageError
 from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
-from .generate.text import TextStream
+from .generate.text import StopText, TextStream, cut_at_stop
 from .runtimes import BackendOptions
 
 
@@ -89,28 +91,50 @@ class Model:
                                             eos_token=""))
 
     # -- generation ------------------------------------------------------------------------------------
-    def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None) -> Generation:
-        """Generate from token ids (one list per prompt); see generate() for text."""
-        cfg = (config or GenerationConfig()).validate()
-        if cfg.num_beams > 1:
+    def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None,
+                     **options: Any) -> Generation:
+        """Generate from token ids (one list per prompt, each id in the vocabulary); see generate() for text."""
+        cfg = _config(config, options)
+        stops = cfg.stop or []
+        if cfg.num_beams > 1:  # the search runs as usual; each returned sequence is cut at its first stop string
             timings = Timings()
             seqs = beam_search(self.backend, rows, cfg, self.gen_defaults, timings)
+            if stops:
+                seqs = [[self._cut_ids(s, stops) for s in row] for row in seqs]
             best = [s[0] for s in seqs]
-            return Generation(best, [self.decode(r) for r in best], timings, seqs)
-        ids, timings = run(self.backend, rows, cfg, self.gen_defaults)
-        return Generation(ids, [self.decode(r) for r in ids], timings)
+            return Generation(best, [cut_at_stop(self.decode(r), stops)[0] for r in best], timings, seqs)
+        texts: dict[int, tuple[TextStream, StopText]] = {}
+
+        def halt(row: int, token: int) -> bool:  # a row ends on the token that completes a stop string
+            stream, stop = texts.setdefault(row, (TextStream(self.tokenizer), StopText(stops)))
+            stop.push(stream.push(token))
+            return stop.hit
+        ids, timings = run(self.backend, rows, cfg, self.gen_defaults, halt=halt if stops else None)
+        return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings)
+
+    def _cut_ids(self, ids: list[int], stops: list[str]) -> list[int]:
+        """ids up to and including the token whose text completes the first stop string (beam results)."""
+        if not cut_at_stop(self.decode(ids), stops)[1]:
+            return ids
+        return next(ids[:n] for n in range(1, len(ids) + 1) if cut_at_stop(self.decode(ids[:n]), stops)[1])
 
     def generator(self, prompt: str | list[int], chat: bool = False, config: GenerationConfig | None = None,
                   **options: Any) -> Generator:
         """A caller-owned loop over one sequence: next_token(), done, append_tokens(), rewind()."""
-        cfg = (config or GenerationConfig(**options)).validate()
-        ids = self.encode(prompt, chat) if isinstance(prompt, str) else [int(i) for i in prompt]
+        cfg = _config(config, options)
+        if cfg.stop:
+            raise UsageError("a Generator returns token ids; stop strings apply to text",
+                             "check the decoded text yourself, or use generate() / stream() with stop=")
+        ids = self.encode(prompt, chat) if isinstance(prompt, str) else list(prompt)
         return Generator(self.backend, self.gen_defaults, cfg, ids)
 
     def generate(self, prompt: str | list[str], chat: bool = False, config: GenerationConfig | None = None,
                  **options: Any) -> Generation:
-        """Generate for one prompt or a batch (padded correctly; each row stops on its own)."""
-        cfg = config or GenerationConfig(**options)
+        """Generate for one prompt or a batch (padded correctly; each row stops on its own).
+
+        Options are GenerationConfig's fields (an unknown name is a UsageError listing them); `stop`:
+        strings that end a row's text where they first appear, not returned."""
+        cfg = _config(config, options)
         t = time.perf_counter()
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
@@ -125,21 +149,41 @@ class Model:
                timings: Timings | None = None, **options: Any) -> Iterator[str]:
         """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character.
 
-        Pass a `Timings()` to have the loop's clock filled in as the stream runs."""
-        cfg = (config or GenerationConfig(**options)).validate()
+        Pass a `Timings()` to have the loop's clock filled in as the stream runs. The pieces join to
+        generate()'s text: with `stop`, text that could still become a stop string is held back until
+        it cannot; a character left incomplete at the end comes out as U+FFFD, as in generate()."""
+        cfg = _config(config, options)
+        if cfg.num_beams > 1:
+            raise UsageError("stream() follows one sequence; beam search knows the best only at the end",
+                             "use generate(..., num_beams=N)")
         timings = timings if timings is not None else Timings()
         t = time.perf_counter()
         rows = [self.encode(prompt, chat)]
         timings.tokenize_ms = (time.perf_counter() - t) * 1e3
         eos = set(stop_ids(cfg, self.gen_defaults))
         text = TextStream(self.tokenizer)
-        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings):
+        stop = StopText(cfg.stop or [])
+        halted = np.zeros(1, bool)
+        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings, halted=halted):
             t = int(tokens[0])
             if t in eos and not cfg.ignore_eos:
                 break
-            piece = text.push(t)
+            piece = stop.push(text.push(t))
             if piece:
                 yield piece
+            if stop.hit:
+                halted[0] = True  # the loop ends this step, its clock complete
+        tail = "" if stop.hit else stop.push(text.flush()) + stop.flush()
+        if tail:
+            yield tail
+
+
+def _config(config: GenerationConfig | None, options: dict[str, Any]) -> GenerationConfig:
+    """The call's settings: a config, or keyword options (not both), validated."""
+    if config is not None and options:
+        raise UsageError(f"pass either config= or keyword options, not both (got {', '.join(sorted(options))})",
+                         "put the options into the GenerationConfig")
+    return (config if config is not None else GenerationConfig.from_options(**options)).validate()
 
 
 def _check_unicode(text: str) -> None:
@@ -162,6 +206,8 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
     `engine="torch"` runs the PyTorch reference (edgeseq.reference) instead of an engine."""
     from .reference import open_runner
 
+    options = BackendOptions(threads=threads, precision=precision, delegate=delegate,
+                             engine_options=engine_options).validate()
     p = Path(path)
     manifest = mf.read(p)
     try:
@@ -170,7 +216,5 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
         tokenizer = Tokenizer.from_file(str(p / mf.TOKENIZER))
     except Exception as e:  # a missing or corrupt tokenizer.json: tokenizers raises a bare Exception
         raise ArtifactError(f"cannot read {p / mf.TOKENIZER} ({e})", "re-export the artifact") from e
-    backend = open_runner(p, manifest, device, engine, BackendOptions(threads=threads, precision=precision,
-                                                                      delegate=delegate,
-                                                                      engine_options=engine_options))
+    backend = open_runner(p, manifest, device, engine, options)
     return Model(p, manifest, backend, tokenizer)

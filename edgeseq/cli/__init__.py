@@ -6,6 +6,7 @@ exit code per class; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import signal
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ def _run(a: argparse.Namespace) -> int:
         _name_log()
         return e.exit_code
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # more Ctrl-Cs (as `timeout` relays them) cannot cut the exit
         console.result("\ninterrupted")
         return 130
     except Exception as e:  # a bug, not a user error: say so, keep the trace one flag away

@@ -35,12 +35,12 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from ..generate.config import GenerationConfig
 
     sample = a.sample or any(v is not None for v in (a.temperature, a.top_k, a.top_p))
-    cfg = GenerationConfig(max_new_tokens=a.max_new_tokens, do_sample=sample,
+    cfg = GenerationConfig(max_new_tokens=128 if a.max_new_tokens is None else a.max_new_tokens, do_sample=sample,
                            temperature=1.0 if a.temperature is None else a.temperature,
                            top_k=a.top_k or 0, top_p=1.0 if a.top_p is None else a.top_p, seed=a.seed,
                            repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
                            num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
-                           length_penalty=a.length_penalty).validate()
+                           length_penalty=a.length_penalty, stop=a.stop).validate()
     model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
                  delegate=a.delegate, engine_options=parse_pairs(a.engine_option))
     if model.manifest.parity.get("status") == "failed":
@@ -49,6 +49,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if engine_warning:
         console.result(f"warning: {engine_warning}")
     chat = not a.raw and bool(model.gen_defaults.get("chat_template"))
+    if a.max_new_tokens is None:  # the default is capped to the positions the prompt leaves; a given value is not
+        limit, kind = int(model.manifest.dims["max_positions"]), model.manifest.kind
+        room = limit - len(model.encode(a.prompt, chat)) if kind == "decoder-only" else limit - 1
+        if 1 <= room < cfg.max_new_tokens:
+            cfg.max_new_tokens = room
     from ..generate.loop import Timings
 
     stdout = console.out  # looked up once: nothing per token but the write

@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate from PROMPT with an exported artifact; tokens are printed as they come.")
     g.add_argument("artifact", help="artifact directory written by `edgeseq export`")
     g.add_argument("prompt", help="prompt text")
-    g.add_argument("--max-new-tokens", type=int, default=128, help="stop after this many new tokens (default: 128)")
+    g.add_argument("--max-new-tokens", type=int, default=None,
+                   help="stop after this many new tokens (default: 128, capped to what the model's positions leave)")
+    g.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="end the output where TEXT first appears (not printed); repeatable")
     g.add_argument("--sample", action="store_true", help="sample instead of greedy (implied by the options below)")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature > 0 (default: 1.0)")
     g.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (0 = off)")

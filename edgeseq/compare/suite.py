@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, require
+from ..runtimes.options import check_threads
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -65,11 +66,10 @@ class Suite:
                   (isinstance(self.warmup, int) and self.warmup >= 0, "warmup must be an integer >= 0"),
                   (isinstance(self.reps, int) and self.reps >= 1, "reps must be an integer >= 1"),
                   (isinstance(self.engine_options, dict), "engine_options must be a mapping NAME: value"),
-                  (self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
-                   "threads must be an integer >= 1"),
                   (isinstance(self.parity_steps, int) and self.parity_steps >= 0, "parity_steps must be >= 0"),
                   (self.time_limit is None or (isinstance(self.time_limit, (int, float)) and self.time_limit > 0),
                    "time_limit must be a positive number of seconds")]
+        check_threads(self.threads)
         for ok, what in checks:
             if not ok:
                 raise UsageError(f"suite '{self.name}': {what}", "fix the suite file or the command-line option")

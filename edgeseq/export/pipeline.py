@@ -7,9 +7,6 @@ with `parity.status = "failed"` in its manifest.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from typing import Any
 from ..artifact import manifest as mf
 from ..console import console, muffled
 from ..errors import ParityError, UsageError
-from . import formats
+from . import formats, place
 
 def _say(msg: str, quiet: bool) -> None:
     console.say(msg, show=not quiet)  # in the command's log either way
@@ -71,48 +68,19 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
 
     from ..models import resolve
 
-    _say(f"[1/4] loading {source}", quiet)
-    with muffled(f"loading {source}"):  # torch / transformers import and weight-loading lines
-        spec = resolve(source, seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
-    try:
+    with place.claimed(out, overwrite) as tmp:  # --out writable and ours before the model loads
+        _say(f"[1/4] loading {source}", quiet)
+        with muffled(f"loading {source}"):  # torch / transformers import and weight-loading lines
+            spec = resolve(source, seed=seed)
         m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options)
         if m.parity["status"] == "failed" and not keep_failed:
             p = m.parity
             raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
                               f"{p['tolerance']:.3g}; token mismatches at steps {p['token_mismatch_steps']}",
                               "report this with the model config; --keep-failed keeps the artifact marked failed")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        place.commit(tmp, out, overwrite)
     _say(f"wrote {out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)", quiet)
     return m
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Delete temporary directories left by exports to `out` that were killed (their pid is gone)."""
-    for d in out.parent.glob(f".{out.name}.partial-*"):
-        try:
-            pid = int(d.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
-        except (IndexError, ValueError):
-            continue
-        if not _alive(pid):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,

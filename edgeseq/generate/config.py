@@ -1,8 +1,8 @@
 """GenerationConfig: pure settings with a validate() that rejects conflicting or out-of-range values."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from ..errors import UsageError
 
@@ -35,18 +35,43 @@ class GenerationConfig:
     num_return_sequences: int = 1
     stop_token_ids: list[int] | None = None  # None = the artifact's EOS ids
     ignore_eos: bool = False  # forced length: mask EOS so exactly max_new_tokens come out (profiling)
+    stop: list[str] | None = None  # text that ends a row (not returned); applied by the API, which has the tokenizer
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "GenerationConfig":
+        """A config from keyword options; a name it does not have is a UsageError listing the accepted ones."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise UsageError(f"unknown generation option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                             f"accepted: {', '.join(known)} (or pass config=GenerationConfig(...))")
+        return cls(**options)
 
     def validate(self) -> "GenerationConfig":
         def bad(msg: str, hint: str) -> UsageError:
             return UsageError(msg, hint)
 
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        for name in ("temperature", "top_p", "repetition_penalty", "diversity_penalty", "length_penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise bad(f"{name} must be a number, got {v!r}", "pass a float such as 1.0")
+        for name in ("do_sample", "ignore_eos"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(f"{name} must be True or False, got {getattr(self, name)!r}", "pass a bool")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise bad(f"seed must be an integer >= 0 or None, got {self.seed!r}", "e.g. seed=0")
+        if self.stop_token_ids is not None and (not isinstance(self.stop_token_ids, (list, tuple)) or any(
+                isinstance(t, bool) or not isinstance(t, int) for t in self.stop_token_ids)):
+            raise bad(f"stop_token_ids must be a list of token ids, got {self.stop_token_ids!r}",
+                      "e.g. stop_token_ids=[2], or None for the artifact's EOS")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens < 1:
             raise bad(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}",
                       "pass --max-new-tokens 1 or more")
         if not self.temperature > 0:
             raise bad(f"temperature must be > 0, got {self.temperature!r}",
                       "use greedy decoding (do_sample=False) for deterministic output")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise bad(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}",
                       "pass --top-k 0 (off) or a positive count such as 50")
         if not 0 < self.top_p <= 1:
@@ -60,7 +85,7 @@ class GenerationConfig:
                       "set do_sample=True (CLI: --sample, or any of them implies it)")
         for name in ("num_beams", "num_beam_groups", "num_return_sequences"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(f"{name} must be an integer >= 1, got {v!r}", f"pass {name}=1 to turn it off")
         if self.num_beams > 1 and self.do_sample:
             raise bad("beam search with sampling is not supported", "use num_beams=1 with do_sample, or greedy beams")
@@ -76,4 +101,9 @@ class GenerationConfig:
         if self.early_stopping not in (True, False, "never"):
             raise bad(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}",
                       "False is the default")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if self.stop is not None and (not isinstance(self.stop, (list, tuple))
+                                      or any(not isinstance(x, str) or not x for x in self.stop)):
+            raise bad(f"stop must be a list of non-empty strings, got {self.stop!r}", 'e.g. stop=["\\n\\n", "###"]')
         return self

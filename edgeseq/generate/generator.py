@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import stop_ids
+from .loop import check_ids, stop_ids
 from .search import select
 
 
@@ -23,8 +23,9 @@ class Generator:
     """
 
     def __init__(self, backend: StepBackend, gen: dict, cfg: GenerationConfig, prompt: list[int]) -> None:
-        if not prompt:
-            raise InputError("empty prompt", "pass at least one token of text")
+        self.vocab = int(backend.manifest.dims["vocab_size"])
+        check_ids([prompt], self.vocab)
+        prompt = [int(i) for i in prompt]
         if cfg.num_beams > 1:
             raise InputError("a Generator follows one sequence; beam search keeps several",
                              "use model.generate(..., num_beams=N) for beam search")
@@ -60,6 +61,7 @@ class Generator:
         """Feed more ids; generation continues after them (done is cleared)."""
         if not ids:
             raise InputError("append_tokens() got no ids", "pass a non-empty list of token ids")
+        check_ids([ids], self.vocab)
         self._check_len(len(self._seq) + len(ids))
         self._seq += [int(i) for i in ids]
         self._pending += [int(i) for i in ids]

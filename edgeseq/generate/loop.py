@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -63,11 +64,27 @@ def stop_ids(cfg: GenerationConfig, gen: dict) -> list[int]:
     return list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
 
 
+def check_ids(rows: Any, vocab: int) -> None:
+    """Prompt ids, once per request on every engine: rows of integers in [0, vocab). Generated ids are
+    argmax / sample indices over the logits, so they are in range by construction."""
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise InputError(f"token ids must be a non-empty list of rows, got {type(rows).__name__}",
+                         "pass [[id, id, ...], ...], e.g. [model.encode('Hello')]")
+    for r in rows:
+        if not isinstance(r, (list, tuple, np.ndarray)) or len(r) == 0:
+            raise InputError("empty prompt" if isinstance(r, (list, tuple, np.ndarray)) else
+                             f"a row of token ids must be a list, got {type(r).__name__}",
+                             "pass at least one token of text")
+        for t in r.tolist() if isinstance(r, np.ndarray) else r:
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab:
+                raise InputError(f"token id {t!r} is not in this model's vocabulary (integers 0..{vocab - 1})",
+                                 "pass ids from this artifact's tokenizer (model.encode)")
+
+
 def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig) -> None:
     m = backend.manifest
     limit = int(m.dims["max_positions"])
-    if not rows or any(len(r) == 0 for r in rows):
-        raise InputError("empty prompt", "pass at least one token of text")
+    check_ids(rows, int(m.dims["vocab_size"]))
     longest = max(len(r) for r in rows)
     need = longest + cfg.max_new_tokens if m.kind == "decoder-only" else max(longest, cfg.max_new_tokens + 1)
     if need > limit:
@@ -108,12 +125,19 @@ class TimeLimitError(EdgeseqError):
 
 
 def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-          timings: Timings, deadline: float | None = None) -> Iterator[np.ndarray]:
+          timings: Timings, deadline: float | None = None,
+          halted: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
 
-    `gen` is the manifest's generation section (eos ids, pad id, decoder start id).
-    """
+    `gen` is the manifest's generation section (eos ids, pad id, decoder start id). `halted` [B] bool,
+    caller-owned: rows the caller marks True while holding a step's tokens stop there (stop strings).
+    Rows are checked when this is called, not at the first step."""
     check_rows(backend, rows, cfg)
+    return _steps(backend, rows, cfg, gen, timings, deadline, halted)
+
+
+def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
+           timings: Timings, deadline: float | None, halted: np.ndarray | None) -> Iterator[np.ndarray]:
     eos = stop_ids(cfg, gen)
     pad = int(gen.get("pad_token_id") or 0)
     rng = np.random.default_rng(cfg.seed)
@@ -131,6 +155,8 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
         if eos and not cfg.ignore_eos:
             done |= np.isin(tokens, eos)
         yield tokens
+        if halted is not None:
+            done |= halted
         if done.all() or i == cfg.max_new_tokens - 1:
             break
         if deadline is not None and now() > deadline:
@@ -152,17 +178,25 @@ def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[np.ndarray, np.nd
 
 def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
         on_tokens: Callable[[np.ndarray], None] | None = None,
-        deadline: float | None = None) -> tuple[list[list[int]], Timings]:
-    """Run the loop to the end; returns the new ids per row (cut at and including the stop token)."""
+        deadline: float | None = None,
+        halt: Callable[[int, int], bool] | None = None) -> tuple[list[list[int]], Timings]:
+    """Run the loop to the end; returns the new ids per row (cut at and including the stop token).
+
+    `halt(row, token)`, called for each row's new token that is not a stop id, returns True to end
+    that row there (the token is kept): the API's stop strings."""
     timings = Timings()
+    halted = np.zeros(len(rows) if isinstance(rows, (list, tuple)) else 0, bool) if halt else None
+    loop = steps(backend, rows, cfg, gen, timings, deadline, halted)  # checks the rows
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
     eos = set(stop_ids(cfg, gen))
-    for tokens in steps(backend, rows, cfg, gen, timings, deadline):
+    for tokens in loop:
         for i, t in enumerate(tokens.tolist()):
             if not stopped[i]:
                 out[i].append(t)
                 stopped[i] = (t in eos) and not cfg.ignore_eos
+                if halt is not None and not stopped[i] and halt(i, t):
+                    stopped[i] = halted[i] = True  # type: ignore[index]
         if on_tokens:
             on_tokens(tokens)
     return out, timings

@@ -5,13 +5,13 @@ import hashlib
 import importlib.util
 import json
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelNotFoundError, require
+from ..errors import ModelFileError, ModelNotFoundError, require
 from ..artifact.manifest import hash_into
 from . import families
+from .gguf_file import read_header
 from .presets import PRESETS
 from .presets import build as build_preset
 from .spec import GenerationDefaults, ModelSpec
@@ -125,8 +125,12 @@ def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    arch = _gguf_architecture(path)
-    if arch is not None:  # else transformers says what is wrong with the file
+    arch, need = read_header(path)
+    have = path.stat().st_size
+    if need > have:
+        raise ModelFileError(f"{path} is truncated: {have} bytes, its GGUF header describes {need}",
+                             "download it again; the copy was cut short")
+    if arch is not None:
         families.for_gguf(arch, str(path))
     d, f = str(path.parent), path.name
     config = AutoConfig.from_pretrained(d, gguf_file=f)
@@ -169,44 +173,6 @@ def _own_format(path: Path) -> tuple[families.Family, str] | None:
     for family in families.registered().values():
         if family.load_dir is not None and model_type in family.model_types:
             return family, model_type
-    return None
-
-
-def _gguf_architecture(path: Path) -> str | None:
-    """`general.architecture` from a GGUF (v2+) header, reading metadata only up to that key;
-    None where the file is not one (transformers then reports it)."""
-    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # scalar value types
-
-    def string(f: Any) -> bytes:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return bytes(f.read(n))
-
-    def skip(f: Any, vtype: int) -> None:
-        if vtype == 8:
-            string(f)
-        elif vtype == 9:  # array: element type, count, elements
-            etype, count = struct.unpack("<IQ", f.read(12))
-            if etype in sizes:
-                f.seek(sizes[etype] * count, 1)
-            else:
-                for _ in range(count):
-                    skip(f, etype)
-        else:
-            f.seek(sizes[vtype], 1)
-
-    try:
-        with open(path, "rb") as f:
-            magic, version, _tensors, n_kv = struct.unpack("<4sIQQ", f.read(24))
-            if magic != b"GGUF" or version < 2:
-                return None
-            for _ in range(n_kv):
-                key = string(f)
-                (vtype,) = struct.unpack("<I", f.read(4))
-                if key == b"general.architecture" and vtype == 8:
-                    return string(f).decode()
-                skip(f, vtype)
-    except (OSError, struct.error, KeyError, UnicodeDecodeError):
-        return None
     return None
 
 

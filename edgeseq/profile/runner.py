@@ -16,6 +16,7 @@ from typing import Any
 
 from ..artifact import manifest as mf
 from ..errors import UsageError
+from ..runtimes.options import check_threads
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
@@ -44,16 +45,16 @@ class ProfileConfig:
         for name in ("input_lens", "output_lens", "batch_sizes"):
             vals = getattr(self, name)
             if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
-                raise UsageError(f"{name.replace('_', '-')} must be positive integers, got {vals}",
-                                 "pass a comma list such as --input-len 128,512")
+                flag = "--" + {"batch_sizes": "batch"}.get(name, name[:-1]).replace("_", "-")
+                raise UsageError(f"{flag} must be positive integers, got {vals}",
+                                 f"pass a comma list such as {flag} {'1,4' if name == 'batch_sizes' else '128,512'}")
         if any(v < 2 for v in self.output_lens):
             raise UsageError("output length must be >= 2: time per output token needs two tokens",
                              "pass --output-len 2 or more (64 is the usual protocol)")
         if self.warmup < 0 or self.reps < 1:
             raise UsageError(f"need --warmup >= 0 and --reps >= 1, got {self.warmup} and {self.reps}",
                              "the usual protocol is --warmup 1 --reps 5")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {self.threads}", "pass --threads 2, or the core count")
+        check_threads(self.threads)
         return self
 
     def cases(self) -> list[tuple[int, int, int]]:

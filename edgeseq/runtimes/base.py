@@ -19,7 +19,7 @@ from ..errors import ArtifactError, InputError
 from ..artifact.manifest import Manifest
 from .cache import CacheForm, ExplicitArrays, HeldCache
 from .host import hugepages
-from .options import EngineOptions, coerce
+from .options import EngineOptions, check_threads, coerce
 
 
 @dataclass
@@ -51,6 +51,11 @@ class BackendOptions:
     delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
     engine_options: Any = None  # the engine's options dataclass, a dict of its fields, or None (its defaults)
 
+    def validate(self) -> "BackendOptions":
+        check_threads(self.threads)
+        return self
+
+
 
 class StepBackend(ABC):
     """Runs an artifact's components. Subclasses implement `_load` and `run`."""
@@ -61,7 +66,7 @@ class StepBackend(ABC):
     options_class: type[EngineOptions] = EngineOptions  # the engine's typed options
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
-        self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options
+        self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options.validate()
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
         self.engine_options = coerce(self.options_class, options.engine_options, self.engine)

@@ -118,6 +118,13 @@ def coerce(cls: type[O], given: O | Mapping[str, Any] | None, engine: str) -> O:
     return cls(**values).validate()
 
 
+def check_threads(threads: Any) -> None:
+    """The one check of a thread count, for every command and the API: None (engine default) or >= 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"threads must be an integer >= 1, got {threads!r}",
+                         "pass --threads 2 (or threads=2), the core count, or leave it out for the engine's default")
+
+
 def parse_pairs(pairs: list[str] | None) -> dict[str, str]:
     """CLI `NAME=VALUE` items -> {name: text}; checked against the engine once it is known."""
     out: dict[str, str] = {}

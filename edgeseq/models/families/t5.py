@@ -149,10 +149,15 @@ class T5DecoderStep(_T5Base):
         return (logits, *presents)
 
 
+# T5's positions are relative (bucketed distances), so no table bounds a sequence: config.n_positions
+# (512) is only the trained length. Its limit is the export's buckets (static formats) or memory
+# (resources.check_fits), so the manifest records this bound instead.
+RELATIVE_LIMIT = 1 << 20
+
+
 def dims(c: Any) -> Dims:
-    # T5 has relative positions and no hard limit; n_positions (512) is the trained length.
     return Dims(c.d_model, c.num_decoder_layers, c.num_heads, c.num_heads, c.d_kv, c.vocab_size,
-                getattr(c, "n_positions", 512) or 512, num_encoder_layers=c.num_layers)
+                RELATIVE_LIMIT, num_encoder_layers=c.num_layers)
 
 
 register(Family("t5", {"t5": "encoder-decoder"}, dims, encoder=T5Encoder, decoder_init=T5DecoderInit,
