@@ -238,7 +238,8 @@ def test_concurrent_exports_to_one_out_never_replace_each_other(hf_dirs: dict[st
     assert main(["export", str(hf_dirs["gpt2"]), "--out", str(out), "--overwrite", "--quiet",
                  "--parity-steps", "0"]) == 0
     assert mf.read(out).model["family"] == "gpt2" and out.stat().st_ino != inode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # nothing half-written, no lock file left
+    # nothing half-written and no lock file left: the artifact and its export log (console.py) only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x", "x.export.log"]
 
 
 def test_unwritable_out_is_a_usage_error_before_loading(hf_dirs: dict[str, Path], tmp_path: Path,
