@@ -20,8 +20,8 @@ from ..runtimes.options import check_threads
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
-from ..reference import open_runner
-from ..runtimes import BackendOptions
+from ..reference import NAME as REFERENCE, open_runner
+from ..runtimes import BackendOptions, default_engine, registry
 from .memory import PeakRSS, rss_mb
 from .prompts import prompt_ids
 from .result import METRICS, ProfileResult
@@ -62,7 +62,11 @@ class ProfileConfig:
 
 
 def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
-    """Refuse, before anything runs, a case longer than the model's maximum positions."""
+    """Refuse, before anything runs, an unknown engine or engine option and a case longer than the
+    model's maximum positions."""
+    engine = cfg.engine or default_engine(m)
+    if engine != REFERENCE:
+        registry.options_for(engine, cfg.engine_options)  # UsageError naming the engines or the options
     limit = int(m.dims["max_positions"])
     for in_len, out_len, _ in cfg.cases():
         need = in_len + out_len if m.kind == "decoder-only" else max(in_len, out_len + 1)
