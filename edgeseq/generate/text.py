@@ -59,6 +59,8 @@ class StopText:
         self.hit = False
 
     def push(self, piece: str) -> str:
+        if not self.stops:  # the common case, once per streamed token: nothing to hold back
+            return piece
         if self.hit:
             return ""
         self.pending += piece
