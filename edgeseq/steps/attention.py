@@ -43,11 +43,16 @@ def mask_value(value: float) -> contextlib.AbstractContextManager[None]:
     return NEG.set(value)
 
 
-def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor) -> torch.Tensor:
+def causal_bias(attention_mask: torch.Tensor, q_slots: torch.Tensor, window: int | None = None) -> torch.Tensor:
     """[B, S] 1/0 key mask, [T] cache slots of the new tokens -> additive [B, 1, T, S]: key j is
-    visible to new token i if j <= q_slots[i] and the mask marks j as a real token."""
+    visible to new token i if j <= q_slots[i] and the mask marks j as a real token; with a sliding
+    `window`, also q_slots[i] - j < window (Hugging Face's rule). Slot distances are position
+    distances: a row's padding sits before all its real tokens, whose slots are consecutive."""
     k_pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # [S]
-    visible = (k_pos[None, :] <= q_slots[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
+    seen = k_pos[None, :] <= q_slots[:, None]
+    if window is not None:
+        seen = seen & (k_pos[None, :] > q_slots[:, None] - window)
+    visible = seen[None, None] & (attention_mask[:, None, None, :] > 0)
     return torch.where(visible, 0.0, NEG.value)
 
 
@@ -67,8 +72,10 @@ class KVWrite:
         """[T] the new tokens' places among the S keys (T5 and the paper family derive positions from it)."""
         return torch.arange(t, device=device) + (s - t) if self.slots is None else self.slots
 
-    def bias(self, attention_mask: torch.Tensor, t: int) -> torch.Tensor:
-        return causal_bias(attention_mask, self.query_slots(t, attention_mask.shape[1], attention_mask.device))
+    def bias(self, attention_mask: torch.Tensor, t: int, window: int | None = None) -> torch.Tensor:
+        """The causal (and, with `window`, sliding-window) additive mask of this step's T new tokens."""
+        return causal_bias(attention_mask, self.query_slots(t, attention_mask.shape[1], attention_mask.device),
+                           window)
 
     def append(self, past: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """past [B, H, P or C, D] + new [B, H, T, D] -> the cache the attention reads."""
@@ -149,11 +156,13 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 
-def rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def rms_norm(norm: torch.nn.Module, x: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
     """A model's RMS norm module (Llama's, T5's, the paper family's) applied as
     weight * x / sqrt(mean(x^2) + eps): the node pattern (Pow, ReduceMean, Add, Sqrt, Div, Mul) that
     ONNX Runtime fuses into one SimplifiedLayerNormalization kernel. The modules' own x * rsqrt(...)
-    exports as Sqrt + Reciprocal + Mul, which no runtime fuses: six nodes per norm per step."""
+    exports as Sqrt + Reciprocal + Mul, which no runtime fuses: six nodes per norm per step.
+    `offset` 1.0: Gemma's norms, which scale by (1 + weight)."""
+    weight = norm.weight + offset if offset else norm.weight
     eps = getattr(norm, "variance_epsilon", None)
     eps = norm.eps if eps is None else eps
     if SCALED_NORM.value:
@@ -168,5 +177,5 @@ def rms_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         r = torch.sqrt(x.abs().amax(-1, keepdim=True).clamp(min=1.0))
         y = x / r / r
         t = eps**0.5 / r / r  # eps / s^2 without forming s^2
-        return norm.weight * (y * torch.rsqrt((y * y).mean(-1, keepdim=True) + t * t))
-    return norm.weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+        return weight * (y * torch.rsqrt((y * y).mean(-1, keepdim=True) + t * t))
+    return weight * (x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps))
