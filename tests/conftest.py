@@ -29,18 +29,9 @@ TINY_PAPER = {
 
 
 def make_hf_dir(family: str, path: Path, **overrides: object) -> Path:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from family_checks import save_tiny
 
-    from edgeseq.models.tokenizer import train_tokenizer
-
-    kw = dict(TINY[family], **overrides)
-    cfg = AutoConfig.for_model(kw.pop("model_type"), **kw)
-    torch.manual_seed(0)
-    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
-    cls.from_config(cfg).save_pretrained(path)
-    (path / "tokenizer.json").write_text(train_tokenizer())
-    return path
+    return save_tiny(dict(TINY[family], **overrides), path)
 
 
 def make_paper_dir(name: str, path: Path) -> Path:
