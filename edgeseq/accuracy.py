@@ -49,18 +49,27 @@ def prompt_ids(tokenizer_json: str, kind: str, gen: dict[str, Any], vocab_size: 
     return [i % vocab_size for i in ids]  # a tokenizer larger than a test model's vocab
 
 
-def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str) -> dict[str, Any]:
+def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
+          banned: list[int] | None = None) -> dict[str, Any]:
     """Per-step logits [steps, V] of the checked run against the reference's, at the tokens the
-    checked run chose; `rule` names the TOLERANCE row."""
+    checked run chose; `rule` names the TOLERANCE row. `banned`: token ids the checked run could not
+    choose (EOS, masked so that a run has every step): the reference's choice is taken among the
+    same tokens, so an answer that would end within the window is not a mismatch. A step where the
+    tokens differ counts only when the reference's margin between them exceeds the tolerance (a
+    near-tie is no evidence against the export)."""
     tol = TOLERANCE[rule]
     limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
     per_step = np.abs(got - ref).max(axis=-1)
-    ref_top = ref.argmax(-1)
-    margins = ref[np.arange(len(tokens)), ref_top] - ref[np.arange(len(tokens)), tokens]
+    steps = np.arange(len(tokens))
+    choice = ref.copy()
+    if banned:
+        choice[:, banned] = -np.inf
+    ref_top = choice.argmax(-1)
+    margins = ref[steps, ref_top] - ref[steps, tokens]
     agree = [bool(a == b) for a, b in zip(tokens, ref_top.tolist())]
     real_mismatch = [i for i, (ok, mg) in enumerate(zip(agree, margins)) if not ok and mg > limit]
     passed = bool(per_step.max() <= limit) and not real_mismatch
-    return {
+    verdict = {
         "status": "passed" if passed else "failed",
         "steps": len(tokens),
         "max_abs_diff": float(per_step.max()),
@@ -71,6 +80,9 @@ def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str) -> dic
         "token_mismatch_steps": [i for i, ok in enumerate(agree) if not ok],
         "near_tie_steps": [i for i, ok in enumerate(agree) if not ok and i not in real_mismatch],
     }
+    if banned:  # where the reference alone would have stopped: the check's window runs past its answer
+        verdict["reference_banned_steps"] = [i for i, t in enumerate(ref.argmax(-1).tolist()) if t in banned]
+    return verdict
 
 
 def forced_logits(backend: Any, ids: list[int], gen: dict[str, Any], tokens: list[int] | None,

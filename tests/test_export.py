@@ -127,3 +127,33 @@ def test_t5_v11_variant_gated_untied(tmp_path: Path) -> None:
     d = make_hf_dir("t5", tmp_path / "hf", feed_forward_proj="gated-gelu", tie_word_embeddings=False)
     m = export(str(d), tmp_path / "art", quiet=True)
     assert m.parity["status"] == "passed" and m.parity["tokens_agree"]
+
+
+def test_parity_gate_passes_a_model_whose_answer_ends_within_the_window(tmp_path: Path) -> None:
+    """The gate masks EOS so that its run has every step; the reference's choice is taken with EOS
+    masked too. A correct export of a model whose greedy answer ends early (its reference picks EOS
+    inside the window) passes, and the manifest records where the reference would have stopped."""
+    from family_checks import save_tiny
+    from tokenizers import Tokenizer
+
+    from conftest import TINY
+    from edgeseq.accuracy import prompt_ids
+    from edgeseq.export.pipeline import export
+
+    src = save_tiny(dict(TINY["llama"], tie_word_embeddings=False, num_attention_heads=2, num_key_value_heads=1),
+                    tmp_path / "src")  # untied head, head_dim 32
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(str(src)).eval()
+    gen = {"add_bos": True, "bos_token_id": 3}
+    ids = prompt_ids(Tokenizer.from_file(str(src / "tokenizer.json")).to_str(), "decoder-only", gen, 1024)
+    with torch.no_grad():
+        greedy = hf.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, eos_token_id=None,
+                             pad_token_id=0)[0, len(ids):].tolist()
+    eos = next(t for t in greedy[2:] if t not in greedy[:2])  # an answer that ends at its third token or later
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "eos_token_id": eos}))
+    m = export(str(src), tmp_path / "art", quiet=True, parity_steps=8)
+    assert m.parity["status"] == "passed", m.parity
+    assert m.parity["reference_banned_steps"], m.parity  # the reference alone would have chosen EOS there
+    assert m.parity["max_abs_diff"] <= m.parity["tolerance"]

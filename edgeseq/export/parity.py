@@ -3,8 +3,8 @@
 The artifact generates greedily with its KV cache (EOS masked so every run has `steps` tokens);
 the PyTorch model then scores the same sequence in one teacher-forced pass without a cache. Per
 step we record the max abs logits difference and whether the token the artifact chose is the
-reference's argmax. A disagreement counts only when it is not a near-tie: the reference's margin
-between the two tokens exceeds the tolerance.
+reference's argmax among the same tokens (EOS masked on both sides). A disagreement counts only
+when it is not a near-tie: the reference's margin between the two tokens exceeds the tolerance.
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
         else:
             dec = torch.tensor([[gen["decoder_start_token_id"]] + tokens[:-1]])
             ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0].float().numpy()
-    return {**judge(got, ref, tokens, weights), "prompt_tokens": len(ids),
+    banned = [int(e) for e in gen.get("eos_token_ids") or []]  # the run masked them (ignore_eos)
+    return {**judge(got, ref, tokens, weights, banned), "prompt_tokens": len(ids),
             "reference": f"{_origin(spec.model)} {type(spec.model).__name__}, float32, teacher-forced without cache"}
 
 
