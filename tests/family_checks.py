@@ -11,6 +11,19 @@ import torch
 import edgeseq
 from edgeseq.generate.config import GenerationConfig
 
+# tiny configs (edgeseq's test tokenizer: vocab 1024, eos 1, bos 3, pad 0); TINY: the families most tests run on
+TINY = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=1024, max_position_embeddings=256,
+                  eos_token_id=1, bos_token_id=3, pad_token_id=0),
+    "gpt2": dict(model_type="gpt2", n_embd=64, n_layer=2, n_head=4, vocab_size=1024, n_positions=256,
+                 eos_token_id=1, bos_token_id=3, pad_token_id=0),
+    "t5": dict(model_type="t5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+               vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
+}
+# every family, for the tests of each and benchmarks/families.py
+TINY_FAMILIES: dict[str, dict[str, Any]] = dict(TINY)
+
 PROMPTS = ["The quick brown fox", "A lighthouse keeper kept a careful log of every ship"]
 
 

@@ -136,7 +136,7 @@ def test_parity_gate_passes_a_model_whose_answer_ends_within_the_window(tmp_path
     from family_checks import save_tiny
     from tokenizers import Tokenizer
 
-    from conftest import TINY
+    from family_checks import TINY
     from edgeseq.accuracy import prompt_ids
     from edgeseq.export.pipeline import export
 
