@@ -17,6 +17,8 @@ BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
 TINY: dict[str, dict[str, Any]] = {
     "qwen2-tied": dict(BASE, model_type="qwen2", tie_word_embeddings=True),
     "qwen2-untied": dict(BASE, model_type="qwen2", tie_word_embeddings=False),
+    # Qwen2's use_sliding_window: layers from max_window_layers on slide (here layer 1 of 2)
+    "qwen2-windowed": dict(BASE, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1),
     "qwen3": dict(BASE, model_type="qwen3", head_dim=32),  # head_dim != hidden / heads (16)
     "mistral": dict(BASE, model_type="mistral", sliding_window=8),
     "phi3": dict(BASE, model_type="phi3"),
@@ -56,6 +58,11 @@ def test_qwen2_heads_tied_and_untied(src: dict[str, Path]) -> None:
     assert not torch.equal(untied.lm_head.weight, untied.model.embed_tokens.weight)
 
 
+def test_qwen2_sliding_layers(src: dict[str, Path], tmp_path: Path) -> None:
+    assert hf_model(src["qwen2-windowed"]).config.layer_types == ["full_attention", "sliding_attention"]
+    check_family(src["qwen2-windowed"], tmp_path / "w", "qwen2", beams=False, prompts=[LONG])
+
+
 def test_mistral_window_changes_the_output(src: dict[str, Path]) -> None:
     """The sliding-window checks mean something: on LONG, window 8 and no window disagree."""
     hf = hf_model(src["mistral"])
@@ -69,7 +76,7 @@ def test_mistral_window_changes_the_output(src: dict[str, Path]) -> None:
 
 
 def test_phi3_longrope_short_factors_and_capped_positions(src: dict[str, Path], tmp_path: Path) -> None:
-    model = check_family(src["phi3-longrope"], tmp_path / "p", "phi3", beams=False, prompts=[LONG], ort_kernels=True)
+    model = check_family(src["phi3-longrope"], tmp_path / "p", "phi3", beams=False, prompts=[LONG])
     assert model.manifest.dims["max_positions"] == 128  # original_max_position_embeddings: short factors only
     assert "GroupQueryAttention" not in _ops(tmp_path / "p")  # partial rotary: the plain route
 
