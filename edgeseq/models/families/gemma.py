@@ -116,8 +116,10 @@ def _rope_params(c: Any) -> dict[str, dict[str, Any]]:
 
 def dims(c: Any) -> Dims:
     _refuse_unsupported(c)
+    sliding = SLIDING in (getattr(c, "layer_types", None) or ())
     return Dims(c.hidden_size, c.num_hidden_layers, c.num_attention_heads,
-                c.num_key_value_heads or c.num_attention_heads, c.head_dim, c.vocab_size, c.max_position_embeddings)
+                c.num_key_value_heads or c.num_attention_heads, c.head_dim, c.vocab_size, c.max_position_embeddings,
+                sliding_window=c.sliding_window if sliding and c.sliding_window else 0)
 
 
 def preset_config(model_type: str, kw: dict[str, Any]) -> Any:
