@@ -36,6 +36,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                        num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
                        max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                        tie_word_embeddings=True),
+    # Gemma 3 270M: layers 6, 12, 18 attend fully, the rest over the last 512 positions (transformers' default pattern)
+    "gemma3-270m": dict(model_type="gemma3_text", hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                        num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144,
+                        max_position_embeddings=32768, sliding_window=512, query_pre_attn_scalar=256,
+                        rope_theta=1000000.0, rope_local_base_freq=10000.0, rms_norm_eps=1e-6,
+                        tie_word_embeddings=True),
     "gpt2": dict(model_type="gpt2", n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024),
     # "Return of the Encoder" (2025), models/paper.py: 20 encoder / 10 decoder layers, 332,042,240
     # parameters as the paper states. The paper trains to 1024 positions; the presets accept 8192

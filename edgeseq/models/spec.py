@@ -19,6 +19,7 @@ class Dims:
     vocab_size: int
     max_positions: int
     num_encoder_layers: int = 0
+    sliding_window: int = 0  # some layers mask keys this many positions back or more (0: none do)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

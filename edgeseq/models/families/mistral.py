@@ -23,7 +23,9 @@ class MistralStep(LlamaStep):
 
 def dims(c: Any) -> Dims:
     check_rope(c)
-    return llama_dims(c)
+    d = llama_dims(c)
+    d.sliding_window = int(c.sliding_window or 0)
+    return d
 
 
 # llama.cpp writes Mistral GGUFs as architecture "llama" (transformers reads them as mistral by name)

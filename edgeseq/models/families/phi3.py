@@ -59,6 +59,7 @@ class Phi3Step(LlamaStep):
 def dims(c: Any) -> Dims:
     check_rope(c, STATIC_ROPE + ("longrope",))
     d = llama_dims(c)
+    d.sliding_window = int(c.sliding_window or 0)
     if rope_type(c) == "longrope":
         d.max_positions = min(d.max_positions, original_positions(c))
     return d

@@ -32,7 +32,9 @@ class Qwen2Step(LlamaStep):
 
 def dims(c: Any) -> Dims:
     check_rope(c)
-    return llama_dims(c)
+    d = llama_dims(c)
+    d.sliding_window = max((layer_window(c, i) or 0) for i in range(c.num_hidden_layers))
+    return d
 
 
 register(Family("qwen2", {"qwen2": "decoder-only"}, dims, decoder=Qwen2Step, gguf_architectures=("qwen2",),

@@ -129,6 +129,8 @@ class OpenVinoBackend(StepBackend):
         for name, comp in self.manifest.components.items():
             if name == step and self.target == "CPU" and stateful:
                 paged = self.manifest.kind == "decoder-only" and self.engine_options.paged
+                if paged and self.manifest.dims.get("sliding_window"):  # the paged kernel drops the exported masks
+                    paged, self.paged_refused = False, "sliding-window layers (the paged kernel attends to all keys)"
                 self.compiled[name] = self._compile_stateful(name, comp.file, config, paged)
             else:
                 self.compiled[name] = self._compile(comp.file, config)
