@@ -89,7 +89,12 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
         raise ExportError(f"the onnx exporter does not write --weights {weights}",
                           f"onnx weights: fp32, {', '.join(NBITS)}, {INT8_GEMM}")
     model = onnx.load(str(path))  # read once: folded, quantized, saved and described from memory
+    # the exporter's external weights file is in memory now: drop it, or a save with external data
+    # appends to it (a second copy of every weight) and a smaller save leaves it behind unused
     folded = passes.fold_constant_weights(model)
+    stale = path.with_name(f"{path.name}.data")
+    if stale.exists() and (weights != "fp32" or folded):  # every other case saves the model below
+        stale.unlink()
     if weights in NBITS:
         model = passes.quantize_nbits(model, path, *NBITS[weights])
     elif weights == INT8_GEMM:
