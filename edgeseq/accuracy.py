@@ -49,13 +49,18 @@ def prompt_ids(tokenizer_json: str, kind: str, gen: dict[str, Any], vocab_size: 
     return [i % vocab_size for i in ids]  # a tokenizer larger than a test model's vocab
 
 
-def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str) -> dict[str, Any]:
+def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
+          banned: list[int] | None = None) -> dict[str, Any]:
     """Per-step logits [steps, V] of the checked run against the reference's, at the tokens the
-    checked run chose; `rule` names the TOLERANCE row."""
+    checked run chose; `rule` names the TOLERANCE row. `banned`: ids the checked run could not choose
+    (the stop ids of a run with ignore_eos), so the reference's choice is its best other id."""
     tol = TOLERANCE[rule]
     limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
     per_step = np.abs(got - ref).max(axis=-1)
-    ref_top = ref.argmax(-1)
+    allowed = ref.copy()
+    if banned:
+        allowed[:, banned] = -np.inf
+    ref_top = allowed.argmax(-1)
     margins = ref[np.arange(len(tokens)), ref_top] - ref[np.arange(len(tokens)), tokens]
     agree = [bool(a == b) for a, b in zip(tokens, ref_top.tolist())]
     real_mismatch = [i for i, (ok, mg) in enumerate(zip(agree, margins)) if not ok and mg > limit]
