@@ -13,7 +13,7 @@ from edgeseq.models.presets import build
 # Parameter counts of the public checkpoints these presets copy the shape of.
 PUBLIC_PARAMS = {"t5-small": 60.5e6, "flan-t5-base": 247.6e6, "smollm2-135m": 134.5e6, "smollm2-360m": 361.8e6,
                  "gpt2": 124.4e6, "qwen2.5-0.5b": 494.0e6, "qwen3-0.6b": 596.0e6,
-                 "gemma3-270m": 268.1e6,
+                 "gemma3-270m": 268.1e6, "bart-base": 139.4e6, "opus-mt-en-de": 74.4e6, "mt5-small": 300.2e6,
                  # the paper's stated count; its decoder-only baseline is matched to it (test_paper.py: exact counts)
                  "paper-encdec-330m": 332_042_240, "paper-deconly-330m": 332_042_240,
                  # no public checkpoint: the quick suite's encoder-decoder, matched in size to SmolLM2-135M

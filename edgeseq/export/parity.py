@@ -19,7 +19,7 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
     import torch
 
     from ..generate.config import GenerationConfig
-    from ..generate.loop import Timings, steps as loop_steps
+    from ..generate.loop import Timings, forced_prefix, steps as loop_steps, stop_ids
 
     gen = spec.generation.as_dict()
     ids = prompt_ids(spec.tokenizer_json, spec.kind, gen, spec.dims.vocab_size, prompt)
@@ -45,7 +45,8 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
         tokens = [int(t[0]) for t in loop_steps(backend, [ids], cfg, gen, Timings())]
     finally:
         backend.decode, backend.prefill = originals
-    got = np.stack(got_logits[: len(tokens)])  # [steps, V]
+    forced = forced_prefix(spec.kind, gen)  # fed after the start token; the logits before it are not chosen from
+    got = np.stack(got_logits[len(forced): len(forced) + len(tokens)])  # [steps, V]
 
     with torch.no_grad():
         m = spec.model
@@ -53,9 +54,9 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
             seq = torch.tensor([ids + tokens[:-1]])
             ref = m(input_ids=seq).logits[0, len(ids) - 1:].float().numpy()
         else:
-            dec = torch.tensor([[gen["decoder_start_token_id"]] + tokens[:-1]])
-            ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0].float().numpy()
-    banned = [int(e) for e in gen.get("eos_token_ids") or []]  # the run masked them (ignore_eos)
+            dec = torch.tensor([[gen["decoder_start_token_id"], *forced] + tokens[:-1]])
+            ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0, len(forced):].float().numpy()
+    banned = stop_ids(cfg, gen)  # ignore_eos: the loop never chose them
     return {**judge(got, ref, tokens, weights, banned), "prompt_tokens": len(ids),
             "reference": f"{_origin(spec.model)} {type(spec.model).__name__}, float32, teacher-forced without cache"}
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import Timings, check_rows, now, start, stop_ids
+from .loop import Timings, check_rows, forced_prefix, now, start, stop_ids
 from .search import penalize_repeats
 
 NEG = -1.0e9
@@ -39,7 +39,8 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
     kg = k // groups
     eos = stop_ids(cfg, gen)
     state, logits, history, t0 = start(backend, rows, gen, timings)
-    prompt_len = history.shape[1]
+    # a forced first token counts as generated (length penalty, max_new_tokens), as in transformers
+    prompt_len = history.shape[1] - len(forced_prefix(backend.manifest.kind, gen))
     max_len = prompt_len + cfg.max_new_tokens
     tile = np.repeat(np.arange(b), k)  # every prompt's state copied to its k beams
     backend.reorder(state, tile, cross=True)
@@ -54,7 +55,7 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
     fin_lens = np.zeros((b, groups, kg), np.int64)
     fin_done = np.zeros((b, groups, kg), bool)
     improvable = np.ones((b, groups), bool)
-    cur = prompt_len
+    cur = history.shape[1]
     while True:
         logp = _log_softmax(logits)
         if cfg.repetition_penalty != 1.0:

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import check_ids, stop_ids
+from .loop import check_ids, forced_prefix, stop_ids
 from .search import select
 
 
@@ -42,9 +42,9 @@ class Generator:
         else:
             ids = np.array([prompt], np.int64)
             backend.encode(self.state, ids, np.ones_like(ids))
-            self._seq = [int(gen["decoder_start_token_id"])]
+            self._seq = [int(gen["decoder_start_token_id"]), *forced_prefix(backend.manifest.kind, gen)]
         self._pending = list(self._seq)
-        self._new = 0
+        self._new = len(self._seq) - 1 if backend.manifest.kind == "encoder-decoder" else 0  # a forced token counts
         self.done = False
 
     @property

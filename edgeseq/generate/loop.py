@@ -95,12 +95,21 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
                "use a smaller batch, fewer beams or shorter lengths")
 
 
+def forced_prefix(kind: str, gen: dict) -> list[int]:
+    """The ids an encoder-decoder's decoder is fed after its start token before it chooses any: a
+    forced first token (generation.forced_bos_token_id: BART-CNN's BOS, mBART-50's language code).
+    As in transformers it counts against max_new_tokens; it is not returned. Manifests written
+    before the field have none."""
+    forced = gen.get("forced_bos_token_id")
+    return [int(forced)] if kind == "encoder-decoder" and forced is not None else []
+
+
 def start(backend: StepBackend, rows: list[list[int]], gen: dict,
           timings: Timings) -> tuple[State, np.ndarray, np.ndarray, float]:
     """Encode (encoder-decoder) and prefill a batch of prompts on the clock started here.
 
     Returns the state, next-token logits [B, V], the decoder-side ids so far [B, L] (the padded
-    prompt, or the decoder start token) and the clock's start."""
+    prompt, or the decoder start token and its forced prefix) and the clock's start."""
     b, pad = len(rows), int(gen.get("pad_token_id") or 0)
     t0 = now()
     state = backend.new_state(b)
@@ -114,6 +123,9 @@ def start(backend: StepBackend, rows: list[list[int]], gen: dict,
         timings.encode_ms = (now() - t0) * 1e3
         history = np.full((b, 1), int(gen["decoder_start_token_id"]), np.int64)
         logits = backend.prefill(state, history)
+        for t in forced_prefix(backend.manifest.kind, gen):  # one decode each: static decoders take one token a step
+            logits = backend.decode(state, np.full(b, t, np.int64))
+            history = np.concatenate([history, np.full((b, 1), t, np.int64)], axis=1)
     timings.prefill_ms = (now() - t0) * 1e3
     return state, logits, history, t0
 
@@ -146,7 +158,8 @@ def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, g
     state, logits, history, t0 = start(backend, rows, gen, timings)
     done = np.zeros(b, bool)
     track = cfg.repetition_penalty != 1.0
-    for i in range(cfg.max_new_tokens):
+    budget = cfg.max_new_tokens - len(forced_prefix(backend.manifest.kind, gen))
+    for i in range(budget):
         tokens = select(logits, cfg, rng, banned, history if track else None)
         tokens = np.where(done, pad, tokens)
         if track:
@@ -157,7 +170,7 @@ def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, g
         yield tokens
         if halted is not None:
             done |= halted
-        if done.all() or i == cfg.max_new_tokens - 1:
+        if done.all() or i == budget - 1:
             break
         if deadline is not None and now() > deadline:
             raise TimeLimitError(f"generation passed its time limit after {i + 1} tokens",

@@ -42,6 +42,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                         max_position_embeddings=32768, sliding_window=512, query_pre_attn_scalar=256,
                         rope_theta=1000000.0, rope_local_base_freq=10000.0, rms_norm_eps=1e-6,
                         tie_word_embeddings=True),
+    # BART base: 139M parameters, post-norm, learned positions, tied head
+    "bart-base": dict(model_type="bart", d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+                      decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, vocab_size=50265,
+                      max_position_embeddings=1024),
+    # Opus-MT en-de (Marian): 74M parameters, sinusoid positions, swish, scaled embeddings
+    "opus-mt-en-de": dict(model_type="marian", d_model=512, encoder_layers=6, decoder_layers=6,
+                          encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+                          decoder_ffn_dim=2048, vocab_size=58101, max_position_embeddings=512,
+                          activation_function="swish", scale_embedding=True),
+    # mT5 small: 300M parameters, T5 v1.1 with a 250k vocabulary and its own LM head
+    "mt5-small": dict(model_type="mt5", d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8,
+                      num_decoder_layers=8, vocab_size=250112, feed_forward_proj="gated-gelu",
+                      tie_word_embeddings=False, relative_attention_num_buckets=32,
+                      relative_attention_max_distance=128),
     "gpt2": dict(model_type="gpt2", n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024),
     # "Return of the Encoder" (2025), models/paper.py: 20 encoder / 10 decoder layers, 332,042,240
     # parameters as the paper states. The paper trains to 1024 positions; the presets accept 8192

@@ -75,7 +75,7 @@ def resolve(source: str, seed: int = 0) -> ModelSpec:
 
 
 def _generation(config: Any, kind: str, family: families.Family, tokenizer_json: str,
-                chat_template: str | None) -> GenerationDefaults:
+                chat_template: str | None, generation_config: Any = None) -> GenerationDefaults:
     eos = config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
     gen = getattr(config, "_edgeseq_generation", None) or {}
@@ -90,8 +90,14 @@ def _generation(config: Any, kind: str, family: families.Family, tokenizer_json:
     start = getattr(config, "decoder_start_token_id", None)
     if kind == "encoder-decoder" and start is None:
         start = pad
+    # transformers 5 keeps generation settings in model.generation_config; older configs hold them too
+    forced = getattr(generation_config, "forced_bos_token_id", None)
+    if forced is None:
+        forced = getattr(config, "forced_bos_token_id", None)
+    forced = int(forced) if kind == "encoder-decoder" and forced is not None else None
     return GenerationDefaults(eos_token_ids=[int(e) for e in eos_ids], bos_token_id=bos, pad_token_id=int(pad),
-                              decoder_start_token_id=start, add_bos=add_bos, chat_template=chat_template)
+                              decoder_start_token_id=start, add_bos=add_bos, chat_template=chat_template,
+                              forced_bos_token_id=forced)
 
 
 def _tokenizer_adds(tokenizer_json: str, token_id: int) -> bool:
@@ -106,7 +112,8 @@ def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind:
     """`model_type`: the one a family's own format recorded, where it differs from the model's config."""
     family, kind = families.for_model_type(model_type or getattr(model.config, "model_type", None), source)
     return ModelSpec(name=name, family=family.name, kind=kind, dims=family.dims(model.config),
-                     generation=_generation(model.config, kind, family, tokenizer_json, chat_template),
+                     generation=_generation(model.config, kind, family, tokenizer_json, chat_template,
+                                            getattr(model, "generation_config", None)),
                      tokenizer_json=tokenizer_json, source=source, source_kind=source_kind,
                      source_hash=source_hash, random_weights=random_weights, model=model.eval(),
                      notes=notes or [])

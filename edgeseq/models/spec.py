@@ -33,6 +33,9 @@ class GenerationDefaults:
     bos_token_id: int | None = None
     pad_token_id: int = 0
     decoder_start_token_id: int | None = None  # encoder-decoder only
+    # encoder-decoder: the first generated token is forced to this (BART-CNN's BOS, mBART-50's
+    # language code): the decoder starts from [decoder_start_token_id, forced_bos_token_id]
+    forced_bos_token_id: int | None = None
     add_bos: bool = False  # prepend bos_token_id to prompts (the tokenizer does not)
     chat_template: str | None = None
 

@@ -1,4 +1,4 @@
-"""T5 family (T5, Flan-T5): encoder, cross-attention cache builder, and decoder step.
+"""T5 family (T5, Flan-T5, mT5): encoder, cross-attention cache builder, and decoder step.
 
 Components (names follow DESIGN.md; no decoder weight is stored twice, only the shared
 embedding sits in both the encoder and decoder_step graphs):
@@ -102,8 +102,10 @@ class T5DecoderStep(_T5Base):
         super().__init__(hf)
         self.embed, self.blocks = hf.shared, hf.decoder.block
         self.final_norm, self.lm_head = hf.decoder.final_layer_norm, hf.lm_head
-        # T5 v1.0 (tied head) scales the decoder output by d_model^-0.5; v1.1 / Flan-T5 do not.
-        scale_out = getattr(hf.config, "scale_decoder_outputs", getattr(hf.config, "tie_word_embeddings", True))
+        # T5 v1.0 (tied head) scales the decoder output by d_model^-0.5; v1.1 / Flan-T5 and mT5 (whose
+        # transformers config always says tied) do not.
+        scale_out = hf.config.model_type == "t5" and \
+            getattr(hf.config, "scale_decoder_outputs", getattr(hf.config, "tie_word_embeddings", True))
         self.out_scale = hf.config.d_model**-0.5 if scale_out else 1.0
         self.n_layers = len(self.blocks)
 
@@ -160,5 +162,5 @@ def dims(c: Any) -> Dims:
                 RELATIVE_LIMIT, num_encoder_layers=c.num_layers)
 
 
-register(Family("t5", {"t5": "encoder-decoder"}, dims, encoder=T5Encoder, decoder_init=T5DecoderInit,
-                decoder_step=T5DecoderStep))
+register(Family("t5", {"t5": "encoder-decoder", "mt5": "encoder-decoder"}, dims, encoder=T5Encoder,
+                decoder_init=T5DecoderInit, decoder_step=T5DecoderStep))

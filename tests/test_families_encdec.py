@@ -1,0 +1,82 @@
+"""BART, mBART, Marian and mT5 from tiny random Hugging Face models: export, parity gate, and greedy
+and beam output equal to transformers' generate on the same weights (tests/family_checks.py).
+
+The tiny configs keep transformers' generation neutral where the public configs are not:
+forced_eos_token_id (BART's and Marian's configs force EOS at the length limit, which edgeseq
+does not do) is None. mBART sets forced_bos_token_id (as mBART-50 does) in generation_config.json,
+where transformers 5 keeps it, so both sides force it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import LITERT_MISSING
+from family_checks import check_family, save_tiny
+
+_IDS = dict(vocab_size=1024, pad_token_id=0, eos_token_id=1, bos_token_id=3, forced_eos_token_id=None)
+_BART = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+             encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=128, **_IDS)
+TINY: dict[str, dict[str, Any]] = {
+    # BART starts the decoder from EOS; post-norm layers, unscaled embeddings
+    "bart": dict(model_type="bart", decoder_start_token_id=1, **_BART),
+    # mBART: pre-norm layers with a final LayerNorm per stack, scaled embeddings, a forced first token
+    "mbart": dict(model_type="mbart", decoder_start_token_id=1, scale_embedding=True, **_BART),
+    # Marian: sinusoid positions without offset, scaled embeddings, swish, starts from pad
+    "marian": dict(model_type="marian", decoder_start_token_id=0, scale_embedding=True, activation_function="swish",
+                   **_BART),
+    # mT5: T5 v1.1 (gated GELU, no output scaling); its public vocabulary (250k) shrunk to the test tokenizer's
+    "mt5": dict(model_type="mt5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+                vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
+}
+FORCED_BOS = 5
+
+
+def tiny(name: str, path: Path) -> Path:
+    src = save_tiny(TINY[name], path)
+    if name == "mbart":
+        gen_file = src / "generation_config.json"
+        gen_file.write_text(json.dumps({**json.loads(gen_file.read_text()), "forced_bos_token_id": FORCED_BOS}))
+    return src
+
+
+@pytest.mark.parametrize("name,family", [("bart", "bart"), ("mbart", "bart"), ("marian", "marian"), ("mt5", "t5")])
+def test_onnx_matches_transformers(tmp_path: Path, name: str, family: str) -> None:
+    model = check_family(tiny(name, tmp_path / "src"), tmp_path / "out", family)
+    gen = model.manifest.generation
+    assert gen["forced_bos_token_id"] == (FORCED_BOS if name == "mbart" else None)
+    assert gen["decoder_start_token_id"] == TINY[name]["decoder_start_token_id"]
+
+
+def test_forced_bos_counts_but_is_not_returned(tmp_path: Path) -> None:
+    """max_new_tokens counts the forced token (as transformers does); the Generator agrees with generate."""
+    import edgeseq
+    from edgeseq.export.pipeline import export
+    from edgeseq.generate.config import GenerationConfig
+
+    export(str(tiny("mbart", tmp_path / "src")), tmp_path / "out", quiet=True)
+    model = edgeseq.load(tmp_path / "out")
+    ids = model.encode("The quick brown fox")
+    cfg = GenerationConfig(max_new_tokens=6, ignore_eos=True)
+    got = model.generate_ids([ids], cfg).ids[0]
+    assert len(got) == 5  # the forced token, then five chosen ones
+    gen = model.generator(ids, config=cfg)
+    assert gen.sequence[:2] == [TINY["mbart"]["decoder_start_token_id"], FORCED_BOS]
+    stepped = []
+    while not gen.done:
+        stepped.append(gen.next_token())
+    assert stepped == got
+
+
+def test_bart_openvino(tmp_path: Path) -> None:
+    check_family(tiny("bart", tmp_path / "src"), tmp_path / "out", "bart", fmt="openvino")
+
+
+@pytest.mark.skipif(LITERT_MISSING is not None, reason=f"{LITERT_MISSING} not installed: pip install 'edgeseq[tflite]'")
+def test_marian_tflite(tmp_path: Path) -> None:
+    from edgeseq.steps.static import StaticShape
+
+    check_family(tiny("marian", tmp_path / "src"), tmp_path / "out", "marian", fmt="tflite",
+                 shape=StaticShape(max_input=32, max_output=40, buckets=(8,)))  # the longer prompt: 29 ids
