@@ -21,8 +21,54 @@ TINY = {
     "t5": dict(model_type="t5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
                vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
 }
-# every family, for the tests of each and benchmarks/families.py
-TINY_FAMILIES: dict[str, dict[str, Any]] = dict(TINY)
+# the families that build on Llama's step (tests/test_families_decoder.py)
+BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=1024, max_position_embeddings=256, eos_token_id=1, bos_token_id=3, pad_token_id=0)
+DECODERS: dict[str, dict[str, Any]] = {
+    "qwen2-tied": dict(BASE, model_type="qwen2", tie_word_embeddings=True),
+    "qwen2-untied": dict(BASE, model_type="qwen2", tie_word_embeddings=False),
+    # Qwen2's use_sliding_window: layers from max_window_layers on slide (here layer 1 of 2)
+    "qwen2-windowed": dict(BASE, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1),
+    "qwen3": dict(BASE, model_type="qwen3", head_dim=32),  # head_dim != hidden / heads (16)
+    "mistral": dict(BASE, model_type="mistral", sliding_window=8),
+    "phi3": dict(BASE, model_type="phi3"),
+    # LongRoPE with distinct short and long factors, and partial rotary (the plain attention route)
+    "phi3-longrope": dict(BASE, model_type="phi3", max_position_embeddings=512, original_max_position_embeddings=128,
+                          rope_scaling=dict(rope_type="longrope", short_factor=[1.0, 1.5, 2.0, 3.0],
+                                            long_factor=[4.0, 8.0, 16.0, 32.0]), partial_rotary_factor=0.5),
+}
+# Gemma 3 with sliding and full layers, and Gemma 1 (tests/test_families_gemma.py)
+GEMMA3 = dict(model_type="gemma3_text", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=1, head_dim=16, vocab_size=1024,
+              max_position_embeddings=256, sliding_window=8, query_pre_attn_scalar=32,
+              layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+              rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                               "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+              final_logit_softcapping=3.0, eos_token_id=1, bos_token_id=3, pad_token_id=0)
+GEMMA1 = dict(model_type="gemma", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=1, head_dim=16, vocab_size=1024, max_position_embeddings=256,
+              eos_token_id=1, bos_token_id=3, pad_token_id=0)
+# encoder-decoders beside T5 (tests/test_families_encdec.py)
+_IDS = dict(vocab_size=1024, pad_token_id=0, eos_token_id=1, bos_token_id=3, forced_eos_token_id=None)
+_BART = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+             encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=128, **_IDS)
+ENCODER_DECODERS: dict[str, dict[str, Any]] = {
+    # BART starts the decoder from EOS; post-norm layers, unscaled embeddings
+    "bart": dict(model_type="bart", decoder_start_token_id=1, **_BART),
+    # mBART: pre-norm layers with a final LayerNorm per stack, scaled embeddings, a forced first token
+    "mbart": dict(model_type="mbart", decoder_start_token_id=1, scale_embedding=True, **_BART),
+    # Marian: sinusoid positions without offset, scaled embeddings, swish, starts from pad
+    "marian": dict(model_type="marian", decoder_start_token_id=0, scale_embedding=True, activation_function="swish",
+                   **_BART),
+    # mT5: T5 v1.1 (gated GELU, no output scaling); its public vocabulary (250k) shrunk to the test tokenizer's
+    "mt5": dict(model_type="mt5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
+                vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
+}
+# one tiny model of every family and variant, for benchmarks/families.py
+TINY_FAMILIES: dict[str, dict[str, Any]] = {
+    **TINY, "qwen2": DECODERS["qwen2-untied"], "qwen3": DECODERS["qwen3"], "mistral": DECODERS["mistral"],
+    "phi3": DECODERS["phi3"], "gemma3": GEMMA3, "gemma": GEMMA1,
+    **{name: ENCODER_DECODERS[name] for name in ("bart", "mbart", "marian", "mt5")}}
 
 PROMPTS = ["The quick brown fox", "A lighthouse keeper kept a careful log of every ship"]
 

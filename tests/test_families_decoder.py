@@ -3,30 +3,15 @@ and generating what transformers generates on the same weights (tests/family_che
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from conftest import LITERT_MISSING, TFLITE_SHAPE
-from family_checks import PROMPTS, check_family, hf_model, save_tiny
+from family_checks import BASE, DECODERS, PROMPTS, check_family, hf_model, save_tiny
 
 from edgeseq.errors import UnsupportedArchitectureError
 
-BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=1024, max_position_embeddings=256, eos_token_id=1, bos_token_id=3, pad_token_id=0)
-TINY: dict[str, dict[str, Any]] = {
-    "qwen2-tied": dict(BASE, model_type="qwen2", tie_word_embeddings=True),
-    "qwen2-untied": dict(BASE, model_type="qwen2", tie_word_embeddings=False),
-    # Qwen2's use_sliding_window: layers from max_window_layers on slide (here layer 1 of 2)
-    "qwen2-windowed": dict(BASE, model_type="qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1),
-    "qwen3": dict(BASE, model_type="qwen3", head_dim=32),  # head_dim != hidden / heads (16)
-    "mistral": dict(BASE, model_type="mistral", sliding_window=8),
-    "phi3": dict(BASE, model_type="phi3"),
-    # LongRoPE with distinct short and long factors, and partial rotary (the plain attention route)
-    "phi3-longrope": dict(BASE, model_type="phi3", max_position_embeddings=512, original_max_position_embeddings=128,
-                          rope_scaling=dict(rope_type="longrope", short_factor=[1.0, 1.5, 2.0, 3.0],
-                                            long_factor=[4.0, 8.0, 16.0, 32.0]), partial_rotary_factor=0.5),
-}
+TINY = DECODERS
 # 22 tokens of edgeseq's test tokenizer: past Mistral's window of 8, within TFLITE_SHAPE's 24
 LONG = "A lighthouse keeper kept a careful log"
 needs_litert = pytest.mark.skipif(bool(LITERT_MISSING), reason=f"{LITERT_MISSING} not installed: "
@@ -101,3 +86,13 @@ def test_tflite_matches_transformers(name: str, src: dict[str, Path], tmp_path: 
 
     check_family(src[name], tmp_path / name, name, fmt="tflite", prompts=[LONG],
                  shape=StaticShape(**TFLITE_SHAPE))  # type: ignore[arg-type]
+
+
+def test_qwen_prompts_start_without_bos(src: dict[str, Path]) -> None:
+    """Qwen configs name <|endoftext|> as BOS, but the models are trained without one: prompts get none."""
+    from edgeseq.models import resolve
+
+    for name in ("qwen2-tied", "qwen3"):
+        gen = resolve(str(src[name])).generation
+        assert gen.bos_token_id == 3 and not gen.add_bos
+    assert resolve(str(src["mistral"])).generation.add_bos  # Llama-style families keep it

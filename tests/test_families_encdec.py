@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest import LITERT_MISSING
-from family_checks import check_family, save_tiny
+from family_checks import ENCODER_DECODERS, check_family, save_tiny
 
-_IDS = dict(vocab_size=1024, pad_token_id=0, eos_token_id=1, bos_token_id=3, forced_eos_token_id=None)
-_BART = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-             encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=128, **_IDS)
-TINY: dict[str, dict[str, Any]] = {
-    # BART starts the decoder from EOS; post-norm layers, unscaled embeddings
-    "bart": dict(model_type="bart", decoder_start_token_id=1, **_BART),
-    # mBART: pre-norm layers with a final LayerNorm per stack, scaled embeddings, a forced first token
-    "mbart": dict(model_type="mbart", decoder_start_token_id=1, scale_embedding=True, **_BART),
-    # Marian: sinusoid positions without offset, scaled embeddings, swish, starts from pad
-    "marian": dict(model_type="marian", decoder_start_token_id=0, scale_embedding=True, activation_function="swish",
-                   **_BART),
-    # mT5: T5 v1.1 (gated GELU, no output scaling); its public vocabulary (250k) shrunk to the test tokenizer's
-    "mt5": dict(model_type="mt5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
-                vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
-}
+TINY = ENCODER_DECODERS
 FORCED_BOS = 5
 
 

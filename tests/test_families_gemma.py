@@ -9,18 +9,8 @@ import pytest
 from edgeseq.errors import UnsupportedArchitectureError
 
 from conftest import LITERT_MISSING, TFLITE_SHAPE
-from family_checks import check_family, save_tiny
+from family_checks import GEMMA1, GEMMA3, check_family, save_tiny
 
-GEMMA3 = dict(model_type="gemma3_text", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-              num_attention_heads=4, num_key_value_heads=1, head_dim=16, vocab_size=1024,
-              max_position_embeddings=256, sliding_window=8, query_pre_attn_scalar=32,
-              layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
-              rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                               "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
-              final_logit_softcapping=3.0, eos_token_id=1, bos_token_id=3, pad_token_id=0)
-GEMMA1 = dict(model_type="gemma", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=1, head_dim=16, vocab_size=1024, max_position_embeddings=256,
-              eos_token_id=1, bos_token_id=3, pad_token_id=0)
 # 21 and 6 tokens with the test tokenizer: the long one reaches past the sliding window of 8, within TFLite's 24
 PROMPTS = ["The quick brown fox jumps over the lazy dog again and again", "one two"]
 

@@ -37,5 +37,6 @@ def dims(c: Any) -> Dims:
     return d
 
 
+# Qwen is trained without a BOS prefix: its config names <|endoftext|> as BOS, its tokenizer adds none
 register(Family("qwen2", {"qwen2": "decoder-only"}, dims, decoder=Qwen2Step, gguf_architectures=("qwen2",),
-                preset_config=preset_config))
+                preset_config=preset_config, prepend_bos=False))

@@ -29,4 +29,4 @@ class Qwen3Step(Qwen2Step):
 
 
 register(Family("qwen3", {"qwen3": "decoder-only"}, dims, decoder=Qwen3Step, gguf_architectures=("qwen3",),
-                preset_config=preset_config))
+                preset_config=preset_config, prepend_bos=False))
