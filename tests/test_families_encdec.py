@@ -65,3 +65,38 @@ def test_marian_tflite(tmp_path: Path) -> None:
 
     check_family(tiny("marian", tmp_path / "src"), tmp_path / "out", "marian", fmt="tflite",
                  shape=StaticShape(max_input=32, max_output=40, buckets=(8,)))  # the longer prompt: 29 ids
+
+
+def _set_generation(src: Path, **fields: object) -> None:
+    gen_file = src / "generation_config.json"
+    gen_file.write_text(json.dumps({**json.loads(gen_file.read_text()), **fields}))
+
+
+def test_forced_eos_and_suppressed_tokens_match_transformers(tmp_path: Path) -> None:
+    """BART's forced_eos_token_id ends a run that reaches max_new_tokens; Marian's bad_words_ids (its
+    pad) are never generated: greedy, beam and the Generator as transformers' generate."""
+    import edgeseq
+    from edgeseq.generate.config import GenerationConfig
+
+    bart = tiny("bart", tmp_path / "bart-src")
+    _set_generation(bart, forced_eos_token_id=2)
+    model = check_family(bart, tmp_path / "bart", "bart")
+    assert model.manifest.generation["forced_eos_token_id"] == 2
+    ids = model.encode("The quick brown fox")
+    cfg = GenerationConfig(max_new_tokens=7, stop_token_ids=[])  # no stop token: every run reaches the limit
+    assert model.generate_ids([ids], cfg).ids[0][-1] == 2
+    assert model.generate_ids([ids], GenerationConfig(max_new_tokens=7, num_beams=3, stop_token_ids=[])).ids[0][-1] == 2
+    gen = model.generator(ids, config=cfg)
+    while not gen.done:
+        last = gen.next_token()
+    assert last == 2
+
+    marian = tiny("marian", tmp_path / "marian-src")
+    edgeseq.export_model(str(marian), tmp_path / "free", quiet=True)
+    free = edgeseq.load(tmp_path / "free").generate_ids([ids], GenerationConfig(max_new_tokens=12)).ids[0]
+    ban = free[1]  # a token the model does choose
+    _set_generation(marian, bad_words_ids=[[ban]])
+    model = check_family(marian, tmp_path / "marian", "marian")
+    assert model.manifest.generation["suppress_token_ids"] == [ban]
+    for kw in ({}, {"num_beams": 3}):
+        assert ban not in model.generate_ids([ids], GenerationConfig(max_new_tokens=12, **kw)).ids[0]

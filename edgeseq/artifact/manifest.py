@@ -129,8 +129,10 @@ def _check_types(data: dict[str, Any]) -> None:
     gen = data["generation"]
     need(isinstance(gen.get("eos_token_ids", []), list) and all(isinstance(x, int) for x in gen.get("eos_token_ids", [])),
          "generation.eos_token_ids must be a list of integers")
-    for key in ("pad_token_id", "decoder_start_token_id", "bos_token_id", "forced_bos_token_id"):
+    for key in ("pad_token_id", "decoder_start_token_id", "bos_token_id", "forced_bos_token_id", "forced_eos_token_id"):
         need(gen.get(key) is None or isinstance(gen[key], int), f"generation.{key} must be an integer")
+    need(gen.get("suppress_token_ids") is None or (isinstance(gen["suppress_token_ids"], list) and all(
+        isinstance(x, int) for x in gen["suppress_token_ids"])), "generation.suppress_token_ids must be a list of integers")
     need(data["kind"] == "decoder-only" or isinstance(gen.get("decoder_start_token_id"), int),
          "generation.decoder_start_token_id is missing")
     need(gen.get("chat_template") is None or isinstance(gen["chat_template"], str), "chat_template must be text")

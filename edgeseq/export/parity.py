@@ -19,7 +19,7 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
     import torch
 
     from ..generate.config import GenerationConfig
-    from ..generate.loop import Timings, forced_prefix, steps as loop_steps, stop_ids
+    from ..generate.loop import Timings, banned_ids, forced_prefix, steps as loop_steps
 
     gen = spec.generation.as_dict()
     ids = prompt_ids(spec.tokenizer_json, spec.kind, gen, spec.dims.vocab_size, prompt)
@@ -56,7 +56,7 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
         else:
             dec = torch.tensor([[gen["decoder_start_token_id"], *forced] + tokens[:-1]])
             ref = m(input_ids=torch.tensor([ids]), decoder_input_ids=dec).logits[0, len(forced):].float().numpy()
-    banned = stop_ids(cfg, gen)  # ignore_eos: the loop never chose them
+    banned = banned_ids(cfg, gen)  # ignore_eos: the loop never chose them (nor suppressed ids)
     return {**judge(got, ref, tokens, weights, banned), "prompt_tokens": len(ids),
             "reference": f"{_origin(spec.model)} {type(spec.model).__name__}, float32, teacher-forced without cache"}
 

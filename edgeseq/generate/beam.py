@@ -14,7 +14,7 @@ import numpy as np
 
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import Timings, check_rows, forced_prefix, now, start, stop_ids
+from .loop import Timings, banned_ids, check_rows, forced_last, forced_prefix, now, start, stop_ids
 from .search import penalize_repeats
 
 NEG = -1.0e9
@@ -38,6 +38,7 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
     b, k, groups = len(rows), cfg.num_beams, cfg.num_beam_groups
     kg = k // groups
     eos = stop_ids(cfg, gen)
+    banned, last = banned_ids(cfg, gen), forced_last(cfg, gen)
     state, logits, history, t0 = start(backend, rows, gen, timings)
     # a forced first token counts as generated (length penalty, max_new_tokens), as in transformers
     prompt_len = history.shape[1] - len(forced_prefix(backend.manifest.kind, gen))
@@ -60,6 +61,11 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
         logp = _log_softmax(logits)
         if cfg.repetition_penalty != 1.0:
             logp = penalize_repeats(logp, history, cfg.repetition_penalty)
+        if banned:
+            logp[:, banned] = NEG
+        if last is not None and cur + 1 >= max_len:  # the last step: only the forced end (its score: 0)
+            logp = np.full_like(logp, NEG)
+            logp[:, last] = 0.0
         logp = logp.reshape(b, groups, kg, -1)
         vocab = logp.shape[-1]
         chosen = np.zeros((b, vocab), np.float32)  # tokens earlier groups picked at this step

@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import check_ids, forced_prefix, stop_ids
+from .loop import banned_ids, check_ids, forced_last, forced_prefix, stop_ids
 from .search import select
 
 
@@ -32,7 +32,7 @@ class Generator:
         self.backend, self.cfg = backend, cfg.validate()
         self.limit = int(backend.manifest.dims["max_positions"])
         self.eos = set(stop_ids(cfg, gen))
-        self._banned = sorted(self.eos) if cfg.ignore_eos else None
+        self._banned, self._last = banned_ids(cfg, gen), forced_last(cfg, gen)
         self._rng = np.random.default_rng(cfg.seed)
         self.state = backend.new_state(1)
         self.tokens: list[int] = []  # tokens this generator produced (not the prompt or appended ids)
@@ -74,7 +74,10 @@ class Generator:
                              "append_tokens() to continue, rewind(), or start a new generator")
         logits = self.backend.prefill(self.state, np.array([self._pending], np.int64))
         history = np.array([self._seq], np.int64)
-        token = int(select(logits, self.cfg, self._rng, self._banned, history)[0])
+        if self._last is not None and self._new + 1 >= self.cfg.max_new_tokens:
+            token = self._last
+        else:
+            token = int(select(logits, self.cfg, self._rng, self._banned, history)[0])
         self._seq.append(token)
         self.tokens.append(token)
         self._pending = [token]

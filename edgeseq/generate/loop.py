@@ -64,6 +64,22 @@ def stop_ids(cfg: GenerationConfig, gen: dict) -> list[int]:
     return list(gen.get("eos_token_ids") or []) if cfg.stop_token_ids is None else list(cfg.stop_token_ids)
 
 
+def banned_ids(cfg: GenerationConfig, gen: dict) -> list[int] | None:
+    """Ids a run never chooses: the model's suppressed ids (generation.suppress_token_ids: Marian's
+    pad, from its bad_words_ids) and, in a forced-length run (ignore_eos), the stop ids."""
+    ids = set(gen.get("suppress_token_ids") or [])
+    if cfg.ignore_eos:
+        ids |= set(stop_ids(cfg, gen))
+    return sorted(ids) or None
+
+
+def forced_last(cfg: GenerationConfig, gen: dict) -> int | None:
+    """The id a run that reaches max_new_tokens ends with (generation.forced_eos_token_id: BART,
+    mBART, Marian), as transformers forces it; none in a forced-length run (ignore_eos)."""
+    forced = gen.get("forced_eos_token_id")
+    return None if forced is None or cfg.ignore_eos else int(forced)
+
+
 def check_ids(rows: Any, vocab: int) -> None:
     """Prompt ids, once per request on every engine: rows of integers in [0, vocab). Generated ids are
     argmax / sample indices over the logits, so they are in range by construction."""
@@ -153,14 +169,17 @@ def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, g
     eos = stop_ids(cfg, gen)
     pad = int(gen.get("pad_token_id") or 0)
     rng = np.random.default_rng(cfg.seed)
-    banned = eos if cfg.ignore_eos else None
+    banned, last = banned_ids(cfg, gen), forced_last(cfg, gen)
     b = len(rows)
     state, logits, history, t0 = start(backend, rows, gen, timings)
     done = np.zeros(b, bool)
     track = cfg.repetition_penalty != 1.0
     budget = cfg.max_new_tokens - len(forced_prefix(backend.manifest.kind, gen))
     for i in range(budget):
-        tokens = select(logits, cfg, rng, banned, history if track else None)
+        if last is not None and i == budget - 1:
+            tokens = np.full(b, last, np.int64)
+        else:
+            tokens = select(logits, cfg, rng, banned, history if track else None)
         tokens = np.where(done, pad, tokens)
         if track:
             history = np.concatenate([history, tokens[:, None]], axis=1)

@@ -90,14 +90,22 @@ def _generation(config: Any, kind: str, family: families.Family,
     start = getattr(config, "decoder_start_token_id", None)
     if kind == "encoder-decoder" and start is None:
         start = pad
-    # transformers 5 keeps generation settings in model.generation_config; older configs hold them too
-    forced = getattr(generation_config, "forced_bos_token_id", None)
-    if forced is None:
-        forced = getattr(config, "forced_bos_token_id", None)
+    forced = _setting("forced_bos_token_id", generation_config, config)
     forced = int(forced) if kind == "encoder-decoder" and forced is not None else None
+    end = _setting("forced_eos_token_id", generation_config, config)
+    # single-token bad words and suppressed tokens are the same rule: never chosen
+    suppress = {int(t) for t in _setting("suppress_tokens", generation_config, config) or []}
+    suppress |= {int(w[0]) for w in _setting("bad_words_ids", generation_config, config) or [] if len(w) == 1}
     return GenerationDefaults(eos_token_ids=[int(e) for e in eos_ids], bos_token_id=bos, pad_token_id=int(pad),
                               decoder_start_token_id=start, add_bos=add_bos, chat_template=chat_template,
-                              forced_bos_token_id=forced)
+                              forced_bos_token_id=forced, forced_eos_token_id=None if end is None else int(end),
+                              suppress_token_ids=sorted(suppress) or None)
+
+
+def _setting(name: str, generation_config: Any, config: Any) -> Any:
+    """A generation setting: transformers 5 keeps them in model.generation_config, older configs hold them too."""
+    value = getattr(generation_config, name, None)
+    return getattr(config, name, None) if value is None else value
 
 
 def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind: str, source_hash: str,

@@ -36,6 +36,8 @@ class GenerationDefaults:
     # encoder-decoder: the first generated token is forced to this (BART-CNN's BOS, mBART-50's
     # language code): the decoder starts from [decoder_start_token_id, forced_bos_token_id]
     forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | None = None  # a run that reaches max_new_tokens ends with it (BART, Marian)
+    suppress_token_ids: list[int] | None = None  # never generated (Marian's pad: its bad_words_ids)
     add_bos: bool = False  # prepend bos_token_id to prompts (edgeseq encodes them without special tokens)
     chat_template: str | None = None
 
