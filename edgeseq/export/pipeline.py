@@ -56,7 +56,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
     if shape is not None and not static:
         statics = [n for n, f in formats.formats().items() if f.static]
-        raise UsageError(f"--max-input, --max-output and --prefill-buckets apply to static-shape formats, not {format}",
+        raise UsageError(f"--max-input, --max-output, --prefill-buckets and --no-ring-cache apply to static-shape "
+                         f"formats, not {format}",
                          f"drop them, or export with --format {' / '.join(statics)} or --target npu")
     exporter = formats.exporter(format, target)  # checks the packages exporting needs (names the pip extra)
     getattr(exporter, "check_weights", lambda w: None)(weights)

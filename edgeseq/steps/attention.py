@@ -63,6 +63,8 @@ class KVWrite:
     shapes: ONNX, OpenVINO). Static shapes (TFLite, NPUs): the cache has a fixed number of slots C,
     `slots` [T] names the ones the new tokens take, and the attention mask [B, C] marks which slots
     hold real tokens. `steps.static.Named(slots_at=...)` sets `slots` from the cache_position input for one forward.
+    Ring caches (static shapes, `rings`): a sliding layer's cache of W < C rows; steps call `cache` and
+    `bias` with the layer's window, which give a ring layer its own keys and mask.
     """
 
     def __init__(self) -> None:
@@ -96,7 +98,8 @@ class KVWrite:
             return torch.cat([past, new], dim=2)
         return write_slots(past, new, self.slots)
 
-    def cache(self, past: torch.Tensor, new: torch.Tensor, window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def cache(self, past: torch.Tensor, new: torch.Tensor,
+              window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """past + new [B, H, T, D] -> (the keys or values the attention reads, the cache the step outputs).
         The same tensor (`append`) except for a ring layer: the attention reads the W ring rows and the
         T new tokens side by side (`bias` masks them), and the step outputs the ring with the new
