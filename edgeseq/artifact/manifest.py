@@ -56,7 +56,7 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "sha256"}
     created: str = ""
-    # static shapes (TFLite): max_input, max_output, cache_length, buckets (, cross_length); None = dynamic
+    # static shapes (TFLite): max_input, max_output, cache_length, buckets (, cross_length, ring); None = dynamic
     static: dict[str, Any] | None = None
     target: str = "cpu"  # what the graphs were shaped for: cpu (any engine) | npu (static, HTP-ready ONNX)
     schema_version: int = SCHEMA_VERSION
@@ -151,6 +151,10 @@ def _check_types(data: dict[str, Any]) -> None:
             need(isinstance(static.get(key), int) and static[key] > 0, f"static.{key} must be a positive integer")
         need(isinstance(static.get("buckets"), list) and all(isinstance(b, int) and b > 0 for b in static["buckets"]),
              "static.buckets must be a list of positive integers")
+        ring = static.get("ring", {})
+        need(isinstance(ring, dict) and all(isinstance(v, int) and 0 < v < static["cache_length"]
+                                            for v in ring.values()),
+             "static.ring must map cache names to ring lengths shorter than static.cache_length")
         for name in _STEP[data["kind"]]:
             sigs = data["components"][name].get("signatures")
             need(isinstance(sigs, dict) and bool(sigs) and all(isinstance(v, int) and v > 0 for v in sigs.values()),

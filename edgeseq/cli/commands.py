@@ -17,7 +17,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     shape = None
     given = {k: v for k, v in (("max_input", a.max_input), ("max_output", a.max_output),
-                               ("buckets", tuple(a.prefill_buckets or ()) or None)) if v is not None}
+                               ("buckets", tuple(a.prefill_buckets or ()) or None),
+                               ("ring", None if a.ring_cache else False)) if v is not None}
     if given:
         from ..steps.static import StaticShape
 

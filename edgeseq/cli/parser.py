@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prefill-buckets", type=_ints, default=None, help="tflite, --target npu: prompt lengths compiled besides "
                    "--max-input, comma list (default: 32,128 below --max-input); a prompt is padded to the "
                    "smallest bucket that holds it")
+    e.add_argument("--no-ring-cache", dest="ring_cache", action="store_false",
+                   help="tflite, --target npu: sliding-window layers keep the full-length cache instead of a ring "
+                   "of window rows (a ring cannot rewind more than one token)")
     e.add_argument("--no-ort-kernels", dest="ort_kernels", action="store_false",
                    help="onnx: plain attention instead of ONNX Runtime's fused kernel (a graph OpenVINO and other "
                    "ONNX readers run)")

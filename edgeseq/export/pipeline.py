@@ -56,7 +56,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         raise UsageError(f"{out} exists and is not a directory", "choose another --out")
     if shape is not None and not static:
         statics = [n for n, f in formats.formats().items() if f.static]
-        raise UsageError(f"--max-input, --max-output and --prefill-buckets apply to static-shape formats, not {format}",
+        raise UsageError(f"--max-input, --max-output, --prefill-buckets and --no-ring-cache apply to static-shape "
+                         f"formats, not {format}",
                          f"drop them, or export with --format {' / '.join(statics)} or --target npu")
     exporter = formats.exporter(format, target)  # checks the packages exporting needs (names the pip extra)
     getattr(exporter, "check_weights", lambda w: None)(weights)
@@ -83,6 +84,17 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     return m
 
 
+def _static_info(spec: Any, shape: Any, comps: list[Any]) -> dict[str, Any]:
+    """The manifest's static section: the shape, and the ring caches where sliding layers have them."""
+    from ..steps.static import ring_lengths
+
+    info: dict[str, Any] = shape.as_dict(spec.kind)
+    rings = ring_lengths(comps, info["cache_length"])
+    if rings:
+        info["ring"] = rings
+    return info
+
+
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
            target: str, seed: int = 0, options: dict[str, Any] | None = None) -> mf.Manifest:
     from tqdm import tqdm
@@ -104,7 +116,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    static=shape.as_dict(spec.kind) if static else None, target=target)
+                    static=_static_info(spec, shape, comps) if static else None, target=target)
     if target == "npu" and weights != "fp32":
         from .calibrate import quantize_artifact
 

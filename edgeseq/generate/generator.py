@@ -93,12 +93,10 @@ class Generator:
         if n == 0:
             return
         from_pending = min(n, len(self._pending))
-        cached = n - from_pending
+        refeed = from_pending == len(self._pending)  # re-feed the last kept id so the next step has its logits
+        cached = n - from_pending + refeed
+        self.backend.trim(self.state, cached)  # first: a cache that cannot forget (a ring) leaves all as it was
         del self._seq[-n:]
         self.tokens = self.tokens[: max(0, len(self.tokens) - n)]
-        self._pending = self._pending[: len(self._pending) - from_pending]
-        if not self._pending:  # re-feed the last kept id so the next step has its logits
-            cached += 1
-            self._pending = [self._seq[-1]]
-        self.backend.trim(self.state, cached)
+        self._pending = [self._seq[-1]] if refeed else self._pending[: len(self._pending) - from_pending]
         self._new, self.done = max(0, self._new - n), False

@@ -31,13 +31,17 @@ class StaticSlots(CacheForm[HeldCache]):
     def __init__(self, backend: StaticStepBackend) -> None:
         super().__init__(backend)
         # read from the manifest: the form is made at the end of the load, before StaticStepBackend's own fields
-        self.length = int((backend.manifest.static or {}).get("cache_length", 0))
+        static = backend.manifest.static or {}
+        self.length = int(static.get("cache_length", 0))
+        # ring caches (sliding-window layers, steps/static.py): past.* name -> its W rows
+        self.rings: dict[str, int] = {str(k): int(v) for k, v in (static.get("ring") or {}).items()}
         self._run_signature = backend.run_signature
 
     def new(self, state: State) -> None:
         state.slots = 0
         state.mask = np.zeros((state.batch, self.length), np.int64)
-        state.caches = self.arrays(state.batch, self.length)
+        state.caches = {n: np.zeros((state.batch, self.heads, self.rings.get(n, self.length), self.head_dim),
+                                    np.float32) for n in self.past}
 
     def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
         assert signature is not None
@@ -53,6 +57,14 @@ class StaticSlots(CacheForm[HeldCache]):
     def trim(self, state: State, keep: int) -> None:
         """Slots from `keep` on are free again: masked, and overwritten by the next step."""
         assert state.slots is not None and state.mask is not None and state.positions is not None
+        if self.rings and keep < state.slots - 1:
+            # a ring row written at slot s replaced slot s - W, which a later token may still see; only
+            # the last slot's overwrite (slot - W, out of every later token's window) is harmless
+            raise InputError(f"this artifact's sliding-window layers keep ring caches, which cannot forget "
+                             f"{state.slots - keep} cached slots: their rows now hold the tokens to forget, "
+                             "not the older ones they replaced",
+                             "start a new generator with the kept tokens, or re-export with the ring cache "
+                             "off (StaticShape(ring=False) / --no-ring-cache) to rewind freely")
         state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
         state.mask = state.mask.copy()
         state.mask[:, keep:] = 0
@@ -169,4 +181,6 @@ class StaticStepBackend(StepBackend):
         return logits
 
     def placement(self) -> dict[str, Any]:
-        return {"static": {"cache_length": self.cache_length, "buckets": self.static.get("buckets"), **self.usage}}
+        ring = {"ring": self.static["ring"]} if self.static.get("ring") else {}
+        return {"static": {"cache_length": self.cache_length, "buckets": self.static.get("buckets"), **ring,
+                           **self.usage}}

@@ -63,17 +63,32 @@ class KVWrite:
     shapes: ONNX, OpenVINO). Static shapes (TFLite, NPUs): the cache has a fixed number of slots C,
     `slots` [T] names the ones the new tokens take, and the attention mask [B, C] marks which slots
     hold real tokens. `steps.static.Named(slots_at=...)` sets `slots` from the cache_position input for one forward.
+    Ring caches (static shapes, `rings`): a sliding layer's cache of W < C rows; steps call `cache` and
+    `bias` with the layer's window, which give a ring layer its own keys and mask.
     """
 
     def __init__(self) -> None:
         self.slots: torch.Tensor | None = None
+        # static shapes with ring caches (`Named(rings=...)` sets them for one forward): the windows
+        # whose layers keep a ring of W rows instead of C slots, and C
+        self.rings: frozenset[int] = frozenset()
+        self.length = 0
+
+    def ring(self, window: int | None) -> bool:
+        """Whether a layer with this sliding `window` keeps a ring cache in this forward: the token at
+        cache slot s lives in ring row s % W, so the cache holds W rows instead of C."""
+        return self.slots is not None and window is not None and window in self.rings
 
     def query_slots(self, t: int, s: int, device: torch.device) -> torch.Tensor:
         """[T] the new tokens' places among the S keys (T5 and the paper family derive positions from it)."""
         return torch.arange(t, device=device) + (s - t) if self.slots is None else self.slots
 
     def bias(self, attention_mask: torch.Tensor, t: int, window: int | None = None) -> torch.Tensor:
-        """The causal (and, with `window`, sliding-window) additive mask of this step's T new tokens."""
+        """The causal (and, with `window`, sliding-window) additive mask of this step's T new tokens;
+        for a ring layer, over the keys `cache` gives the attention: the W ring rows, then the T new."""
+        if window is not None and self.ring(window):
+            assert self.slots is not None
+            return ring_bias(attention_mask, self.slots, window)
         return causal_bias(attention_mask, self.query_slots(t, attention_mask.shape[1], attention_mask.device),
                            window)
 
@@ -82,6 +97,46 @@ class KVWrite:
         if self.slots is None:
             return torch.cat([past, new], dim=2)
         return write_slots(past, new, self.slots)
+
+    def cache(self, past: torch.Tensor, new: torch.Tensor,
+              window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """past + new [B, H, T, D] -> (the keys or values the attention reads, the cache the step outputs).
+        The same tensor (`append`) except for a ring layer: the attention reads the W ring rows and the
+        T new tokens side by side (`bias` masks them), and the step outputs the ring with the new
+        tokens written at rows slot % W (for T > W only the last W: the others would be overwritten)."""
+        if window is None or not self.ring(window):
+            k = self.append(past, new)
+            return k, k
+        assert self.slots is not None
+        slots, kept = self.slots, new
+        if new.shape[2] > window:  # T is static per signature: slice at trace time
+            slots, kept = slots[-window:], new[:, :, -window:]
+        return torch.cat([past, new], dim=2), write_slots(past, kept, ring_rows(self.length, window, slots))
+
+
+def ring_rows(length: int, window: int, slots: torch.Tensor) -> torch.Tensor:
+    """slots % window, as rows gathered from a table over all `length` slots: the table depends on
+    constants only (folded at export), so the graph has no Mod (a gather, as `rotary_gathered`)."""
+    return (torch.arange(length, device=slots.device) % window).index_select(0, slots)
+
+
+def ring_bias(attention_mask: torch.Tensor, slots: torch.Tensor, window: int) -> torch.Tensor:
+    """Additive [B, 1, T, W + T] mask of T new tokens at consecutive cache slots `slots` [T] over a
+    ring of W rows followed by the new tokens themselves. Ring row j holds slot
+    s_j = the largest s < start with s % W == j (start = slots[0]); it is visible to new token i iff
+    s_j >= 0, the mask marks s_j as a real token and slots[i] - s_j < W. New key i' is visible to i
+    iff i' <= i, i - i' < W and the mask marks its slot. Built from constants and inputs only."""
+    w, t = window, slots.shape[0]
+    r = ring_rows(attention_mask.shape[1], w, slots[:1])  # [1] start % W
+    j = torch.arange(w, device=slots.device)
+    held = slots[:1] - r + j - w * (j >= r).to(slots.dtype)  # [W] s_j: base + j, one lap back past r
+    real = attention_mask.index_select(1, held.clamp(min=0)) > 0  # [B, W]
+    seen = (held[None, :] >= 0) & (slots[:, None] - held[None, :] < w)  # [T, W]
+    ring = seen[None, None] & real[:, None, None, :]
+    i = torch.arange(t, device=slots.device)
+    causal = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < w)  # [T, T]
+    new = causal[None, None] & (attention_mask.index_select(1, slots) > 0)[:, None, None, :]
+    return torch.where(torch.cat([ring, new], dim=-1), 0.0, NEG.value)
 
 
 def write_slots(cache: torch.Tensor, new: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

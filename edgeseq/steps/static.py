@@ -15,6 +15,9 @@ pads the cross-attention cache it gets to the largest bucket); `decoder_step` ha
 
 Cache length C: max_input + max_output for a decoder-only model (a bucket's padding takes slots
 too, and the largest bucket is max_input); max_output for an encoder-decoder's decoder.
+Ring caches (decoder-only, `StaticShape.ring`): a sliding-window layer whose window W < C keeps
+[1,Hkv,W,D], the token of slot s in row s % W (steps/attention.py KVWrite.cache); the manifest's
+static["ring"] names those caches with their length.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class StaticShape:
     max_input: int = 256
     max_output: int = 128
     buckets: tuple[int, ...] = ()  # prompt (decoder-only) or encoder input lengths; max_input is always one
+    ring: bool = True  # sliding-window layers keep a ring of W rows when their window W < the cache length
 
     def __post_init__(self) -> None:
         for name, v in (("--max-input", self.max_input), ("--max-output", self.max_output)):
@@ -80,9 +84,11 @@ class Named(nn.Module):
     arguments), returning its outputs by name. With `slots_at`, that input is `cache_position`,
     the one input a dynamic step lacks: it switches the step's KVWrite to slot mode for the call."""
 
-    def __init__(self, module: nn.Module, inputs: list[str], outputs: list[str], slots_at: int | None = None) -> None:
+    def __init__(self, module: nn.Module, inputs: list[str], outputs: list[str], slots_at: int | None = None,
+                 rings: frozenset[int] = frozenset(), length: int = 0) -> None:
         super().__init__()
         self.module, self.inputs, self.outputs, self.slots_at = module, inputs, outputs, slots_at
+        self.rings, self.length = rings, length  # ring-cache windows and the cache length C (KVWrite.ring)
 
     def forward(self, **feeds: torch.Tensor) -> dict[str, torch.Tensor]:
         args = [feeds[arg_name(n)] for n in self.inputs]
@@ -91,10 +97,11 @@ class Named(nn.Module):
         else:
             kv = self.module.kv  # type: ignore[union-attr]
             kv.slots = args.pop(self.slots_at)
+            kv.rings, kv.length = self.rings, self.length
             try:
                 out = self.module(*args)
             finally:
-                kv.slots = None
+                kv.slots, kv.rings = None, frozenset()
         return dict(zip(self.outputs, out if isinstance(out, tuple) else (out,)))
 
 
@@ -113,12 +120,15 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
     if spec.kind == "decoder-only":
         dec = dynamic["decoder"]
         inputs = ["input_ids", "attention_mask", "position_ids", "cache_position", *dec.cache_inputs]
+        windows = _ring_windows(dec.module, d.num_layers, c_len) if shape.ring else [None] * d.num_layers
+        lengths = [windows[int(n.split(".")[1])] or c_len for n in dec.cache_inputs]  # past.<layer>.key|value
         sigs = {}
         for name, t in [*((f"prefill_{b}", b) for b in shape.all_buckets), ("decode", 1)]:
             ex = (torch.randint(4, 50, (1, t)), torch.ones(1, c_len, dtype=torch.int64),
-                  torch.arange(t)[None], torch.arange(t), *(kv(c_len) for _ in dec.cache_inputs))
+                  torch.arange(t)[None], torch.arange(t), *(kv(n) for n in lengths))
             sigs[name] = _named(inputs, ex)
-        module = Named(dec.module, inputs, dec.outputs, slots_at=3)
+        module = Named(dec.module, inputs, dec.outputs, slots_at=3,
+                       rings=frozenset(w for w in windows if w is not None), length=c_len)
         return [_component(dec, module, inputs, sigs)]
 
     enc, init, step = dynamic["encoder"], dynamic["decoder_init"], dynamic["decoder_step"]
@@ -135,6 +145,27 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
     return [_component(enc, Named(enc.module, enc.inputs, enc.outputs), enc.inputs, enc_sigs),
             _component(init, Named(init.module, init.inputs, init.outputs), init.inputs, init_sigs),
             _component(step, Named(step.module, inputs, step.outputs, slots_at=3), inputs, {"decode": _named(inputs, ex)})]
+
+
+def _ring_windows(step: nn.Module, layers: int, c_len: int) -> list[int | None]:
+    """Per layer, its sliding window where the layer keeps a ring cache (window < C), else None.
+    A step module with sliding layers says each layer's window with `window(layer)` (llama.py, gemma.py)."""
+    window = getattr(step, "window", None)
+    if not callable(window):
+        return [None] * layers
+    return [w if w is not None and 0 < w < c_len else None for w in (window(i) for i in range(layers))]
+
+
+def ring_lengths(components: list[Component], c_len: int) -> dict[str, int]:
+    """The manifest's static["ring"]: cache input name -> its ring length, for the caches shorter
+    than the cache length (the decode signature's example inputs have the compiled shapes)."""
+    out = {}
+    for c in components:
+        for n in c.cache_inputs:
+            ex = c.example_kwargs.get(arg_name(n))
+            if ex is not None and n.startswith("past.") and ex.shape[2] < c_len:
+                out[n] = int(ex.shape[2])
+    return out
 
 
 def _named(inputs: list[str], example: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

@@ -25,8 +25,9 @@ class GemmaStep(nn.Module):
     """step(input_ids [B,T], attention_mask [B,P+T], position_ids [B,T], *past_kv [B,Hkv,P,D])
     -> logits of the last position [B,V], *present_kv [B,Hkv,P+T,D] (key, value per layer).
 
-    Sliding-window layers keep the full-length cache like the others and only mask keys more than
-    `sliding_window` positions back."""
+    Sliding-window layers mask keys `sliding_window` or more positions back; they keep the
+    full-length cache like the others, except in static graphs, where a window shorter than the
+    cache makes theirs a ring of window rows (KVWrite.cache)."""
 
     def __init__(self, hf: Any) -> None:
         super().__init__()
@@ -43,7 +44,7 @@ class GemmaStep(nn.Module):
         self.scale = (scalar or cfg.head_dim) ** -0.5
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
         self.layer_types = list(getattr(cfg, "layer_types", None) or [FULL] * cfg.num_hidden_layers)
-        self.window = getattr(cfg, "sliding_window", None)
+        self.sliding = getattr(cfg, "sliding_window", None)
         # one rotary table per attention kind: Gemma 3 keeps `<kind>_inv_freq` buffers, Gemma 1 one `inv_freq`
         rot = hf.model.rotary_emb
         self.kinds = sorted(set(self.layer_types))
@@ -58,7 +59,7 @@ class GemmaStep(nn.Module):
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = self.embed(input_ids)  # [B, T, H]
         t, d = input_ids.shape[1], self.head_dim
-        bias = {k: self.kv.bias(attention_mask, t, self.window if k == SLIDING else None) for k in self.kinds}
+        bias = {k: self.kv.bias(attention_mask, t, self.sliding if k == SLIDING else None) for k in self.kinds}
         rope = {}
         for k in self.kinds:
             inv, s = getattr(self, f"inv_freq_{k}"), self.rope_scaling[k]
@@ -75,8 +76,9 @@ class GemmaStep(nn.Module):
                 q, k = rms_norm(a.q_norm, q, offset=1.0), rms_norm(a.k_norm, k, offset=1.0)
             cos, sin = rope[kind]
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
-            presents += [k, v]
+            w = self.window(i)
+            (k, pk), (v, pv) = self.kv.cache(past[2 * i], k, w), self.kv.cache(past[2 * i + 1], v, w)
+            presents += [pk, pv]
             o = a.o_proj(attend(q, k, v, bias[kind], self.scale))
             if hasattr(layer, "pre_feedforward_layernorm"):  # Gemma 3: norms around both blocks
                 x = x + rms_norm(layer.post_attention_layernorm, o, offset=1.0)
@@ -89,6 +91,10 @@ class GemmaStep(nn.Module):
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return (logits, *presents)
+
+    def window(self, layer: int) -> int | None:
+        """Layer `layer`'s sliding attention window (None: it sees every earlier token)."""
+        return self.sliding if self.layer_types[layer] == SLIDING else None
 
 
 def _refuse_unsupported(c: Any) -> None:

@@ -77,13 +77,15 @@ class LlamaStep(nn.Module):
             if fuse:
                 o, k, v = fused.gqa(self.packed(a, h), past[2 * i], past[2 * i + 1], bias, lens, tables, self.n_heads,
                                     self.n_kv, scale)
+                presents += [k, v]
             else:
                 q, k, v = self.project(a, h)
                 q, k, v = heads(q, self.n_heads, d), heads(k, self.n_kv, d), heads(v, self.n_kv, d)
                 q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-                k, v = self.kv.append(past[2 * i], k), self.kv.append(past[2 * i + 1], v)
+                w = windows[i]
+                (k, pk), (v, pv) = self.kv.cache(past[2 * i], k, w), self.kv.cache(past[2 * i + 1], v, w)
                 o = attend(q, k, v, bias, scale)
-            presents += [k, v]
+                presents += [pk, pv]
             x = x + a.o_proj(o)
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
         logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
