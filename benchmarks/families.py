@@ -8,7 +8,7 @@ A cell is what the export reported: parity status and max |logits diff| against 
 (tolerance per weight format: edgeseq/accuracy.py). Shapes and weights are tiny, so sizes and
 times are not reported; the table answers "does this family go down this path, checked".
 
-    .venv/bin/python benchmarks/families.py                 # every family, every path (~15 min, 2 cores)
+    .venv/bin/python benchmarks/families.py                 # every family, every path (~20 min, 2 cores)
     .venv/bin/python benchmarks/families.py --families qwen3,bart --paths onnx/fp32,tflite/fp32
 """
 from __future__ import annotations
