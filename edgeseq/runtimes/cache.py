@@ -62,9 +62,11 @@ class CacheForm(Generic[H]):
         """This form's data of `state` (the form put it there in `new`)."""
         return cast(H, state.held)
 
-    def arrays(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """Zeroed cache arrays [batch, Hkv, length, D] for every past.* input."""
-        return {n: np.zeros((batch, self.heads, length, self.head_dim), np.float32) for n in self.past}
+    def arrays(self, batch: int, length: int, lengths: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        """Zeroed cache arrays [batch, Hkv, length, D] for every past.* input (`lengths`: the inputs that
+        have another length, as static ring caches do)."""
+        lengths = lengths or {}
+        return {n: np.zeros((batch, self.heads, lengths.get(n, length), self.head_dim), np.float32) for n in self.past}
 
     # -- the hooks ---------------------------------------------------------------------------------
     def new(self, state: State) -> None:

@@ -40,8 +40,7 @@ class StaticSlots(CacheForm[HeldCache]):
     def new(self, state: State) -> None:
         state.slots = 0
         state.mask = np.zeros((state.batch, self.length), np.int64)
-        state.caches = {n: np.zeros((state.batch, self.heads, self.rings.get(n, self.length), self.head_dim),
-                                    np.float32) for n in self.past}
+        state.caches = self.arrays(state.batch, self.length, self.rings)
 
     def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
         assert signature is not None

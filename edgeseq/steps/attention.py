@@ -206,8 +206,12 @@ def rotary_gathered(positions: torch.Tensor, length: int, inv_freq: torch.Tensor
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Apply rotary embeddings (rotate-half convention) to x [B, H, T, D]."""
-    half = x.shape[-1] // 2
+    """Apply rotary embeddings (rotate-half convention) to x [B, H, T, D]; tables narrower than D
+    (partial rotary, R = cos.shape[-1] < D) rotate the first R dims of each head and keep the rest."""
+    r = cos.shape[-1]
+    if r < x.shape[-1]:
+        return torch.cat([rotate(x[..., :r], cos, sin), x[..., r:]], dim=-1)
+    half = r // 2
     return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 

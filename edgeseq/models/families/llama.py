@@ -81,7 +81,7 @@ class LlamaStep(nn.Module):
             else:
                 q, k, v = self.project(a, h)
                 q, k, v = heads(q, self.n_heads, d), heads(k, self.n_kv, d), heads(v, self.n_kv, d)
-                q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+                q, k = rotate(q, cos, sin), rotate(k, cos, sin)
                 w = windows[i]
                 (k, pk), (v, pv) = self.kv.cache(past[2 * i], k, w), self.kv.cache(past[2 * i + 1], v, w)
                 o = attend(q, k, v, bias, scale)
@@ -90,14 +90,6 @@ class LlamaStep(nn.Module):
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
         logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
         return (logits, *presents)
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """`rotate` on the first cos.shape[-1] dims of each head (all of them but with partial rotary)."""
-    r = cos.shape[-1]
-    if r == x.shape[-1]:
-        return rotate(x, cos, sin)
-    return torch.cat([rotate(x[..., :r], cos, sin), x[..., r:]], dim=-1)
 
 
 def dims(c: Any) -> Dims:
