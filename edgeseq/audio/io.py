@@ -39,7 +39,10 @@ def load_audio(source: str | os.PathLike[str] | np.ndarray, sampling_rate: int =
     path = Path(source)
     if not path.is_file():
         raise InputError(f"audio file not found: {path}", "check the path")
-    samples, rate = _read(path)
+    try:
+        samples, rate = _read(path)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file's permissions") from None
     if samples.size == 0:
         raise InputError(f"{path} holds no audio samples", "check the recording; it is empty")
     return resample(samples, rate, sampling_rate)
@@ -62,8 +65,8 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
         return _mono(_pcm(raw, width, path), channels), rate
     except wave.Error:
         pass  # a float or extensible header: read the chunks ourselves
-    except EOFError as e:
-        raise InputError(f"{path} is a truncated WAV file ({e})", _CONVERT_HINT) from None
+    except (EOFError, struct.error):
+        raise InputError(f"{path} is a truncated or damaged WAV file", _CONVERT_HINT) from None
     return _read_riff(path)
 
 
