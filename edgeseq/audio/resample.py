@@ -32,7 +32,7 @@ def _phase_filters(up: int, down: int, zeros: int, rolloff: float, beta: float) 
     return taps, offset, half
 
 
-def resample(samples: np.ndarray, orig_sr: int, target_sr: int = 16000, *, zeros: int = 32,
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int = 16000, *, zeros: int = 24,
              rolloff: float = 0.94, beta: float = 9.0) -> np.ndarray:
     """Resample mono float samples from `orig_sr` to `target_sr` (Hz, integers); float32 out.
 
