@@ -50,11 +50,12 @@ def prompt_ids(tokenizer_json: str, kind: str, gen: dict[str, Any], vocab_size: 
 
 
 def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
-          banned: list[int] | None = None) -> dict[str, Any]:
+          banned: list[int] | None = None, first: list[int] | None = None) -> dict[str, Any]:
     """Per-step logits [steps, V] of the checked run against the reference's, at the tokens the
     checked run chose; `rule` names the TOLERANCE row. `banned`: token ids the checked run could not
     choose (EOS, masked so that a run has every step): the reference's choice is taken among the
-    same tokens, so an answer that would end within the window is not a mismatch. A step where the
+    same tokens, so an answer that would end within the window is not a mismatch (`first`: the ids
+    banned at the first step, where they differ: Whisper's begin-suppressed ones). A step where the
     tokens differ counts only when the reference's margin between them exceeds the tolerance (a
     near-tie is no evidence against the export)."""
     tol = TOLERANCE[rule]
@@ -64,6 +65,8 @@ def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
     choice = ref.copy()
     if banned:
         choice[:, banned] = -np.inf
+    if first and len(choice):
+        choice[0, first] = -np.inf
     ref_top = choice.argmax(-1)
     margins = ref[steps, ref_top] - ref[steps, tokens]
     agree = [bool(a == b) for a, b in zip(tokens, ref_top.tolist())]
@@ -83,6 +86,14 @@ def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
     if banned:  # where the reference alone would have stopped: the check's window runs past its answer
         verdict["reference_banned_steps"] = [i for i, t in enumerate(ref.argmax(-1).tolist()) if t in banned]
     return verdict
+
+
+def judge_tensor(got: np.ndarray, ref: np.ndarray, rule: str) -> dict[str, Any]:
+    """One output tensor (an encoder's hidden states) against the reference's, under `rule`'s tolerance."""
+    tol = TOLERANCE[rule]
+    limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
+    diff = float(np.abs(np.asarray(got, np.float32) - ref).max())
+    return {"status": "passed" if diff <= limit else "failed", "max_abs_diff": diff, "tolerance": limit}
 
 
 def forced_logits(backend: Any, ids: list[int], gen: dict[str, Any], tokens: list[int] | None,

@@ -59,6 +59,9 @@ class Manifest:
     # static shapes (TFLite): max_input, max_output, cache_length, buckets (, cross_length, ring); None = dynamic
     static: dict[str, Any] | None = None
     target: str = "cpu"  # what the graphs were shaped for: cpu (any engine) | npu (static, HTP-ready ONNX)
+    # speech models: sampling rate, mel settings, window length and the prompt's special tokens
+    # (models/families/whisper.py); None = the encoder reads token ids
+    audio: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -91,7 +94,7 @@ class Manifest:
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
             optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static",
-                                                  "target")
+                                                  "target", "audio")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
@@ -131,8 +134,9 @@ def _check_types(data: dict[str, Any]) -> None:
          "generation.eos_token_ids must be a list of integers")
     for key in ("pad_token_id", "decoder_start_token_id", "bos_token_id", "forced_bos_token_id", "forced_eos_token_id"):
         need(gen.get(key) is None or isinstance(gen[key], int), f"generation.{key} must be an integer")
-    need(gen.get("suppress_token_ids") is None or (isinstance(gen["suppress_token_ids"], list) and all(
-        isinstance(x, int) for x in gen["suppress_token_ids"])), "generation.suppress_token_ids must be a list of integers")
+    for key in ("suppress_token_ids", "begin_suppress_token_ids"):
+        need(gen.get(key) is None or (isinstance(gen[key], list) and all(isinstance(x, int) for x in gen[key])),
+             f"generation.{key} must be a list of integers")
     need(data["kind"] == "decoder-only" or isinstance(gen.get("decoder_start_token_id"), int),
          "generation.decoder_start_token_id is missing")
     need(gen.get("chat_template") is None or isinstance(gen["chat_template"], str), "chat_template must be text")
@@ -142,6 +146,12 @@ def _check_types(data: dict[str, Any]) -> None:
     need(all(isinstance(k, str) and "/" not in k and "\\" not in k and k not in ("", ".", "..")
              for k in files), "files must be plain file names inside the artifact")
     need(isinstance(data.get("parity", {}), dict), "'parity' must be an object")
+    audio = data.get("audio")
+    need(audio is None or (isinstance(audio, dict) and all(
+        isinstance(audio.get(k), int) and audio[k] > 0 for k in ("sampling_rate", "n_mels", "frames", "n_fft",
+                                                                 "hop_length", "chunk_seconds"))
+        and isinstance(audio.get("tokens"), dict) and isinstance(audio["tokens"].get("start"), int)),
+         "'audio' must give sampling_rate, n_mels, frames, n_fft, hop_length, chunk_seconds and tokens.start")
     need(data.get("target", "cpu") in TARGETS, f"'target' must be one of {list(TARGETS)}")
     need(data.get("target", "cpu") == "cpu" or data.get("static") is not None, "an npu target needs 'static' shapes")
     static = data.get("static")

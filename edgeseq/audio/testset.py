@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from edgeseq.errors import InputError
 
 VOICE = "en-us"
@@ -109,3 +111,16 @@ def synthesize(out_dir: str | os.PathLike[str], names: list[str] | None = None) 
             partial.replace(path)  # only a complete file takes the cached name
         result.append((path, text))
     return result
+
+
+def voice_like(seconds: float, sampling_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A deterministic speech-like signal without a synthesizer (export parity, NPU calibration):
+    harmonics on a gliding pitch, amplitude changing at a syllable rate, light noise, so every mel
+    band carries energy. `seed` varies the pitch, rate and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    base, glide, syllables = 110 + 60 * rng.random(), 20 + 30 * rng.random(), 3 + 3 * rng.random()
+    phase = 2 * np.pi * np.cumsum(base + glide * np.sin(2 * np.pi * 0.5 * t)) / sampling_rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.6 + 0.4 * np.sin(2 * np.pi * syllables * t)) ** 2
+    samples = 0.3 * voice / np.abs(voice).max() + rng.normal(0, 0.02, t.shape)
+    return samples.astype(np.float32)

@@ -70,6 +70,16 @@ def record(directory: Path, manifest: Any) -> dict[tuple[str, str], list[dict[st
         return invoke(component, signature, feeds)
 
     backend.invoke = recording  # type: ignore[method-assign]
+    if manifest.audio:  # speech: windows of voice-like signals (parity's kind), decoded from the transcription prompt
+        from ..generate.speech import prompt
+        from .parity import parity_features
+
+        cfg = GenerationConfig(max_new_tokens=min(DECODE_STEPS, manifest.static["max_output"]), ignore_eos=True)
+        for seed in range(2 * PROMPTS_PER_BUCKET):
+            for _ in steps(backend, [prompt(manifest.audio["tokens"])], cfg, manifest.generation, Timings(),
+                           features=parity_features(manifest.audio, seed + 1)):
+                pass
+        return samples
     tok = Tokenizer.from_str((directory / TOKENIZER).read_text())
     vocab = manifest.dims["vocab_size"]
     passage = prompt_ids(tok, 4 * max(manifest.static["buckets"]) + 64, vocab)

@@ -88,7 +88,7 @@ def _static_info(spec: Any, shape: Any, comps: list[Any]) -> dict[str, Any]:
     """The manifest's static section: the shape, and the ring caches where sliding layers have them."""
     from ..steps.static import ring_lengths
 
-    info: dict[str, Any] = shape.as_dict(spec.kind)
+    info: dict[str, Any] = shape.as_dict(spec)
     rings = ring_lengths(comps, info["cache_length"])
     if rings:
         info["ring"] = rings
@@ -116,7 +116,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),
                     quantization=None if weights == "fp32" else weights,
                     tools=_versions(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    static=_static_info(spec, shape, comps) if static else None, target=target)
+                    static=_static_info(spec, shape, comps) if static else None, target=target, audio=spec.audio)
     if target == "npu" and weights != "fp32":
         from .calibrate import quantize_artifact
 

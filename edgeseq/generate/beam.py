@@ -14,7 +14,7 @@ import numpy as np
 
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import Timings, banned_ids, check_rows, forced_last, forced_prefix, now, start, stop_ids
+from .loop import Timings, banned_ids, check_rows, first_banned, forced_last, forced_prefix, now, start, stop_ids
 from .search import penalize_repeats
 
 NEG = -1.0e9
@@ -32,14 +32,15 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-                timings: Timings) -> list[list[list[int]]]:
-    """Returns, per prompt, cfg.num_return_sequences token lists (best first)."""
-    check_rows(backend, rows, cfg)
+                timings: Timings, features: np.ndarray | None = None) -> list[list[list[int]]]:
+    """Returns, per prompt, cfg.num_return_sequences token lists (best first). `features`: a speech
+    model's encoder input, `rows` then its decoder prompts (loop.start)."""
+    check_rows(backend, rows, cfg, features)
     b, k, groups = len(rows), cfg.num_beams, cfg.num_beam_groups
     kg = k // groups
     eos = stop_ids(cfg, gen)
-    banned, last = banned_ids(cfg, gen), forced_last(cfg, gen)
-    state, logits, history, t0 = start(backend, rows, gen, timings)
+    banned, first, last = banned_ids(cfg, gen), first_banned(cfg, gen), forced_last(cfg, gen)
+    state, logits, history, t0 = start(backend, rows, gen, timings, features)
     # a forced first token counts as generated (length penalty, max_new_tokens), as in transformers
     prompt_len = history.shape[1] - len(forced_prefix(backend.manifest.kind, gen))
     max_len = prompt_len + cfg.max_new_tokens
@@ -56,13 +57,14 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
     fin_lens = np.zeros((b, groups, kg), np.int64)
     fin_done = np.zeros((b, groups, kg), bool)
     improvable = np.ones((b, groups), bool)
-    cur = history.shape[1]
+    cur = begin = history.shape[1]
     while True:
         logp = _log_softmax(logits)
         if cfg.repetition_penalty != 1.0:
             logp = penalize_repeats(logp, history, cfg.repetition_penalty)
-        if banned:
-            logp[:, banned] = NEG
+        no = first if cur == begin else banned  # the first choice also avoids the begin-suppressed ids
+        if no:
+            logp[:, no] = NEG
         if last is not None and cur + 1 >= max_len:  # the last step: only the forced end (its score: 0)
             logp = np.full_like(logp, NEG)
             logp[:, last] = 0.0

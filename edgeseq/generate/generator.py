@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import InputError
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
-from .loop import banned_ids, check_ids, forced_last, forced_prefix, stop_ids
+from .loop import banned_ids, check_ids, first_banned, forced_last, forced_prefix, stop_ids
 from .search import select
 
 
@@ -23,6 +23,9 @@ class Generator:
     """
 
     def __init__(self, backend: StepBackend, gen: dict, cfg: GenerationConfig, prompt: list[int]) -> None:
+        if backend.manifest.audio:
+            raise InputError("a Generator starts from a text prompt; this artifact's encoder reads audio",
+                             "use model.transcribe(audio)")
         self.vocab = int(backend.manifest.dims["vocab_size"])
         check_ids([prompt], self.vocab)
         prompt = [int(i) for i in prompt]
@@ -32,7 +35,7 @@ class Generator:
         self.backend, self.cfg = backend, cfg.validate()
         self.limit = int(backend.manifest.dims["max_positions"])
         self.eos = set(stop_ids(cfg, gen))
-        self._banned, self._last = banned_ids(cfg, gen), forced_last(cfg, gen)
+        self._banned, self._first, self._last = banned_ids(cfg, gen), first_banned(cfg, gen), forced_last(cfg, gen)
         self._rng = np.random.default_rng(cfg.seed)
         self.state = backend.new_state(1)
         self.tokens: list[int] = []  # tokens this generator produced (not the prompt or appended ids)
@@ -77,7 +80,8 @@ class Generator:
         if self._last is not None and self._new + 1 >= self.cfg.max_new_tokens:
             token = self._last
         else:
-            token = int(select(logits, self.cfg, self._rng, self._banned, history)[0])
+            banned = self._banned if self.tokens else self._first  # the first choice: begin-suppressed ids too
+            token = int(select(logits, self.cfg, self._rng, banned, history)[0])
         self._seq.append(token)
         self.tokens.append(token)
         self._pending = [token]

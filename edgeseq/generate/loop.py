@@ -73,6 +73,13 @@ def banned_ids(cfg: GenerationConfig, gen: dict) -> list[int] | None:
     return sorted(ids) or None
 
 
+def first_banned(cfg: GenerationConfig, gen: dict) -> list[int] | None:
+    """Ids the first chosen token may not be: the banned ids and generation.begin_suppress_token_ids
+    (Whisper: a blank or an immediate end), as transformers' begin-suppress rule."""
+    ids = set(banned_ids(cfg, gen) or []) | set(gen.get("begin_suppress_token_ids") or [])
+    return sorted(ids) or None
+
+
 def forced_last(cfg: GenerationConfig, gen: dict) -> int | None:
     """The id a run that reaches max_new_tokens ends with (generation.forced_eos_token_id: BART,
     mBART, Marian), as transformers forces it; none in a forced-length run (ignore_eos)."""
@@ -97,11 +104,14 @@ def check_ids(rows: Any, vocab: int) -> None:
                                  "pass ids from this artifact's tokenizer (model.encode)")
 
 
-def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig) -> None:
+def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig,
+               features: np.ndarray | None = None) -> None:
     m = backend.manifest
     limit = int(m.dims["max_positions"])
     check_ids(rows, int(m.dims["vocab_size"]))
     longest = max(len(r) for r in rows)
+    if m.audio or features is not None:
+        return _check_audio(m, rows, cfg, features, limit)
     need = longest + cfg.max_new_tokens if m.kind == "decoder-only" else max(longest, cfg.max_new_tokens + 1)
     if need > limit:
         raise InputError(f"prompt of {longest} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
@@ -109,6 +119,26 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
     check_fits(kv_bytes(m, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
                f"the KV cache of {len(rows)} x {cfg.num_beams} rows of {longest} + {cfg.max_new_tokens} tokens",
                "use a smaller batch, fewer beams or shorter lengths")
+
+
+def _check_audio(m: Any, rows: list[list[int]], cfg: GenerationConfig, features: np.ndarray | None,
+                 limit: int) -> None:
+    """A speech model's request: one window of features per row of decoder prompt ids (generate/speech.py)."""
+    if not m.audio or features is None:
+        raise InputError("this artifact's encoder reads audio features, not token ids" if m.audio else
+                         "audio features given to a model whose encoder reads token ids",
+                         "use model.transcribe(audio) / edgeseq transcribe" if m.audio else "pass a text prompt")
+    want = (len(rows), int(m.audio["n_mels"]), int(m.audio["frames"]))
+    if not isinstance(features, np.ndarray) or features.shape != want:
+        got = features.shape if isinstance(features, np.ndarray) else type(features).__name__
+        raise InputError(f"audio features must be an array {list(want)} (rows, mel bins, frames), got {got}",
+                         "make them with edgeseq.audio (model.transcribe does)")
+    if len({len(r) for r in rows}) > 1:
+        raise InputError("the decoder prompts of one batch of audio must have one length",
+                         "transcribe with one language and task per call")
+    if len(rows[0]) + cfg.max_new_tokens > limit:
+        raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
+                         f"maximum of {limit} decoder positions", f"lower --max-new-tokens to {limit - len(rows[0])}")
 
 
 def forced_prefix(kind: str, gen: dict) -> list[int]:
@@ -120,16 +150,22 @@ def forced_prefix(kind: str, gen: dict) -> list[int]:
     return [int(forced)] if kind == "encoder-decoder" and forced is not None else []
 
 
-def start(backend: StepBackend, rows: list[list[int]], gen: dict,
-          timings: Timings) -> tuple[State, np.ndarray, np.ndarray, float]:
+def start(backend: StepBackend, rows: list[list[int]], gen: dict, timings: Timings,
+          features: np.ndarray | None = None) -> tuple[State, np.ndarray, np.ndarray, float]:
     """Encode (encoder-decoder) and prefill a batch of prompts on the clock started here.
 
     Returns the state, next-token logits [B, V], the decoder-side ids so far [B, L] (the padded
-    prompt, or the decoder start token and its forced prefix) and the clock's start."""
+    prompt, or the decoder start token and its forced prefix) and the clock's start. A speech model
+    (`features` [B, n_mels, frames]): the encoder reads the features, `rows` are the decoder prompts."""
     b, pad = len(rows), int(gen.get("pad_token_id") or 0)
     t0 = now()
     state = backend.new_state(b)
-    if backend.manifest.kind == "decoder-only":
+    if features is not None:
+        backend.encode_audio(state, features)
+        timings.encode_ms = (now() - t0) * 1e3
+        history = np.array(rows, np.int64)
+        logits = backend.prefill(state, history)
+    elif backend.manifest.kind == "decoder-only":
         ids, mask = _pad(rows, pad, left=True)
         logits = backend.prefill(state, ids, mask)
         history = ids
@@ -152,34 +188,42 @@ class TimeLimitError(EdgeseqError):
     exit_code = 12
 
 
+Rules = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (logits [B, V], ids so far [B, L]) -> logits
+
+
 def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-          timings: Timings, deadline: float | None = None,
-          halted: np.ndarray | None = None) -> Iterator[np.ndarray]:
+          timings: Timings, deadline: float | None = None, halted: np.ndarray | None = None,
+          features: np.ndarray | None = None, rules: Rules | None = None) -> Iterator[np.ndarray]:
     """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
 
     `gen` is the manifest's generation section (eos ids, pad id, decoder start id). `halted` [B] bool,
     caller-owned: rows the caller marks True while holding a step's tokens stop there (stop strings).
+    `features`: a speech model's encoder input (see `start`). `rules`: a caller's constraint on the
+    logits before each choice, given the decoder-side ids so far (Whisper's timestamp rules).
     Rows are checked when this is called, not at the first step."""
-    check_rows(backend, rows, cfg)
-    return _steps(backend, rows, cfg, gen, timings, deadline, halted)
+    check_rows(backend, rows, cfg, features)
+    return _steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)
 
 
 def _steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
-           timings: Timings, deadline: float | None, halted: np.ndarray | None) -> Iterator[np.ndarray]:
+           timings: Timings, deadline: float | None, halted: np.ndarray | None,
+           features: np.ndarray | None, rules: Rules | None) -> Iterator[np.ndarray]:
     eos = stop_ids(cfg, gen)
     pad = int(gen.get("pad_token_id") or 0)
     rng = np.random.default_rng(cfg.seed)
-    banned, last = banned_ids(cfg, gen), forced_last(cfg, gen)
+    banned, first, last = banned_ids(cfg, gen), first_banned(cfg, gen), forced_last(cfg, gen)
     b = len(rows)
-    state, logits, history, t0 = start(backend, rows, gen, timings)
+    state, logits, history, t0 = start(backend, rows, gen, timings, features)
     done = np.zeros(b, bool)
-    track = cfg.repetition_penalty != 1.0
+    track = cfg.repetition_penalty != 1.0 or rules is not None
     budget = cfg.max_new_tokens - len(forced_prefix(backend.manifest.kind, gen))
     for i in range(budget):
+        if rules is not None:
+            logits = rules(logits, history)
         if last is not None and i == budget - 1:
             tokens = np.full(b, last, np.int64)
         else:
-            tokens = select(logits, cfg, rng, banned, history if track else None)
+            tokens = select(logits, cfg, rng, first if i == 0 else banned, history if track else None)
         tokens = np.where(done, pad, tokens)
         if track:
             history = np.concatenate([history, tokens[:, None]], axis=1)
@@ -211,14 +255,15 @@ def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[np.ndarray, np.nd
 def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
         on_tokens: Callable[[np.ndarray], None] | None = None,
         deadline: float | None = None,
-        halt: Callable[[int, int], bool] | None = None) -> tuple[list[list[int]], Timings]:
+        halt: Callable[[int, int], bool] | None = None, features: np.ndarray | None = None,
+        rules: Rules | None = None) -> tuple[list[list[int]], Timings]:
     """Run the loop to the end; returns the new ids per row (cut at and including the stop token).
 
     `halt(row, token)`, called for each row's new token that is not a stop id, returns True to end
     that row there (the token is kept): the API's stop strings."""
     timings = Timings()
     halted = np.zeros(len(rows) if isinstance(rows, (list, tuple)) else 0, bool) if halt else None
-    loop = steps(backend, rows, cfg, gen, timings, deadline, halted)  # checks the rows
+    loop = steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)  # checks the rows
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
     eos = set(stop_ids(cfg, gen))

@@ -96,10 +96,11 @@ def _generation(config: Any, kind: str, family: families.Family,
     # single-token bad words and suppressed tokens are the same rule: never chosen
     suppress = {int(t) for t in _setting("suppress_tokens", generation_config, config) or []}
     suppress |= {int(w[0]) for w in _setting("bad_words_ids", generation_config, config) or [] if len(w) == 1}
+    begin = [int(t) for t in _setting("begin_suppress_tokens", generation_config, config) or []]
     return GenerationDefaults(eos_token_ids=[int(e) for e in eos_ids], bos_token_id=bos, pad_token_id=int(pad),
                               decoder_start_token_id=start, add_bos=add_bos, chat_template=chat_template,
                               forced_bos_token_id=forced, forced_eos_token_id=None if end is None else int(end),
-                              suppress_token_ids=sorted(suppress) or None)
+                              suppress_token_ids=sorted(suppress) or None, begin_suppress_token_ids=begin or None)
 
 
 def _setting(name: str, generation_config: Any, config: Any) -> Any:
@@ -118,12 +119,16 @@ def _build(name: str, model: Any, tokenizer_json: str, source: str, source_kind:
                                             getattr(model, "generation_config", None)),
                      tokenizer_json=tokenizer_json, source=source, source_kind=source_kind,
                      source_hash=source_hash, random_weights=random_weights, model=model.eval(),
-                     notes=notes or [])
+                     notes=notes or [], audio=family.audio(model, tokenizer_json) if family.audio else None)
 
 
-def _auto_class(config: Any) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+def auto_class(config: Any) -> Any:
+    """The transformers Auto class that builds a model of `config` (speech, seq2seq or causal)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
 
+    if getattr(config, "model_type", None) in MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES:  # Whisper
+        return AutoModelForSpeechSeq2Seq
     return AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
 
 
@@ -199,7 +204,7 @@ def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
     d, f = str(path.parent), path.name
     config = AutoConfig.from_pretrained(d, gguf_file=f)
     families.for_model_type(getattr(config, "model_type", None), str(path))
-    model = _auto_class(config).from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    model = auto_class(config).from_pretrained(d, gguf_file=f, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     notes = ["GGUF weights de-quantized to float32 by transformers"]
     return _build(name, model, tok.backend_tokenizer.to_str(), str(path), source_kind, _hash_files([path]),
@@ -220,7 +225,7 @@ def _from_hf_dir(path: Path) -> ModelSpec:
 
     config = AutoConfig.from_pretrained(str(path))
     families.for_model_type(getattr(config, "model_type", None), str(path))
-    model = _auto_class(config).from_pretrained(str(path), dtype=torch.float32)
+    model = auto_class(config).from_pretrained(str(path), dtype=torch.float32)
     tokenizer_json, template = _dir_tokenizer(path)
     files = sorted(p for p in path.iterdir() if p.suffix in {".json", ".safetensors", ".bin"} and p.is_file())
     return _build(path.name, model, tokenizer_json, str(path.resolve()), "hf-dir", _hash_files(files),

@@ -38,6 +38,7 @@ class GenerationDefaults:
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None  # a run that reaches max_new_tokens ends with it (BART, Marian)
     suppress_token_ids: list[int] | None = None  # never generated (Marian's pad: its bad_words_ids)
+    begin_suppress_token_ids: list[int] | None = None  # not generated first (Whisper: blank and EOS)
     add_bos: bool = False  # prepend bos_token_id to prompts (edgeseq encodes them without special tokens)
     chat_template: str | None = None
 
@@ -61,6 +62,7 @@ class ModelSpec:
     random_weights: bool
     model: Any = field(repr=False, default=None)  # transformers PreTrainedModel (or a family's own), float32, eval()
     notes: list[str] = field(default_factory=list)
+    audio: dict[str, Any] | None = None  # speech models: the manifest's audio section (Family.audio)
 
     @property
     def num_params(self) -> int:

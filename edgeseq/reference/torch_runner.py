@@ -182,6 +182,13 @@ class TorchBackend(StepBackend):
 
     def encode(self, state: State, ids: np.ndarray, mask: np.ndarray) -> None:
         super().encode(state, ids, mask)
+        self._sync()
+
+    def encode_audio(self, state: State, features: np.ndarray) -> None:
+        super().encode_audio(state, features)
+        self._sync()
+
+    def _sync(self) -> None:
         if self.cuda:  # the encoder's output stays on the device: wait for it so encode_ms is its real time
             import torch
 

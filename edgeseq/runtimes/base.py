@@ -104,7 +104,7 @@ class StepBackend(ABC):
     def _check_contract(self) -> None:
         """The manifest's cache names must be the graphs' inputs: the loop feeds exactly those."""
         plain = {"input_ids", "attention_mask", "position_ids", "encoder_attention_mask", "encoder_hidden_states",
-                 "cache_position"}
+                 "cache_position", "input_features"}
         for name, comp in self.manifest.components.items():
             have = self.graph_inputs(name)
             want = plain & have | set(comp.cache_inputs)
@@ -134,6 +134,17 @@ class StepBackend(ABC):
         hidden = self.run("encoder", {"input_ids": ids, "attention_mask": mask})["encoder_hidden_states"]
         state.cross = self.run("decoder_init", {"encoder_hidden_states": hidden})
         state.encoder_mask = mask
+
+    def encode_audio(self, state: State, features: np.ndarray) -> None:
+        """Speech models: run the encoder on log-mel features [B, n_mels, frames] (one window per row)
+        and build the cross-attention cache; every encoder position is real (mask of ones)."""
+        hidden = self.encoder_hidden(features)
+        state.cross = self.run("decoder_init", {"encoder_hidden_states": hidden})
+        state.encoder_mask = np.ones(hidden.shape[:2], np.int64)
+
+    def encoder_hidden(self, features: np.ndarray) -> Any:
+        """A speech encoder's output [B, positions, E] for features [B, n_mels, frames]."""
+        return self.run("encoder", {"input_features": features})["encoder_hidden_states"]
 
     def prefill(self, state: State, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Feed prompt tokens [B, T] (left-padded where mask is 0); return next-token logits [B, V]."""

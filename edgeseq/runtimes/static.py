@@ -141,6 +141,18 @@ class StaticStepBackend(StepBackend):
         state.encoder_mask = np.pad(mask_p, ((0, 0), (0, full - length)))
         self.usage = {"encoder_bucket": length, "encoder_padding": pad}
 
+    def encode_audio(self, state: State, features: np.ndarray) -> None:
+        """One window of features per row: the encoder's one signature, the cross caches at full length."""
+        length = self._sizes["encoder"][0][0]
+        hidden = {"encoder_hidden_states": self.encoder_hidden(features)}
+        state.cross = self.run_signature("decoder_init", self._signature("decoder_init", length), hidden)
+        state.encoder_mask = np.ones((features.shape[0], length), np.int64)
+        self.usage = {"encoder_bucket": length, "encoder_padding": 0}
+
+    def encoder_hidden(self, features: np.ndarray) -> Any:
+        name = self._sizes["encoder"][0][1]  # a speech encoder has one signature: one window
+        return self.run_signature("encoder", name, {"input_features": features})["encoder_hidden_states"]
+
     def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
         assert state.slots is not None and state.mask is not None
         t = ids.shape[1]

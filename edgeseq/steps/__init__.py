@@ -72,10 +72,15 @@ def _encoder_decoder(spec: ModelSpec) -> list[Component]:
     hidden = torch.randn(_B, _S, d.hidden_size)
     cross = kv_names("cross", d.num_layers)
     past_in, present_out = kv_names("past", d.num_layers), kv_names("present", d.num_layers)
-    encoder = Component("encoder", enc_cls(spec.model), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
-                        (ids, enc_mask), {"input_ids": {0: "batch", 1: "enc_seq"},
-                                          "attention_mask": {0: "batch", 1: "enc_seq"},
-                                          "encoder_hidden_states": {0: "batch", 1: "enc_seq"}})
+    if spec.audio:  # speech: log-mel features of one fixed-length window in, no mask (models/families/whisper.py)
+        features = torch.randn(_B, spec.audio["n_mels"], spec.audio["frames"])
+        encoder = Component("encoder", enc_cls(spec.model), ["input_features"], ["encoder_hidden_states"],
+                            (features,), {"input_features": {0: "batch"}, "encoder_hidden_states": {0: "batch"}})
+    else:
+        encoder = Component("encoder", enc_cls(spec.model), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
+                            (ids, enc_mask), {"input_ids": {0: "batch", 1: "enc_seq"},
+                                              "attention_mask": {0: "batch", 1: "enc_seq"},
+                                              "encoder_hidden_states": {0: "batch", 1: "enc_seq"}})
     init = Component("decoder_init", init_cls(spec.model), ["encoder_hidden_states"], cross, (hidden,),
                      {"encoder_hidden_states": {0: "batch", 1: "enc_seq"},
                       **{n: {0: "batch", 2: "enc_seq"} for n in cross}}, cache_outputs=cross)

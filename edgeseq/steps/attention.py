@@ -159,8 +159,8 @@ def padding_bias(attention_mask: torch.Tensor) -> torch.Tensor:
     return torch.where(attention_mask[:, None, None, :] > 0, 0.0, NEG.value)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(q k^T * scale + bias) v -> [B, T, Hq * D].
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v -> [B, T, Hq * D]; bias None: every key visible (no mask op).
 
     q [B, Hq, T, D]; k, v [B, Hkv, S, D]; bias broadcastable to [B, Hq, T, S].
     Grouped-query attention folds the query heads of a group into the rows of their shared K/V
@@ -173,11 +173,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     rep = hq // hkv
     if rep > 1:
         q = q.reshape(b, hkv, rep * t, d)  # rows ordered (query head in group, token)
-        if bias.shape[1] == 1:  # one bias for all heads; rows that differ per token repeat per head
+        # one bias for all heads: rows that differ per token repeat per head
+        if bias is not None and bias.shape[1] == 1:
             bias = bias.repeat(1, 1, rep, 1) if bias.shape[2] > 1 else bias  # [B, 1, rep * T or 1, S]
-        else:  # per-head bias [B, Hq, T, S] -> [B, Hkv, rep * T, S]
+        elif bias is not None:  # per-head bias [B, Hq, T, S] -> [B, Hkv, rep * T, S]
             bias = bias.reshape(bias.shape[0], hkv, rep * t, bias.shape[-1])
-    w = torch.softmax(q @ k.transpose(-1, -2) * scale + bias, dim=-1)
+    scores = q @ k.transpose(-1, -2) * scale
+    w = torch.softmax(scores if bias is None else scores + bias, dim=-1)
     o = (w @ v).reshape(b, hq, t, d)
     return o.transpose(1, 2).reshape(b, t, hq * d)
 

@@ -63,19 +63,32 @@ class StaticShape:
     def cache_length(self, kind: str) -> int:
         return self.max_input + self.max_output if kind == "decoder-only" else self.max_output
 
+    def cross_length(self, spec: ModelSpec) -> int:
+        """An encoder-decoder's longest encoder output: the longest input, or a speech model's fixed window."""
+        return int(spec.audio["encoder_positions"]) if spec.audio else self.max_input
+
     def check(self, spec: ModelSpec) -> None:
         """Limits that depend on the model: positions it can address."""
         limit = spec.dims.max_positions
-        need = self.cache_length(spec.kind) if spec.kind == "decoder-only" else max(self.max_input, self.max_output)
+        if spec.audio:  # the encoder takes one fixed window; only the decoder's positions limit the shape
+            need = self.max_output
+        elif spec.kind == "decoder-only":
+            need = self.cache_length(spec.kind)
+        else:
+            need = max(self.max_input, self.max_output)
         if need > limit:
             raise UsageError(f"--max-input {self.max_input} + --max-output {self.max_output} need {need} positions; "
                              f"{spec.name} has {limit}", f"keep the cache within {limit} positions")
 
-    def as_dict(self, kind: str) -> dict[str, Any]:
+    def as_dict(self, spec: ModelSpec) -> dict[str, Any]:
+        kind = spec.kind
         d: dict[str, Any] = {"max_input": self.max_input, "max_output": self.max_output,
                              "cache_length": self.cache_length(kind), "buckets": self.all_buckets}
         if kind == "encoder-decoder":
-            d["cross_length"] = self.max_input
+            d["cross_length"] = self.cross_length(spec)
+        if spec.audio:  # the encoder's one signature; prompt length limits do not apply to audio
+            d["max_input"] = d["cross_length"]
+            d["buckets"] = [d["cross_length"]]
         return d
 
 
@@ -132,9 +145,12 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
         return [_component(dec, module, inputs, sigs)]
 
     enc, init, step = dynamic["encoder"], dynamic["decoder_init"], dynamic["decoder_step"]
-    s_max = shape.max_input
+    s_max = shape.cross_length(spec)
     enc_sigs, init_sigs = {}, {}
-    for b in shape.all_buckets:
+    if spec.audio:  # one window of audio features: one encoder shape, its positions the cross length
+        enc_sigs[f"encode_{s_max}"] = _named(enc.inputs, (torch.randn(1, spec.audio["n_mels"], spec.audio["frames"]),))
+        init_sigs[f"init_{s_max}"] = _named(init.inputs, (torch.randn(1, s_max, d.hidden_size),))
+    for b in [] if spec.audio else shape.all_buckets:
         enc_sigs[f"encode_{b}"] = _named(enc.inputs, (torch.randint(4, 50, (1, b)), torch.ones(1, b, dtype=torch.int64)))
         init_sigs[f"init_{b}"] = _named(init.inputs, (torch.randn(1, b, d.hidden_size),))
     self_in = [n for n in step.cache_inputs if n.startswith("past.")]
@@ -166,6 +182,15 @@ def ring_lengths(components: list[Component], c_len: int) -> dict[str, int]:
             if ex is not None and n.startswith("past.") and ex.shape[2] < c_len:
                 out[n] = int(ex.shape[2])
     return out
+
+
+def signature_lengths(c: Component) -> dict[str, int]:
+    """The manifest's signatures of a static component: name -> the tokens (or encoder positions) it
+    takes, axis 1 of its first input; a speech encoder's, the positions of its output (frames / 2)."""
+    first = arg_name(c.inputs[0])
+    if c.inputs[0] == "input_features":
+        return {s: int(ex[first].shape[2]) // 2 for s, ex in c.signatures.items()}
+    return {s: int(ex[first].shape[1]) for s, ex in c.signatures.items()}
 
 
 def _named(inputs: list[str], example: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

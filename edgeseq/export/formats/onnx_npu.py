@@ -141,11 +141,10 @@ def describe(c: Component, paths: list[Path]) -> ComponentInfo:
     """Inputs and outputs as the decode (last, smallest) graph has them; signature -> tokens and file."""
     import onnx
 
-    from ...steps.static import arg_name
+    from ...steps.static import signature_lengths
 
     last = onnx.load(str(paths[-1]), load_external_data=False)
-    first = c.inputs[0]
-    tokens = {s: int(ex[arg_name(first)].shape[1]) for s, ex in c.signatures.items()}
+    tokens = signature_lengths(c)
     info = ComponentInfo(file=paths[-1].name, inputs=_io(last.graph.input, {}), outputs=_io(last.graph.output, {}),
                          cache_inputs=list(c.cache_inputs), cache_outputs=list(c.cache_outputs),
                          signatures=tokens, signature_files={s: p.name for s, p in zip(c.signatures, paths)})

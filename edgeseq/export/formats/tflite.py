@@ -91,7 +91,7 @@ def _describe(c: Component, path: Path) -> ComponentInfo:
     the number of tokens (or encoder positions) each one takes."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from ...steps.static import arg_name
+    from ...steps.static import arg_name, signature_lengths
 
     it = Interpreter(model_path=str(path))
     sig_names = list(c.signatures)
@@ -100,7 +100,6 @@ def _describe(c: Component, path: Path) -> ComponentInfo:
     inputs = [{"name": n, "dtype": ins[arg_name(n)]["dtype"].__name__, "shape": ins[arg_name(n)]["shape"].tolist(),
                "signature_name": arg_name(n)} for n in c.inputs]
     outputs = [{"name": n, "dtype": outs[n]["dtype"].__name__, "shape": outs[n]["shape"].tolist()} for n in c.outputs]
-    first = c.inputs[0]
-    tokens = {s: int(ex[arg_name(first)].shape[1]) for s, ex in c.signatures.items()}
+    tokens = signature_lengths(c)
     return ComponentInfo(file=path.name, inputs=inputs, outputs=outputs, cache_inputs=list(c.cache_inputs),
                          cache_outputs=list(c.cache_outputs), weight_bytes=path.stat().st_size, signatures=tokens)

@@ -34,10 +34,10 @@ def hf_config(model_type: str, kw: dict[str, Any]) -> Any:
 def hf_model(config: Any) -> Any:
     """A float32 transformers model with random weights for `config` (the default `Family.build`)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    return cls.from_config(config, dtype=torch.float32)
+    from ..sources import auto_class
+
+    return auto_class(config).from_config(config, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class Family:
     # a family with its own model format: reads a directory whose config.json names one of its
     # model_types, returning the float32 model and the files its source hash covers
     load_dir: Callable[[Path], tuple[Any, list[Path]]] | None = None
+    # speech models: (model, tokenizer.json text) -> the manifest's `audio` section (how the runtime
+    # makes the encoder's input from audio; families/whisper.py); None: the encoder reads token ids
+    audio: Callable[[Any, str | None], dict[str, Any]] | None = None
 
     def validate(self) -> None:
         """Reject a record the exporters could not use (a programming error in the family module)."""

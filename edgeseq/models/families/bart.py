@@ -104,7 +104,8 @@ class BartDecoderStep(_BartBase):
 
     def __init__(self, hf: Any) -> None:
         super().__init__(hf, hf.model.decoder)
-        self.lm_head, self.logits_bias = hf.lm_head, hf.final_logits_bias
+        # BART's and Marian's heads add a bias; Whisper's (proj_out) has none
+        self.lm_head, self.logits_bias = hf.get_output_embeddings(), getattr(hf, "final_logits_bias", None)
         self.n_layers = len(self.layers)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, encoder_attention_mask: torch.Tensor,
@@ -130,8 +131,8 @@ class BartDecoderStep(_BartBase):
             x = self.sublayer(layer.self_attn_layer_norm, self_attention, x)
             x = self.sublayer(layer.encoder_attn_layer_norm, cross_attention, x)
             x = self.sublayer(layer.final_layer_norm, lambda h, layer=layer: self.mlp(layer, h), x)
-        logits = self.lm_head(self.finish(x[:, -1])) + self.logits_bias
-        return (logits, *presents)
+        logits = self.lm_head(self.finish(x[:, -1]))
+        return (logits if self.logits_bias is None else logits + self.logits_bias, *presents)
 
 
 def dims(c: Any) -> Dims:
