@@ -1,4 +1,5 @@
-"""The app-facing API: `edgeseq.load(artifact)` -> Model with generate() and stream(). No torch."""
+"""The app-facing API: `edgeseq.load(artifact)` -> Model with generate(), stream() and, for speech
+artifacts (Whisper), transcribe(). No torch."""
 from __future__ import annotations
 
 import time
@@ -15,6 +16,7 @@ from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
+from .generate.speech import Transcription
 from .generate.text import StopText, TextStream, cut_at_stop
 from .runtimes import BackendOptions
 
@@ -144,6 +146,29 @@ class Model:
         out = self.generate_ids(rows, cfg)
         out.timings.tokenize_ms = tok_ms
         return out
+
+    def transcribe(self, audio: Any, language: str | None = None, task: str = "transcribe",
+                   timestamps: bool = False, batch_size: int = 8, config: GenerationConfig | None = None,
+                   **options: Any) -> Transcription:
+        """Speech to text (Whisper artifacts): `audio` is a file path (WAV; FLAC and others with
+        soundfile installed; any sampling rate, resampled to 16 kHz) or a float array of mono samples
+        at 16 kHz. Long audio is transcribed in 30 s windows, `batch_size` windows per batch.
+
+        `language` (multilingual models): a code such as "en" or "de", or None to detect it per
+        window; `task`: transcribe or translate (to English); `timestamps`: segments timed by the
+        model's timestamp tokens (greedy or sampling only). Options are GenerationConfig's (num_beams,
+        max_new_tokens, ...); max_new_tokens defaults to what the decoder's positions leave."""
+        from .audio import load_audio
+        from .generate.speech import transcribe
+
+        if not self.manifest.audio:
+            raise InputError(f"{self.path} is not a speech model", "transcribe with a Whisper artifact; "
+                             "generate() takes text prompts")
+        if config is None and "max_new_tokens" not in options:  # Whisper writes up to its positions' end
+            options["max_new_tokens"] = int(self.manifest.dims["max_positions"]) // 2
+        cfg = _config(config, options)
+        samples = load_audio(audio, int(self.manifest.audio["sampling_rate"]))
+        return transcribe(self.backend, self.tokenizer, samples, cfg, language, task, timestamps, batch_size)
 
     def stream(self, prompt: str, chat: bool = False, config: GenerationConfig | None = None,
                timings: Timings | None = None, **options: Any) -> Iterator[str]:

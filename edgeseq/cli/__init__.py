@@ -1,4 +1,4 @@
-"""`edgeseq export | generate | profile | compare | devices | verify | demo`: the command line.
+"""`edgeseq export | generate | transcribe | profile | compare | devices | verify | demo`: the command line.
 
 Every user-facing failure is an EdgeseqError: printed as one line naming the fix, with a distinct
 exit code per class; `--debug` shows the traceback instead.

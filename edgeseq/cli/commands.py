@@ -73,6 +73,35 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe(a: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from ..api import load
+
+    options: dict[str, Any] = {"num_beams": a.num_beams}
+    if a.max_new_tokens is not None:
+        options["max_new_tokens"] = a.max_new_tokens
+    model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
+                 delegate=a.delegate, engine_options=parse_pairs(a.engine_option))
+    if model.manifest.parity.get("status") == "failed":
+        console.result("warning: this artifact FAILED its parity check; outputs may be wrong")
+    many = len(a.audio) > 1
+    for path in tqdm(a.audio, desc="transcribe", unit="file", file=console.err, disable=console.quiet or not many):
+        out = model.transcribe(path, language=a.language, task=a.task, timestamps=a.timestamps,
+                               batch_size=a.batch_size, **options)
+        if a.json:
+            print(json.dumps({"file": path, **out.as_dict()}), file=console.out, flush=True)
+        elif a.timestamps:
+            for seg in out.segments:
+                print(f"{path + ': ' if many else ''}[{seg.start:7.2f} -> {seg.end:7.2f}] {seg.text}",
+                      file=console.out, flush=True)
+        else:
+            print(f"{path}: {out.text}" if many else out.text, file=console.out, flush=True)
+    return 0
+
+
 def cmd_profile(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -310,5 +339,5 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "profile": cmd_profile, "devices": cmd_devices,
-            "demo": cmd_demo, "compare": cmd_compare, "cache": cmd_cache}
+COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "transcribe": cmd_transcribe,
+            "profile": cmd_profile, "devices": cmd_devices, "demo": cmd_demo, "compare": cmd_compare, "cache": cmd_cache}

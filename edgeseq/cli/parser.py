@@ -122,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
     _runtime_args(g, None)
 
+    t = sub.add_parser("transcribe", help="speech to text with a Whisper artifact",
+                       description="Transcribe AUDIO files (WAV; FLAC, OGG and others with soundfile installed; any "
+                       "sampling rate) with a speech artifact: 30 s windows, text to stdout (one line per file, "
+                       "prefixed with its name when there are several), or --json with segments and timings.")
+    t.add_argument("artifact", help="artifact directory of a Whisper export")
+    t.add_argument("audio", nargs="+", help="audio files")
+    t.add_argument("--language", default=None, help="multilingual models: language code such as en, de, fr "
+                   "(default: detected per window); English-only (.en) models take en only")
+    t.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                   help="transcribe (default), or translate into English (multilingual models)")
+    t.add_argument("--timestamps", action="store_true", help="time segments with the model's timestamp tokens")
+    t.add_argument("--num-beams", type=int, default=1, help="beam search with N beams (default: 1 = greedy; "
+                   "not with --timestamps)")
+    t.add_argument("--max-new-tokens", type=int, default=None,
+                   help="most tokens per 30 s window (default: half the decoder's positions, 224 for Whisper)")
+    t.add_argument("--batch-size", type=int, default=8, help="30 s windows decoded together (default: 8)")
+    t.add_argument("--json", action="store_true", help="print one JSON object per file: text, segments, timings")
+    _runtime_args(t, None)
+
     pr = sub.add_parser("profile", help="measure TTFT, TPOT, throughput, memory and size",
                         description="Profile one or more artifacts under the same protocol: forced decoding of "
                         "--output-len tokens after a prompt of exactly --input-len tokens; medians of --reps runs "

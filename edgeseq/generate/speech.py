@@ -44,6 +44,7 @@ class Transcription:
     segments: list[Segment]
     language: str | None
     audio_seconds: float
+    ids: list[list[int]] = field(default_factory=list)  # per window, in order: the generated token ids
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -185,6 +186,8 @@ def transcribe(backend: StepBackend, tokenizer: Any, samples: np.ndarray, cfg: G
     eos = min(gen.get("eos_token_ids") or [int(audio["tokens"]["start"])])
     clocks: list[Timings] = []
     feats_ms, segs, used = 0.0, [], None
+    window_ids: dict[int, list[int]] = {}
+    duration = len(samples) / rate
     for lo in range(0, len(chunks), batch_size):
         part = chunks[lo: lo + batch_size]
         t = time.perf_counter()
@@ -206,13 +209,18 @@ def transcribe(backend: StepBackend, tokenizer: Any, samples: np.ndarray, cfg: G
             clocks.append(timings)
             for r, out in zip(rows, outs):
                 start_s, chunk = part[r]
-                segs += segments(out, tokenizer, audio["tokens"], start_s, len(chunk) / rate, eos)
-    duration = len(samples) / rate
+                window_ids[lo + r] = out
+                real = min(len(chunk) / rate, duration - start_s)  # the last window's padding is not audio
+                segs += [Segment(s.start, min(s.end, duration), s.text) for s in
+                         segments(out, tokenizer, audio["tokens"], start_s, real, eos)]
     wall_ms = (time.perf_counter() - t0) * 1e3
     t = {"features_ms": feats_ms, **_clock(clocks), "total_ms": wall_ms,
          "real_time_factor": wall_ms / 1e3 / duration if duration > 0 else float("nan")}
     segs.sort(key=lambda s: s.start)
-    return Transcription(" ".join(s.text for s in segs).strip(), segs, language or used, duration, t)
+    if not audio["tokens"].get("multilingual"):
+        used = "en"
+    return Transcription(" ".join(s.text for s in segs).strip(), segs, language or used, duration,
+                         [window_ids[i] for i in sorted(window_ids)], t)
 
 
 def _clock(parts: list[Timings]) -> dict[str, float]:
