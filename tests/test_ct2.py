@@ -154,3 +154,23 @@ def test_real_tiny_en_transcribes_speech() -> None:
     text = Tokenizer.from_file(str(d / "tokenizer.json")).decode(ids, skip_special_tokens=True).lower()
     assert "brown fox" in text and "lazy dog" in text, text
     _resolves_up_to_the_family("whisper-tiny-en", "packaged")
+
+
+def test_multilingual_vocabulary_gets_language_and_task_ids() -> None:
+    """A multilingual vocabulary (51865 and up) gets lang_to_id/task_to_id from the tokenizer's tokens."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig, WhisperConfig
+
+    from edgeseq.models.ctranslate2 import _generation_config
+
+    ids = {"<|endoftext|>": 50257, "<|startoftranscript|>": 50258, "<|en|>": 50259, "<|zh|>": 50260,
+           "<|haw|>": 50261, "<|translate|>": 50358, "<|transcribe|>": 50359, "<|notimestamps|>": 50363}
+    model = SimpleNamespace(config=WhisperConfig(vocab_size=51865, decoder_start_token_id=50258),
+                            generation_config=GenerationConfig())
+    _generation_config(model, {"lang_ids": [50259, 50260, 50261], "suppress_ids_begin": [220, 50257]}, ids)
+    gen = model.generation_config
+    assert gen.is_multilingual is True and gen.decoder_start_token_id == 50258
+    assert gen.lang_to_id == {"<|en|>": 50259, "<|zh|>": 50260, "<|haw|>": 50261}
+    assert gen.task_to_id == {"transcribe": 50359, "translate": 50358}
+    assert gen.begin_suppress_tokens == [220, 50257] and gen.no_timestamps_token_id == 50363
