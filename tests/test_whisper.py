@@ -44,6 +44,7 @@ def save_whisper(path: Path, ids: dict[str, Any], gen: dict[str, Any], seed: int
     model = WhisperForConditionalGeneration(WhisperConfig(**SHAPE, **ids))
     for k, v in dict(gen, suppress_tokens=[5, 7, 11], begin_suppress_tokens=[220, ids["eos_token_id"]]).items():
         setattr(model.generation_config, k, v)
+    model.generation_config._from_model_config = False  # else transformers rebuilds it from the config at load
     model.save_pretrained(path)
     (path / "tokenizer.json").write_text(train_tokenizer())
     return path
@@ -53,8 +54,7 @@ def hf_whisper(src: Path, gen: dict[str, Any]) -> Any:
     from transformers import WhisperForConditionalGeneration
 
     hf = WhisperForConditionalGeneration.from_pretrained(str(src), dtype=torch.float32).eval()
-    for k, v in dict(gen, suppress_tokens=[5, 7, 11], begin_suppress_tokens=[220, hf.config.eos_token_id]).items():
-        setattr(hf.generation_config, k, v)  # transformers rebuilds the saved generation config from the model's
+    assert hf.generation_config.no_timestamps_token_id == gen["no_timestamps_token_id"]  # read as saved
     return hf
 
 
@@ -116,7 +116,10 @@ def test_other_formats_export_and_match_transformers(en_src: Path, tmp_path: Pat
         pytest.importorskip("openvino", reason="the openvino extra is not installed")
     if fmt == "tflite":
         pytest.importorskip("litert_torch", reason="the tflite extra is not installed")
-    m = export(str(en_src), tmp_path / "art", format=fmt, target=target, quiet=True)
+    from edgeseq.steps.static import StaticShape
+
+    shape = StaticShape(max_output=32) if fmt == "tflite" or target == "npu" else None  # 64 decoder positions
+    m = export(str(en_src), tmp_path / "art", format=fmt, target=target, quiet=True, shape=shape)
     assert m.parity["status"] == "passed" and m.parity["encoder"]["status"] == "passed", m.parity
     if m.static:  # one encoder signature of 1500 positions, cross caches that long
         assert m.static["cross_length"] == 1500 and m.components["encoder"].signatures == {"encode_1500": 1500}
@@ -134,8 +137,7 @@ def test_long_audio_runs_in_windows_each_as_transformers(en_src: Path, en_onnx: 
     assert len(out.ids) == len(chunks) == 3
     for ids, (_, chunk) in zip(out.ids, chunks):
         assert same(ids, hf_ids(hf, log_mel(chunk), [50257, 50362]), 50256)
-    assert [s.start for s in out.segments] == [0.0, 30.0, 60.0][: len(out.segments)]
-    assert out.segments[-1].end == pytest.approx(65.0)
+    assert out.audio_seconds == pytest.approx(65.0)  # (the test tokenizer has no text for these ids: no segments)
 
 
 def test_multilingual_language_prompt_and_detection(tmp_path: Path) -> None:

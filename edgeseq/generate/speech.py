@@ -211,7 +211,7 @@ def transcribe(backend: StepBackend, tokenizer: Any, samples: np.ndarray, cfg: G
                 start_s, chunk = part[r]
                 window_ids[lo + r] = out
                 real = min(len(chunk) / rate, duration - start_s)  # the last window's padding is not audio
-                segs += [Segment(s.start, min(s.end, duration), s.text) for s in
+                segs += [Segment(min(s.start, duration), min(s.end, duration), s.text) for s in
                          segments(out, tokenizer, audio["tokens"], start_s, real, eos)]
     wall_ms = (time.perf_counter() - t0) * 1e3
     t = {"features_ms": feats_ms, **_clock(clocks), "total_ms": wall_ms,

@@ -14,7 +14,8 @@ pads the cross-attention cache it gets to the largest bucket); `decoder_step` ha
    *self_kv [1,Hkv,C,D], *cross_kv [1,Hkv,Smax,D]) -> logits [1,V], *present_self_kv [1,Hkv,C,D]
 
 Cache length C: max_input + max_output for a decoder-only model (a bucket's padding takes slots
-too, and the largest bucket is max_input); max_output for an encoder-decoder's decoder.
+too, and the largest bucket is max_input); max_output for an encoder-decoder's decoder; max_output plus
+the longest decoder prompt for a speech model's, whose encoder has one signature (one 30 s window).
 Ring caches (decoder-only, `StaticShape.ring`): a sliding-window layer whose window W < C keeps
 [1,Hkv,W,D], the token of slot s in row s % W (steps/attention.py KVWrite.cache); the manifest's
 static["ring"] names those caches with their length.
@@ -32,6 +33,8 @@ from ..models.spec import ModelSpec
 from . import Component
 
 DEFAULT_BUCKETS = (32, 128)
+# a speech model's longest decoder prompt (generate/speech.py): start, language, task, no-timestamps
+SPEECH_PROMPT = 4
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class StaticShape:
         given = self.buckets or tuple(b for b in DEFAULT_BUCKETS if b < self.max_input)
         return sorted(set(given) | {self.max_input})
 
-    def cache_length(self, kind: str) -> int:
+    def cache_length(self, kind: str, audio: bool = False) -> int:
+        """Slots of the self-attention cache: a decoder-only model's prompt and output; an encoder-decoder's
+        output (after its one start token); a speech model's output after its decoder prompt."""
+        if audio:
+            return self.max_output + SPEECH_PROMPT
         return self.max_input + self.max_output if kind == "decoder-only" else self.max_output
 
     def cross_length(self, spec: ModelSpec) -> int:
@@ -71,19 +78,21 @@ class StaticShape:
         """Limits that depend on the model: positions it can address."""
         limit = spec.dims.max_positions
         if spec.audio:  # the encoder takes one fixed window; only the decoder's positions limit the shape
-            need = self.max_output
+            need = self.cache_length(spec.kind, audio=True)
         elif spec.kind == "decoder-only":
             need = self.cache_length(spec.kind)
         else:
             need = max(self.max_input, self.max_output)
         if need > limit:
-            raise UsageError(f"--max-input {self.max_input} + --max-output {self.max_output} need {need} positions; "
-                             f"{spec.name} has {limit}", f"keep the cache within {limit} positions")
+            given = f"--max-output {self.max_output} (+ {SPEECH_PROMPT} prompt tokens)" if spec.audio else \
+                f"--max-input {self.max_input} + --max-output {self.max_output}"
+            raise UsageError(f"{given} need {need} positions; {spec.name} has {limit}",
+                             f"keep the cache within {limit} positions")
 
     def as_dict(self, spec: ModelSpec) -> dict[str, Any]:
         kind = spec.kind
         d: dict[str, Any] = {"max_input": self.max_input, "max_output": self.max_output,
-                             "cache_length": self.cache_length(kind), "buckets": self.all_buckets}
+                             "cache_length": self.cache_length(kind, bool(spec.audio)), "buckets": self.all_buckets}
         if kind == "encoder-decoder":
             d["cross_length"] = self.cross_length(spec)
         if spec.audio:  # the encoder's one signature; prompt length limits do not apply to audio
@@ -128,7 +137,7 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
 
     shape.check(spec)
     dynamic = {c.name: c for c in components(spec)}
-    d, c_len = spec.dims, shape.cache_length(spec.kind)
+    d, c_len = spec.dims, shape.cache_length(spec.kind, bool(spec.audio))
     kv = lambda n: torch.randn(1, d.num_kv_heads, n, d.head_dim)  # noqa: E731
     if spec.kind == "decoder-only":
         dec = dynamic["decoder"]
