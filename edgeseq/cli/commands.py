@@ -114,8 +114,8 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
-                        precision=a.precision, delegate=a.delegate,
-                        engine_options=parse_pairs(a.engine_option)).validate()
+                        precision=a.precision, delegate=a.delegate, engine_options=parse_pairs(a.engine_option),
+                        audio=a.audio, audio_seconds=a.audio_seconds).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:

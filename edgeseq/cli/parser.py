@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-len", type=_ints, default=[128], help="prompt tokens; comma list sweeps (default: 128)")
     pr.add_argument("--output-len", type=_ints, default=[64], help="new tokens; comma list sweeps (default: 64)")
     pr.add_argument("--batch", type=_ints, default=[1], help="batch sizes; comma list sweeps (default: 1)")
+    pr.add_argument("--audio", default=None, metavar="FILE", help="speech artifacts (Whisper): profile on this "
+                    "audio file's first 30 s window instead of the synthetic signal")
+    pr.add_argument("--audio-seconds", type=float, default=None, metavar="N", help="speech artifacts: seconds of a "
+                    "synthetic voice-like signal, up to 30 (default: 30); reported beside the real-time factor")
     pr.add_argument("--reps", type=int, default=5, help="timed runs per case (default: 5)")
     pr.add_argument("--warmup", type=int, default=1, help="untimed runs per case (default: 1)")
     pr.add_argument("--json", dest="json_path", default=None, help="write the full report (raw samples) as JSON")

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from .result import ProfileResult, RunReport, json_safe, write_json
+from .stats import summarize
 
 __all__ = ["COLUMNS", "add_ratios", "footnotes", "json_safe", "markdown", "table", "text", "write_json"]
 
@@ -84,6 +85,13 @@ def footnotes(results: list[ProfileResult]) -> str:
     shares = [f"{r.label} {r.node_share:.0%}" for r in results if r.node_share is not None]
     if shares:
         notes.append(f"nodes on the NPU: {'; '.join(dict.fromkeys(shares))} (placement in the JSON report).")
+    speech = [r for r in results if r.get("audio_seconds") and r.status == "ok"]
+    for r in speech:  # the front end and the real-time factor, which a text profile does not have
+        got = r["speech_samples"]
+        notes.append(f"speech {r.label}: {r['audio']}; per run (medians) front end "
+                     f"{summarize(got['features_ms'])['median']:.1f} ms, encoder {r.median('encode_ms'):.1f} ms, "
+                     f"real-time factor {summarize(got['real_time_factor'])['median']:.3f} "
+                     "(front end + encoder + forced decoding, over the audio's length)")
     huge = [f"{r.label} {(r.huge_pages or {})['mb']} MB" for r in results if (r.huge_pages or {}).get("mb")]
     if huge:
         notes.append(f"weights moved into huge pages at load (load ms includes it): {'; '.join(dict.fromkeys(huge))}.")

@@ -40,6 +40,8 @@ class ProfileConfig:
     precision: str = "f32"  # engines that choose a compute precision (OpenVINO) are told this one
     delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
     engine_options: dict[str, Any] = field(default_factory=dict)  # the engine's own settings (runtimes/options.py)
+    audio: str | None = None  # speech artifacts: an audio file (profile/speech.py) ...
+    audio_seconds: float | None = None  # ... or seconds of a synthetic signal (default: one 30 s window)
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -57,8 +59,11 @@ class ProfileConfig:
         check_threads(self.threads)
         return self
 
-    def cases(self) -> list[tuple[int, int, int]]:
-        return list(itertools.product(self.input_lens, self.output_lens, self.batch_sizes))
+    def cases(self, m: mf.Manifest | None = None) -> list[tuple[int, int, int]]:
+        """(input length, output length, batch) per case; a speech artifact's input is its encoder's
+        positions (one window of audio), whatever --input-len says."""
+        ins = [int(m.audio["encoder_positions"])] if m is not None and m.audio else self.input_lens
+        return list(itertools.product(ins, self.output_lens, self.batch_sizes))
 
 
 def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
@@ -68,13 +73,21 @@ def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
     if engine != REFERENCE:
         registry.options_for(engine, cfg.engine_options)  # UsageError naming the engines or the options
     limit = int(m.dims["max_positions"])
-    for in_len, out_len, _ in cfg.cases():
+    if (cfg.audio is not None or cfg.audio_seconds is not None) and not m.audio:
+        raise UsageError(f"{where} is not a speech model: --audio and --audio-seconds apply to Whisper artifacts",
+                         "drop them; text artifacts are profiled with --input-len")
+    for in_len, out_len, _ in cfg.cases(m):
+        if m.audio:  # the encoder reads one window; the decoder writes the prompt and out_len tokens
+            from .speech import prompt
+
+            in_len, out_len = 0, out_len + len(prompt(m.audio["tokens"])) - 1
         need = in_len + out_len if m.kind == "decoder-only" else max(in_len, out_len + 1)
         if need > limit:
             raise UsageError(f"{where}: --input-len {in_len} with --output-len {out_len} exceeds the model's "
                              f"maximum of {limit} positions", "profile shorter lengths for this artifact")
         st = m.static
-        if st and (in_len > st["max_input"] or out_len > st["max_output"]):
+        if st and not m.audio and (in_len > st["max_input"] or out_len > st["max_output"]) or \
+                st and m.audio and out_len + 1 > st["cache_length"]:
             raise UsageError(f"{where}: a static-shape artifact compiled for prompts up to {st['max_input']} and "
                              f"{st['max_output']} new tokens cannot run --input-len {in_len} --output-len {out_len}",
                              f"re-export with --max-input {max(in_len, st['max_input'])} "
@@ -104,13 +117,17 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
     p = Path(path)
     m = mf.read(p)
     check_cases(m, cfg, str(p))
-    cases = [c for c in cfg.cases() if case_key(p, *c) not in skip]
+    cases = [c for c in cfg.cases(m) if case_key(p, *c) not in skip]
     if not cases:
         return
     worst = max(kv_bytes(m, b, i, o) for i, o, b in cases)
     check_fits(int(weight_bytes(m) * LOAD_FACTOR) + worst, f"profiling {p.name} (weights + largest case's cache)",
                "profile smaller batches or lengths, or close other programs")
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
+    if m.audio:
+        from . import speech
+
+        samples, seconds, label = speech.audio_input(cfg.audio, cfg.audio_seconds, m.audio)
     rss_before = rss_mb()
     with PeakRSS() as peak:
         options = BackendOptions(threads=cfg.threads, precision=cfg.precision, delegate=cfg.delegate,
@@ -120,39 +137,53 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
         if backend.compile_cache:  # load again: the compiled blobs are cached now
             warm_ms = round(open_runner(p, m, cfg.device, cfg.engine, options).load_ms, 2)
         for in_len, out_len, batch in cases:
-            rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
-            # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids,
-            # so that every engine is fed exactly the same tokens)
-            text = tok.decode(rows[0], skip_special_tokens=False)
-            gcfg = GenerationConfig(max_new_tokens=out_len, ignore_eos=True).validate()
-            runs: list[Timings] = []
-            first_run_ms = None
             deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
-            status, ids = "ok", [[]]
-            for r in range(cfg.warmup + cfg.reps):
-                t = time.perf_counter()
-                tok.encode_batch([text] * batch, add_special_tokens=False)
-                tokenize_ms = (time.perf_counter() - t) * 1e3
-                try:
-                    ids, timings = run(backend, rows, gcfg, m.generation, deadline=deadline)
-                except TimeLimitError:
-                    status = "timeout"
-                    break
-                timings.tokenize_ms = tokenize_ms
-                if first_run_ms is None:
-                    first_run_ms = (time.perf_counter() - t) * 1e3
-                if r >= cfg.warmup:
-                    runs.append(timings)
-                if tick:
-                    tick()
-            res = _result(p, m, backend, cfg, in_len, out_len, batch, runs, first_run_ms or math.nan, ids[0],
+            count, front = cfg.warmup + cfg.reps, []
+            if m.audio:  # one window of audio in place of the prompt (profile/speech.py)
+                runs, first_run_ms, head, status, front = speech.runs(backend, m, samples, out_len, batch, count,
+                                                                      deadline, tick)
+            else:
+                runs, first_run_ms, head, status = _text_runs(backend, m, tok, in_len, out_len, batch, count, deadline,
+                                                              tick)
+            res = _result(p, m, backend, cfg, in_len, out_len, batch, runs[cfg.warmup:], first_run_ms, head,
                           bandwidth_gb_s)
+            if m.audio:
+                res.extra.update(speech.extras(front[cfg.warmup:], runs[cfg.warmup:], seconds, label))
             res.status, res.key = status, case_key(p, in_len, out_len, batch)
             res.peak_rss_mb, res.rss_before_load_mb = round(peak.peak_mb, 1), round(rss_before, 1)
             res.load_warm_ms = warm_ms
             if status == "timeout":
                 res.time_limit_s = time_limit_s
             yield res
+
+
+def _text_runs(backend: Any, m: mf.Manifest, tok: Any, in_len: int, out_len: int, batch: int, count: int,
+               deadline: float | None, tick: Callable[[], None] | None) -> tuple[list[Timings], float, list[int], str]:
+    """`count` runs from a prompt of exactly `in_len` ids: their timings (stopping at a time-limit
+    overrun), the first run's wall time (tokenizing included), the last run's first row of ids and the status."""
+    rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
+    # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids, so that
+    # every engine is fed exactly the same tokens)
+    text = tok.decode(rows[0], skip_special_tokens=False)
+    gcfg = GenerationConfig(max_new_tokens=out_len, ignore_eos=True).validate()
+    runs: list[Timings] = []
+    ids: list[list[int]] = [[]]
+    first = math.nan
+    for _ in range(count):
+        t = time.perf_counter()
+        tok.encode_batch([text] * batch, add_special_tokens=False)
+        tokenize_ms = (time.perf_counter() - t) * 1e3
+        try:
+            ids, timings = run(backend, rows, gcfg, m.generation, deadline=deadline)
+        except TimeLimitError:
+            return runs, first, ids[0], "timeout"
+        timings.tokenize_ms = tokenize_ms
+        if not runs:
+            first = (time.perf_counter() - t) * 1e3
+        runs.append(timings)
+        if tick:
+            tick()
+    return runs, first, ids[0], "ok"
 
 
 def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: int, out_len: int, batch: int,
