@@ -33,4 +33,7 @@ echo "torch==2.13.0" > "$DIR/torch-pin.txt"
 "$DIR/venv-ortgenai/bin/pip" install -q torch==2.13.0
 "$DIR/venv-ortgenai/bin/pip" install -q -c "$DIR/torch-pin.txt" onnxruntime-genai==0.18.0 onnxruntime==1.31.1 \
     transformers==5.24.0 onnx==1.23.2 onnxscript==0.7.2 numpy==2.4.6 tokenizers==0.23.3
+# faster-whisper (CTranslate2's Whisper) for benchmarks/whisper_peers.py; it reads the CT2 directory as shipped
+[ -x "$DIR/venv-fwhisper/bin/python" ] || python3 -m venv "$DIR/venv-fwhisper"
+"$DIR/venv-fwhisper/bin/pip" install -q faster-whisper==1.2.1 ctranslate2==4.8.5 numpy==2.4.6 tokenizers==0.22.2
 echo "peer venvs ready in $DIR"
