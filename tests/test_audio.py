@@ -155,6 +155,8 @@ def test_audio_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         load_audio(np.zeros((100, 2), np.float32))
     arr = np.array([0.25, -0.5], dtype=np.float64)
     assert load_audio(arr).dtype == np.float32  # arrays are taken as samples already at the rate
+    with pytest.raises(InputError, match="NaN or infinite"):  # else: garbage features, fluent nonsense
+        load_audio(np.array([0.1, np.nan, 0.2], np.float32))
 
 
 def test_wer_normalizer_and_edits() -> None:

@@ -35,7 +35,7 @@ def load_audio(source: str | os.PathLike[str] | np.ndarray, sampling_rate: int =
         if not np.issubdtype(source.dtype, np.number) or np.iscomplexobj(source):
             raise InputError(f"an audio array must hold real numbers, got dtype {source.dtype}",
                              "pass float samples in [-1, 1]")
-        return source.astype(np.float32, copy=False)
+        return _finite(source.astype(np.float32, copy=False), "the audio array")
     path = Path(source)
     if not path.is_file():
         raise InputError(f"audio file not found: {path}", "check the path")
@@ -45,7 +45,15 @@ def load_audio(source: str | os.PathLike[str] | np.ndarray, sampling_rate: int =
         raise InputError(f"cannot read {path}: {e.strerror or e}", "check the file's permissions") from None
     if samples.size == 0:
         raise InputError(f"{path} holds no audio samples", "check the recording; it is empty")
-    return resample(samples, rate, sampling_rate)
+    return _finite(resample(samples, rate, sampling_rate), str(path))
+
+
+def _finite(samples: np.ndarray, what: str) -> np.ndarray:
+    """NaN or infinite samples would reach the model as garbage features and fluent-looking nonsense."""
+    if not np.isfinite(samples).all():
+        raise InputError(f"{what} holds NaN or infinite samples", "replace them (e.g. np.nan_to_num) or fix the "
+                         "recording")
+    return samples
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
