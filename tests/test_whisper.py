@@ -197,14 +197,15 @@ def test_cli_transcribe_json_and_text(en_onnx: Path, tmp_path: Path) -> None:
     assert missing.returncode != 0 and "English-only" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_int4_keeps_the_audio_encoder_float(en_src: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("weights,op", [("int4", "MatMulNBits"), ("w8a8-token", "MatMulIntegerToFloat")])
+def test_4bit_and_per_token_keep_the_audio_encoder_float(en_src: Path, tmp_path: Path, weights: str, op: str) -> None:
     import onnx
 
     from edgeseq.export.pipeline import export
 
-    m = export(str(en_src), tmp_path / "art", format="onnx", weights="int4", quiet=True)
+    m = export(str(en_src), tmp_path / "art", format="onnx", weights=weights, quiet=True)
     assert m.parity["status"] == "passed" and m.parity["encoder"]["status"] == "passed", m.parity
     ops = {p.stem: {n.op_type for n in onnx.load(str(p), load_external_data=False).graph.node}
            for p in (tmp_path / "art").glob("*.onnx")}
-    assert "MatMulNBits" not in ops["encoder"], ops["encoder"]
-    assert all("MatMulNBits" in o for name, o in ops.items() if name != "encoder"), ops
+    assert op not in ops["encoder"], ops["encoder"]
+    assert all(op in o for name, o in ops.items() if name != "encoder"), ops

@@ -24,9 +24,10 @@ GEMM runs it several times faster, so w8a8-token is the fast-prefill choice. The
 8-bit weights (runtimes/engines/ort_int8.py). Its rounding is coarser than w8a8's, still far inside
 the w8a8 bound, which it shares.
 
-An audio encoder (Whisper's: log-mel features in) keeps float32 weights under the 4-bit choices:
-4-bit blocks of its layers move the encoder output past the parity bound on the real tiny.en
-(the decoder, whose weights are most of the model, is quantized as asked); 8-bit ones stay inside.
+An audio encoder (Whisper's: log-mel features in) keeps float32 weights under the 4-bit choices and
+w8a8-token: 4-bit blocks, and activations rounded per token across all channels, move the encoder
+output past the parity bound on the real tiny.en (the decoder, whose weights are most of the model,
+is quantized as asked); w8a8's 8-bit blocks of 32 stay inside it.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
 INT8_GEMM = "w8a8-token"
-AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit (docstring)  # int8 weights per column, activations per token, integer GEMM
+AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit and w8a8-token (docstring)  # int8 weights per column, activations per token, integer GEMM
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
@@ -100,7 +101,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     stale = path.with_name(f"{path.name}.data")
     if stale.exists() and (weights != "fp32" or folded):  # every other case saves the model below
         stale.unlink()
-    if weights in NBITS and NBITS[weights][0] == 4 and c.inputs[:1] == [AUDIO_INPUT]:
+    if (weights == INT8_GEMM or NBITS.get(weights, (8,))[0] == 4) and c.inputs[:1] == [AUDIO_INPUT]:
         weights = "fp32"  # the audio encoder stays float (the docstring's last paragraph)
         onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
                         location=f"{path.name}.data")
