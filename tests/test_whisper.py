@@ -212,3 +212,17 @@ def test_real_tiny_en_exports_and_transcribes_speech(tmp_path: Path) -> None:
     text = out.text.lower()
     assert "brown fox" in text and "lazy dog" in text, out.text
     assert out.language == "en" and 0 < out.timings["real_time_factor"]
+
+
+@pytest.mark.parametrize("weights,op", [("int4", "MatMulNBits"), ("w8a8-token", "MatMulIntegerToFloat")])
+def test_4bit_and_per_token_keep_the_audio_encoder_float(en_src: Path, tmp_path: Path, weights: str, op: str) -> None:
+    import onnx
+
+    from edgeseq.export.pipeline import export
+
+    m = export(str(en_src), tmp_path / "art", format="onnx", weights=weights, quiet=True)
+    assert m.parity["status"] == "passed" and m.parity["encoder"]["status"] == "passed", m.parity
+    ops = {p.stem: {n.op_type for n in onnx.load(str(p), load_external_data=False).graph.node}
+           for p in (tmp_path / "art").glob("*.onnx")}
+    assert op not in ops["encoder"], ops["encoder"]
+    assert all(op in o for name, o in ops.items() if name != "encoder"), ops

@@ -23,6 +23,11 @@ GEMM runs it several times faster, so w8a8-token is the fast-prefill choice. The
 (|w| <= 63): the u8s8 kernel of CPUs without VNNI adds pairs of products in int16 and saturated
 8-bit weights (runtimes/engines/ort_int8.py). Its rounding is coarser than w8a8's, still far inside
 the w8a8 bound, which it shares.
+
+An audio encoder (Whisper's: log-mel features in) keeps float32 weights under the 4-bit choices and
+w8a8-token: 4-bit blocks, and activations rounded per token across all channels, move the encoder
+output past the parity bound on the real tiny.en (the decoder, whose weights are most of the model,
+is quantized as asked); w8a8's 8-bit blocks of 32 stay inside it.
 """
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ FORMAT = FormatSpec(name="onnx", weights=("fp32", "int4", "w4a8", "w8a8", "w8a8-
 OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
-INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, integer GEMM
+INT8_GEMM = "w8a8-token"
+AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit and w8a8-token (docstring)  # int8 weights per column, activations per token, integer GEMM
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
@@ -95,7 +101,11 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     stale = path.with_name(f"{path.name}.data")
     if stale.exists() and (weights != "fp32" or folded):  # every other case saves the model below
         stale.unlink()
-    if weights in NBITS:
+    if (weights == INT8_GEMM or NBITS.get(weights, (8,))[0] == 4) and c.inputs[:1] == [AUDIO_INPUT]:
+        weights = "fp32"  # the audio encoder stays float (the docstring's last paragraph)
+        onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
+                        location=f"{path.name}.data")
+    elif weights in NBITS:
         model = passes.quantize_nbits(model, path, *NBITS[weights])
     elif weights == INT8_GEMM:
         passes.quantize_int8_gemm(model)
