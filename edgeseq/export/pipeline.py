@@ -75,9 +75,12 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
             spec = resolve(source, seed=seed)
         m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options)
         if m.parity["status"] == "failed" and not keep_failed:
-            p = m.parity
-            raise ParityError(f"parity check failed: max |logits diff| {p['max_abs_diff']:.3g} vs tolerance "
-                              f"{p['tolerance']:.3g}; token mismatches at steps {p['token_mismatch_steps']}",
+            p, enc = m.parity, m.parity.get("encoder") or {}
+            what = f"max |logits diff| {p['max_abs_diff']:.3g} vs tolerance {p['tolerance']:.3g}; token mismatches " \
+                f"at steps {p['token_mismatch_steps']}"
+            if enc.get("status") == "failed":  # a speech encoder judged on its own output
+                what = f"the encoder's output differs by {enc['max_abs_diff']:.3g} (tolerance {enc['tolerance']:.3g}); {what}"
+            raise ParityError(f"parity check failed: {what}",
                               "report this with the model config; --keep-failed keeps the artifact marked failed")
         place.commit(tmp, out, overwrite)
     _say(f"wrote {out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)", quiet)
@@ -133,8 +136,10 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
         m.parity["engine"] = f"{backend.engine} cpu, precision {backend.precision}"
         del backend
         p = m.parity
+        enc = f"; encoder output {p['encoder']['max_abs_diff']:.3g} (tolerance {p['encoder']['tolerance']:.3g})" \
+            if "encoder" in p else ""
         _say(f"      parity {p['status']}: max |logits diff| {p['max_abs_diff']:.3g} (tolerance {p['tolerance']:.3g}), "
-             f"tokens agree: {p['tokens_agree']}", quiet)
+             f"tokens agree: {p['tokens_agree']}{enc}", quiet)
     else:
         m.parity = {"status": "skipped", "reason": "--parity-steps 0"}
     _say("[4/4] writing manifest", quiet)

@@ -53,8 +53,8 @@ FORMAT = FormatSpec(name="onnx", weights=("fp32", "int4", "w4a8", "w8a8", "w8a8-
 OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
-INT8_GEMM = "w8a8-token"
-AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit and w8a8-token (docstring)  # int8 weights per column, activations per token, integer GEMM
+INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, integer GEMM
+AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit and w8a8-token (docstring)
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
@@ -94,6 +94,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     if weights not in NBITS and weights not in ("fp32", INT8_GEMM):
         raise ExportError(f"the onnx exporter does not write --weights {weights}",
                           f"onnx weights: fp32, {', '.join(NBITS)}, {INT8_GEMM}")
+    if (weights == INT8_GEMM or NBITS.get(weights, (8,))[0] == 4) and c.inputs[:1] == [AUDIO_INPUT]:
+        weights = "fp32"  # the audio encoder stays float (the docstring's last paragraph)
     model = onnx.load(str(path))  # read once: folded, quantized, saved and described from memory
     # the exporter's external weights file is in memory now: drop it, or a save with external data
     # appends to it (a second copy of every weight) and a smaller save leaves it behind unused
@@ -101,11 +103,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     stale = path.with_name(f"{path.name}.data")
     if stale.exists() and (weights != "fp32" or folded):  # every other case saves the model below
         stale.unlink()
-    if (weights == INT8_GEMM or NBITS.get(weights, (8,))[0] == 4) and c.inputs[:1] == [AUDIO_INPUT]:
-        weights = "fp32"  # the audio encoder stays float (the docstring's last paragraph)
-        onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
-                        location=f"{path.name}.data")
-    elif weights in NBITS:
+    if weights in NBITS:
         model = passes.quantize_nbits(model, path, *NBITS[weights])
     elif weights == INT8_GEMM:
         passes.quantize_int8_gemm(model)
