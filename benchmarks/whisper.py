@@ -18,6 +18,7 @@ whose venv or script is missing is listed as not installed). A peer prints one J
 
     .venv/bin/python benchmarks/whisper.py                    # writes benchmarks/results/whisper.json
     .venv/bin/python benchmarks/whisper.py --rounds 1 --only "onnxruntime fp32"   # smoke
+    .venv/bin/python benchmarks/whisper.py --prepare     # only the clips and exports (then time on a quiet machine)
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_openvino import hf_dir  # noqa: E402
+from whisper_peers import make_clips, save_hf  # noqa: E402
 
 HERE = Path(__file__).resolve()
 SOURCE = "whisper-tiny-en"
@@ -57,8 +58,12 @@ EDGESEQ = [("onnx-fp32", "onnx", "fp32", "cpu", "f32", "onnxruntime fp32"),
 NPU = [("npu-fp32", "onnx", "fp32", "npu"), ("npu-w8a16", "onnx", "w8a16", "npu")]
 # peer tool -> its venv under --peers (None: the venv this script runs in), the model directory it reads
 PEERS = {"transformers": (None, "hf"), "faster-whisper-int8": ("venv-fwhisper", "ct2"),
-         "faster-whisper-fp32": ("venv-fwhisper", "ct2"), "openvino-genai": ("venv-ovgenai", "hf"),
-         "optimum-onnx": ("venv-optonnx", "hf")}
+         "faster-whisper-fp32": ("venv-fwhisper", "ct2"), "openvino-genai-f32": ("venv-ovgenai", "ov"),
+         "openvino-genai": ("venv-ovgenai", "ov"), "optimum-onnx": ("venv-optonnx", "onnx")}
+# the peers' own exports of the same HF directory: optimum-cli in the exporter's venv (setup_peers.sh)
+PEER_EXPORTS = {"ov": ("venv-optintel", ["export", "openvino", "--task", "automatic-speech-recognition-with-past",
+                                         "--weight-format", "fp32"]),
+                "onnx": ("venv-optonnx", ["export", "onnx", "--task", "automatic-speech-recognition-with-past"])}
 BASE = "edgeseq onnxruntime fp32"
 
 
@@ -134,9 +139,9 @@ def export_all(work: Path, fresh: bool, only: list[str] | None) -> dict[str, dic
 
 
 def _refs(clips: Path) -> dict[str, str]:
-    from edgeseq.audio.testset import synthesize
-
-    return {p.name: text for p, text in synthesize(clips)}
+    """The spoken test set (made once) and its clips.json, which the peer workers read: wav name -> text."""
+    make_clips(clips)
+    return {c["wav"]: c["text"] for c in json.loads((clips / "clips.json").read_text())}
 
 
 def summarize(runs: list[dict], refs: dict[str, str]) -> dict:
@@ -203,6 +208,8 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated texts: only rows whose label contains one "
                    f"({BASE}, the ratios' base, always runs)")
     p.add_argument("--fresh", action="store_true", help="re-export edgeseq's artifacts")
+    p.add_argument("--prepare", action="store_true", help="make the clips and every export (edgeseq's and the "
+                   "peers'), time nothing")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="f32", help=argparse.SUPPRESS)
@@ -218,7 +225,6 @@ def main() -> None:
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     facts = export_all(work, a.fresh, only)
     script = Path(a.peers_script)
-    (clips / "clips.json").write_text(json.dumps([{"wav": w, "text": t} for w, t in refs.items()], indent=1))
     plan: list[dict] = []  # row label, export name, command (None: not runnable, with the reason)
     for name, _, _, _, precision, label in EDGESEQ:
         row = {"row": f"edgeseq {label}", "export_name": name}
@@ -230,7 +236,6 @@ def main() -> None:
             row["cmd"] = [sys.executable, str(HERE), "--worker", "--artifact", str(work / "exports" / name),
                           "--precision", precision, "--clips", str(clips), "--threads", str(a.threads)]
         plan.append(row)
-    model_dirs = {"hf": lambda: hf_dir(SOURCE, work / "hf"), "ct2": _ct2_dir}
     for tool, (venv, kind) in PEERS.items():
         row = {"row": tool}
         python = Path(sys.executable) if venv is None else Path(a.peers) / venv / "bin" / "python"
@@ -239,15 +244,18 @@ def main() -> None:
         elif not python.exists():
             row["error"] = f"not installed: no venv at {python.parents[1]}"
         else:
-            model = work / "peer-models" / tool if tool in ("openvino-genai", "optimum-onnx") else model_dirs[kind]()
-            if not model.exists():  # optimum-cli's export, made in that tool's venv (whisper_peers.py's docstring)
-                plan.append({**row, "error": f"not prepared: no optimum-cli export at {model}"})
+            model, why = peer_model(kind, work, Path(a.peers))
+            if model is None:
+                plan.append({**row, "error": why})
                 continue
-            _feature_extractor(model) if kind == "hf" else None
             row["cmd"] = [str(python), str(script), tool, "--model", str(model), "--clips", str(clips),
                           "--threads", str(a.threads), "--rounds", "1"]
         plan.append(row)
     plan = [r for r in plan if not only or r["row"] == BASE or any(s in r["row"] for s in only)]
+    if a.prepare:
+        for r in plan:
+            print(f"{r['row']}: {'ready' if 'cmd' in r else r['error']}", file=sys.stderr)
+        return
     runs: dict[str, list[dict]] = {r["row"]: [] for r in plan}
     for rnd in range(a.rounds):  # round-robin: a drift in the machine's speed touches every row alike
         for r in plan:
@@ -279,6 +287,30 @@ def main() -> None:
           + "; ".join(npu))
 
 
+def peer_model(kind: str, work: Path, peers: Path) -> tuple[Path | None, str]:
+    """The directory a peer reads: the CTranslate2 checkpoint itself, the HF directory of the same
+    weights, or optimum-cli's export of that directory (made once, in the exporter's venv)."""
+    if kind == "ct2":
+        return _ct2_dir(), ""
+    hf = work / "hf"
+    if not (hf / "config.json").exists():
+        save_hf(hf)
+    if kind == "hf":
+        return hf, ""
+    out = work / "peer-models" / kind
+    if not (out / "config.json").exists():
+        venv, args = PEER_EXPORTS[kind]
+        cli = peers / venv / "bin" / "optimum-cli"
+        if not cli.exists():
+            return None, f"not prepared: {cli} is missing (benchmarks/setup_peers.sh builds it)"
+        print(f"exporting the peers' {kind} model with {cli}", file=sys.stderr, flush=True)
+        done = subprocess.run([str(cli), *args[:2], "--model", str(hf), *args[2:], str(out)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            return None, f"optimum-cli {args[1]} export failed: {done.stderr.strip().splitlines()[-1:]}"
+    return out, ""
+
+
 def _ct2_dir() -> Path:
     from edgeseq.models.sources import PACKAGED
 
@@ -287,14 +319,6 @@ def _ct2_dir() -> Path:
     spec = importlib.util.find_spec(PACKAGED[SOURCE].package)
     assert spec is not None and spec.origin is not None, "the packaged model is installed with edgeseq's extras"
     return Path(spec.origin).parent / PACKAGED[SOURCE].file
-
-
-def _feature_extractor(model: Path) -> None:
-    """transformers' pipelines and optimum read preprocessor_config.json next to the weights."""
-    if not (model / "preprocessor_config.json").exists():
-        from transformers import WhisperFeatureExtractor
-
-        WhisperFeatureExtractor(feature_size=80).save_pretrained(model)
 
 
 def _audio_s(wav: Path) -> float:
