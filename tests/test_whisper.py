@@ -226,3 +226,19 @@ def test_4bit_and_per_token_keep_the_audio_encoder_float(en_src: Path, tmp_path:
            for p in (tmp_path / "art").glob("*.onnx")}
     assert op not in ops["encoder"], ops["encoder"]
     assert all(op in o for name, o in ops.items() if name != "encoder"), ops
+    assert any(n.startswith("encoder: fp32 weights") for n in m.model["notes"]), m.model["notes"]
+
+
+def test_each_format_names_what_an_audio_encoder_gets_instead() -> None:
+    """The recipes that moved the real tiny.en encoder past the parity bound (benchmarks/whisper.py's
+    exports) give the audio encoder a finer one; other graphs, and other recipes, are untouched."""
+    from edgeseq.export.formats import spec
+
+    audio, text = ["input_features"], ["input_ids", "attention_mask"]
+    assert spec("onnx").component_weights(audio, "int4") == "fp32"
+    assert spec("onnx").component_weights(audio, "w8a8") == "w8a8"
+    assert spec("openvino").component_weights(audio, "int4") == "int8"
+    assert spec("tflite").component_weights(audio, "int8-wo") == "fp16"
+    assert spec("tflite").component_weights(audio, "int8") == "int8"
+    assert all(spec(f).component_weights(text, w) == w for f in ("onnx", "openvino", "tflite")
+               for w in spec(f).weights)

@@ -111,8 +111,13 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
     comps = exporter.components(spec, shape) if static else components(spec)
     _say(f"[2/4] exporting {len(comps)} component(s) to {format}" + (" for npu" if target == "npu" else ""), quiet)
     infos = {}
+    fmt = formats.spec(format)
     for c in tqdm(comps, desc="export", unit="graph", disable=quiet or console.quiet, file=console.err):
-        infos[c.name] = exporter.export_component(c, tmp, weights, **(options or {}))
+        own = weights if target == "npu" else fmt.component_weights(c.inputs, weights)
+        if own != weights:
+            spec.notes.append(f"{c.name}: {own} weights, not {weights}: {weights} moves a speech encoder's output "
+                              "past the parity bound")
+        infos[c.name] = exporter.export_component(c, tmp, own, **(options or {}))
         infos[c.name].matmul_weights = matmul_weights(c)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
     m = mf.Manifest(format=format, engine=formats.spec(format).engine, kind=spec.kind, model=_model_info(spec, seed),

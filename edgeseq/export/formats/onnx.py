@@ -25,9 +25,9 @@ GEMM runs it several times faster, so w8a8-token is the fast-prefill choice. The
 the w8a8 bound, which it shares.
 
 An audio encoder (Whisper's: log-mel features in) keeps float32 weights under the 4-bit choices and
-w8a8-token: 4-bit blocks, and activations rounded per token across all channels, move the encoder
-output past the parity bound on the real tiny.en (the decoder, whose weights are most of the model,
-is quantized as asked); w8a8's 8-bit blocks of 32 stay inside it.
+w8a8-token (FORMAT.audio_encoder): 4-bit blocks, and activations rounded per token across all
+channels, move the encoder output past the parity bound on the real tiny.en (the decoder, whose
+weights are most of the model, is quantized as asked); w8a8's 8-bit blocks of 32 stay inside it.
 """
 from __future__ import annotations
 
@@ -48,13 +48,13 @@ if TYPE_CHECKING:
 
 FORMAT = FormatSpec(name="onnx", weights=("fp32", "int4", "w4a8", "w8a8", "w8a8-token"), engine="onnxruntime",
                     npu_exporter="edgeseq.export.formats.onnx_npu", npu_weights=("fp32", "w8a16", "w8a8", "w4a16"),
-                    options=("ort_kernels",), rank=0)
+                    options=("ort_kernels",), rank=0,
+                    audio_encoder=(("int4", "fp32"), ("w4a8", "fp32"), ("w8a8-token", "fp32")))
 
 OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
 INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, integer GEMM
-AUDIO_INPUT = "input_features"  # an audio encoder's input: float weights under 4-bit and w8a8-token (docstring)
 _PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
 
 
@@ -94,8 +94,6 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     if weights not in NBITS and weights not in ("fp32", INT8_GEMM):
         raise ExportError(f"the onnx exporter does not write --weights {weights}",
                           f"onnx weights: fp32, {', '.join(NBITS)}, {INT8_GEMM}")
-    if (weights == INT8_GEMM or NBITS.get(weights, (8,))[0] == 4) and c.inputs[:1] == [AUDIO_INPUT]:
-        weights = "fp32"  # the audio encoder stays float (the docstring's last paragraph)
     model = onnx.load(str(path))  # read once: folded, quantized, saved and described from memory
     # the exporter's external weights file is in memory now: drop it, or a save with external data
     # appends to it (a second copy of every weight) and a smaller save leaves it behind unused
