@@ -164,10 +164,13 @@ def summarize(runs: list[dict], refs: dict[str, str]) -> dict:
         xs = [x for x in xs if not math.isnan(x)]
         return statistics.median(xs) if xs else None
 
+    # edgeseq's rows give a clip's encoder time summed over its windows, the peers' one window's
+    encoder = med("encode_ms", per_window=True) if any("encode_ms" in c for c in clips) else med("encoder_ms")
+
     audio = sum(c.get("audio_s") or 0.0 for c in clips) or None
     wall = sum(c["wall_ms"] for c in clips) / 1e3
     texts = [(refs[c["wav"]], c["text"]) for c in ok[-1]["clips"] if c["wav"] in refs]
-    return {"encoder_ms_per_window": med("encode_ms", per_window=True), "ttft_ms": med("ttft_ms"),
+    return {"encoder_ms_per_window": encoder, "ttft_ms": med("ttft_ms"),
             "decode_tok_s": med("decode_tok_s"), "rtf": wall / audio if audio else None,
             "wer": corpus_wer(texts) if texts else None, "clips_scored": len(texts),
             "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in ok) or None,
@@ -208,6 +211,8 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated texts: only rows whose label contains one "
                    f"({BASE}, the ratios' base, always runs)")
     p.add_argument("--fresh", action="store_true", help="re-export edgeseq's artifacts")
+    p.add_argument("--table", action="store_true", help="print the table of the last run's JSON again (its raw "
+                   "samples re-summarized and written back), time nothing")
     p.add_argument("--prepare", action="store_true", help="make the clips and every export (edgeseq's and the "
                    "peers'), time nothing")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -220,6 +225,13 @@ def main() -> None:
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
     work = Path(a.work)
+    if a.table:
+        doc = json.loads((Path(a.out) / "whisper.json").read_text())
+        refs = {c["wav"]: c["text"] for c in json.loads((work / "clips" / "clips.json").read_text())}
+        doc["rows"] = [{**r, **summarize(r["raw"], refs)} if r.get("raw") else r for r in doc["rows"]]
+        (Path(a.out) / "whisper.json").write_text(json.dumps(doc, indent=2))
+        print("\n".join(table(doc["rows"], doc["exports"])))
+        return
     clips = work / "clips"
     refs = _refs(clips)
     only = [s.strip() for s in a.only.split(",")] if a.only else None
