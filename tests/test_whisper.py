@@ -242,3 +242,16 @@ def test_each_format_names_what_an_audio_encoder_gets_instead() -> None:
     assert spec("tflite").component_weights(audio, "int8") == "int8"
     assert all(spec(f).component_weights(text, w) == w for f in ("onnx", "openvino", "tflite")
                for w in spec(f).weights)
+
+
+def test_compare_refuses_a_speech_model_by_name(en_onnx: Path, tmp_path: Path) -> None:
+    """compare sweeps text input lengths; a Whisper artifact's points fail with the command that profiles it."""
+    import shutil
+
+    other = shutil.copytree(en_onnx, tmp_path / "other")  # compare takes two models or more
+    r = subprocess.run([sys.executable, "-m", "edgeseq", "compare", str(en_onnx), str(other), "--input-lens", "8",
+                        "--reps", "1",
+                        "--warmup", "0", "--no-plots", "--no-bandwidth", "--out", str(tmp_path / "rep")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "edgeseq profile" in r.stderr and "--audio" in r.stderr, r.stderr[-800:]
+    assert "Traceback" not in r.stderr

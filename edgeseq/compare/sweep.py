@@ -126,6 +126,11 @@ def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | Non
             for n in todo:
                 fail(n, e.message)
             continue
+        if m.audio:  # one window of audio in, whatever the input length: no sweep to make
+            for n in todo:
+                fail(n, "a speech model's input is audio, not --input-lens tokens: profile it with "
+                        f"`edgeseq profile {art} --audio FILE`")
+            continue
         runnable = []
         for n in todo:
             try:
