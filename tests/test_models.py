@@ -17,7 +17,9 @@ PUBLIC_PARAMS = {"t5-small": 60.5e6, "flan-t5-base": 247.6e6, "smollm2-135m": 13
                  # the paper's stated count; its decoder-only baseline is matched to it (test_paper.py: exact counts)
                  "paper-encdec-330m": 332_042_240, "paper-deconly-330m": 332_042_240,
                  # no public checkpoint: the quick suite's encoder-decoder, matched in size to SmolLM2-135M
-                 "paper-encdec-135m": 134.5e6}
+                 "paper-encdec-135m": 134.5e6,
+                 # the CTranslate2 checkpoints' counts: whisper-base's exactly, tiny.en's plus one vocabulary row
+                 "whisper-tiny": 37_760_640, "whisper-base": 72_593_920}
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

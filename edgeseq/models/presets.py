@@ -56,6 +56,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                       num_decoder_layers=8, vocab_size=250112, feed_forward_proj="gated-gelu",
                       tie_word_embeddings=False, relative_attention_num_buckets=32,
                       relative_attention_max_distance=128),
+    # Whisper tiny and base (multilingual: 51,865 tokens, 80 mel bins); the real tiny.en is `whisper-tiny-en`
+    "whisper-tiny": dict(model_type="whisper", d_model=384, encoder_layers=4, decoder_layers=4,
+                         encoder_attention_heads=6, decoder_attention_heads=6, encoder_ffn_dim=1536,
+                         decoder_ffn_dim=1536, vocab_size=51865, num_mel_bins=80),
+    "whisper-base": dict(model_type="whisper", d_model=512, encoder_layers=6, decoder_layers=6,
+                         encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+                         decoder_ffn_dim=2048, vocab_size=51865, num_mel_bins=80),
     "gpt2": dict(model_type="gpt2", n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024),
     # "Return of the Encoder" (2025), models/paper.py: 20 encoder / 10 decoder layers, 332,042,240
     # parameters as the paper states. The paper trains to 1024 positions; the presets accept 8192
