@@ -127,6 +127,10 @@ def test_other_formats_export_and_match_transformers(en_src: Path, tmp_path: Pat
     model = edgeseq.load(tmp_path / "art")
     got = model.transcribe(SPEECH, max_new_tokens=NEW).ids[0]
     assert same(got, hf_ids(hf_whisper(en_src, EN_GEN), log_mel(SPEECH), [50257, 50362]), 50256), got
+    if m.static:  # the default number of new tokens fits the compiled cache; more is refused before decoding
+        assert len(model.transcribe(SPEECH).ids[0]) <= 32
+        with pytest.raises(InputError, match="--max-output"):
+            model.transcribe(SPEECH, max_new_tokens=40)
 
 
 def test_long_audio_runs_in_windows_each_as_transformers(en_src: Path, en_onnx: Path) -> None:

@@ -139,6 +139,11 @@ def _check_audio(m: Any, rows: list[list[int]], cfg: GenerationConfig, features:
     if len(rows[0]) + cfg.max_new_tokens > limit:
         raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
                          f"maximum of {limit} decoder positions", f"lower --max-new-tokens to {limit - len(rows[0])}")
+    cache = int((m.static or {}).get("cache_length", limit))
+    if len(rows[0]) + cfg.max_new_tokens - 1 > cache:  # the last token is chosen, never fed
+        raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds this static "
+                         f"artifact's decoder cache of {cache} slots",
+                         f"lower --max-new-tokens to {cache + 1 - len(rows[0])}, or re-export with a larger --max-output")
 
 
 def forced_prefix(kind: str, gen: dict) -> list[int]:
