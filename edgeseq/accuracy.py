@@ -59,7 +59,7 @@ def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
     tokens differ counts only when the reference's margin between them exceeds the tolerance (a
     near-tie is no evidence against the export)."""
     tol = TOLERANCE[rule]
-    limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
+    limit = _limit(rule, ref)
     per_step = np.abs(got - ref).max(axis=-1)
     steps = np.arange(len(tokens))
     choice = ref.copy()
@@ -88,10 +88,15 @@ def judge(got: np.ndarray, ref: np.ndarray, tokens: list[int], rule: str,
     return verdict
 
 
+def _limit(rule: str, ref: np.ndarray) -> float:
+    """The bound on max |got - ref|: the rule's atol + rtol x the reference's largest magnitude."""
+    tol = TOLERANCE[rule]
+    return float(tol["atol"] + tol["rtol"] * float(np.abs(ref).max()))
+
+
 def judge_tensor(got: np.ndarray, ref: np.ndarray, rule: str) -> dict[str, Any]:
     """One output tensor (an encoder's hidden states) against the reference's, under `rule`'s tolerance."""
-    tol = TOLERANCE[rule]
-    limit = tol["atol"] + tol["rtol"] * float(np.abs(ref).max())
+    limit = _limit(rule, ref)
     diff = float(np.abs(np.asarray(got, np.float32) - ref).max())
     return {"status": "passed" if diff <= limit else "failed", "max_abs_diff": diff, "tolerance": limit}
 

@@ -165,9 +165,9 @@ class Model:
             raise InputError(f"{self.path} is not a speech model", "transcribe with a Whisper artifact; "
                              "generate() takes text prompts")
         if config is None and "max_new_tokens" not in options:  # half the decoder's positions, within a static cache
-            static = self.manifest.static
-            options["max_new_tokens"] = min(int(self.manifest.dims["max_positions"]) // 2,
-                                            int(static["max_output"]) if static else 1 << 30)
+            cap = int(self.manifest.dims["max_positions"]) // 2
+            options["max_new_tokens"] = min(cap, int(self.manifest.static["max_output"])) if self.manifest.static \
+                else cap
         cfg = _config(config, options)
         samples = load_audio(audio, int(self.manifest.audio["sampling_rate"]))
         return transcribe(self.backend, self.tokenizer, samples, cfg, language, task, timestamps, batch_size)

@@ -111,7 +111,7 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
     check_ids(rows, int(m.dims["vocab_size"]))
     longest = max(len(r) for r in rows)
     if m.audio or features is not None:
-        return _check_audio(m, rows, cfg, features, limit)
+        return _check_audio(m, rows, cfg, features)
     need = longest + cfg.max_new_tokens if m.kind == "decoder-only" else max(longest, cfg.max_new_tokens + 1)
     if need > limit:
         raise InputError(f"prompt of {longest} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
@@ -121,8 +121,14 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
                "use a smaller batch, fewer beams or shorter lengths")
 
 
-def _check_audio(m: Any, rows: list[list[int]], cfg: GenerationConfig, features: np.ndarray | None,
-                 limit: int) -> None:
+def decoder_room(m: Any) -> int:
+    """The decoder positions a speech request's prompt and new tokens share: the model's, or a static
+    artifact's cache slots + 1 where fewer (the last token is chosen, never fed)."""
+    limit = int(m.dims["max_positions"])
+    return min(limit, int(m.static["cache_length"]) + 1) if m.static else limit
+
+
+def _check_audio(m: Any, rows: list[list[int]], cfg: GenerationConfig, features: np.ndarray | None) -> None:
     """A speech model's request: one window of features per row of decoder prompt ids (generate/speech.py)."""
     if not m.audio or features is None:
         raise InputError("this artifact's encoder reads audio features, not token ids" if m.audio else
@@ -136,14 +142,12 @@ def _check_audio(m: Any, rows: list[list[int]], cfg: GenerationConfig, features:
     if len({len(r) for r in rows}) > 1:
         raise InputError("the decoder prompts of one batch of audio must have one length",
                          "transcribe with one language and task per call")
-    if len(rows[0]) + cfg.max_new_tokens > limit:
-        raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds the model's "
-                         f"maximum of {limit} decoder positions", f"lower --max-new-tokens to {limit - len(rows[0])}")
-    cache = int((m.static or {}).get("cache_length", limit))
-    if len(rows[0]) + cfg.max_new_tokens - 1 > cache:  # the last token is chosen, never fed
-        raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds this static "
-                         f"artifact's decoder cache of {cache} slots",
-                         f"lower --max-new-tokens to {cache + 1 - len(rows[0])}, or re-export with a larger --max-output")
+    room = decoder_room(m)
+    if len(rows[0]) + cfg.max_new_tokens > room:
+        raise InputError(f"a prompt of {len(rows[0])} tokens + {cfg.max_new_tokens} new tokens exceeds the {room} "
+                         "decoder positions this artifact has" + (" (its static cache)" if m.static else ""),
+                         f"lower --max-new-tokens to {room - len(rows[0])}"
+                         + (", or re-export with a larger --max-output" if m.static else ""))
 
 
 def forced_prefix(kind: str, gen: dict) -> list[int]:

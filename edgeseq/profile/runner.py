@@ -76,22 +76,32 @@ def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
     if (cfg.audio is not None or cfg.audio_seconds is not None) and not m.audio:
         raise UsageError(f"{where} is not a speech model: --audio and --audio-seconds apply to Whisper artifacts",
                          "drop them; text artifacts are profiled with --input-len")
+    if m.audio:
+        return _check_speech_cases(m, cfg, where)
     for in_len, out_len, _ in cfg.cases(m):
-        if m.audio:  # the encoder reads one window; the decoder writes the prompt and out_len tokens
-            from .speech import prompt
-
-            in_len, out_len = 0, out_len + len(prompt(m.audio["tokens"])) - 1
         need = in_len + out_len if m.kind == "decoder-only" else max(in_len, out_len + 1)
         if need > limit:
             raise UsageError(f"{where}: --input-len {in_len} with --output-len {out_len} exceeds the model's "
                              f"maximum of {limit} positions", "profile shorter lengths for this artifact")
         st = m.static
-        if st and not m.audio and (in_len > st["max_input"] or out_len > st["max_output"]) or \
-                st and m.audio and out_len + 1 > st["cache_length"]:
+        if st and (in_len > st["max_input"] or out_len > st["max_output"]):
             raise UsageError(f"{where}: a static-shape artifact compiled for prompts up to {st['max_input']} and "
                              f"{st['max_output']} new tokens cannot run --input-len {in_len} --output-len {out_len}",
                              f"re-export with --max-input {max(in_len, st['max_input'])} "
                              f"--max-output {max(out_len, st['max_output'])}")
+
+
+def _check_speech_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
+    """A speech artifact's cases: the encoder reads one window, the decoder its prompt and --output-len tokens."""
+    from ..generate.loop import decoder_room
+    from .speech import prompt
+
+    room, n, out = decoder_room(m), len(prompt(m.audio["tokens"])), max(cfg.output_lens)  # type: ignore[index]
+    if n + out > room:
+        raise UsageError(f"{where}: --output-len {out} after the {n}-token decoder prompt exceeds the {room} decoder "
+                         "positions this artifact has" + (" (its static cache)" if m.static else ""),
+                         f"profile --output-len {room - n} or less"
+                         + (", or re-export with a larger --max-output" if m.static else ""))
 
 
 def case_key(artifact: str | Path, in_len: int, out_len: int, batch: int) -> str:

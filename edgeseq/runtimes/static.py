@@ -142,12 +142,9 @@ class StaticStepBackend(StepBackend):
         self.usage = {"encoder_bucket": length, "encoder_padding": pad}
 
     def encode_audio(self, state: State, features: np.ndarray) -> None:
-        """One window of features per row: the encoder's one signature, the cross caches at full length."""
-        length = self._sizes["encoder"][0][0]
-        hidden = {"encoder_hidden_states": self.encoder_hidden(features)}
-        state.cross = self.run_signature("decoder_init", self._signature("decoder_init", length), hidden)
-        state.encoder_mask = np.ones((features.shape[0], length), np.int64)
-        self.usage = {"encoder_bucket": length, "encoder_padding": 0}
+        """One window of features per row: the encoder's one signature, whose output fills the cross caches."""
+        super().encode_audio(state, features)
+        self.usage = {"encoder_bucket": int(state.encoder_mask.shape[1]), "encoder_padding": 0}
 
     def encoder_hidden(self, features: np.ndarray) -> Any:
         name = self._sizes["encoder"][0][1]  # a speech encoder has one signature: one window
