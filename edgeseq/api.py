@@ -16,6 +16,8 @@ from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
+from .generate.proposers import DraftModel, PromptLookup, Proposer
+from .generate.speculate import Speculation, refuse_static, run as speculate_run, steps as speculate_steps
 from .generate.speech import Transcription
 from .generate.text import StopText, TextStream, cut_at_stop
 from .runtimes import BackendOptions
@@ -30,6 +32,7 @@ class Generation:
     texts: list[str]
     timings: Timings
     sequences: list[list[list[int]]] | None = None
+    speculation: dict[str, Any] | None = None  # acceptance statistics of a speculative run (speculate.Speculation)
 
 
 class Model:
@@ -39,6 +42,7 @@ class Model:
         self.path, self.manifest, self.backend, self.tokenizer = path, manifest, backend, tokenizer
         self.gen_defaults: dict[str, Any] = manifest.generation
         self._template: Any = None  # compiled chat template, built on first use
+        self._drafts: dict[str, Model] = {}  # draft artifacts loaded by path for speculate=, kept for later calls
 
     @property
     def kind(self) -> str:
@@ -94,10 +98,13 @@ class Model:
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None,
+                     speculate: "str | Path | Model | None" = None, draft_tokens: int = 5,
                      **options: Any) -> Generation:
         """Generate from token ids (one list per prompt, each id in the vocabulary); see generate() for text."""
         cfg = _config(config, options)
         stops = cfg.stop or []
+        if speculate is not None:
+            return self._speculate(rows, cfg, speculate, draft_tokens, stops)
         if cfg.num_beams > 1:  # the search runs as usual; each returned sequence is cut at its first stop string
             timings = Timings()
             seqs = beam_search(self.backend, rows, cfg, self.gen_defaults, timings)
@@ -105,14 +112,45 @@ class Model:
                 seqs = [[self._cut_ids(s, stops) for s in row] for row in seqs]
             best = [s[0] for s in seqs]
             return Generation(best, [cut_at_stop(self.decode(r), stops)[0] for r in best], timings, seqs)
+        ids, timings = run(self.backend, rows, cfg, self.gen_defaults, halt=self._halt(stops))
+        return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings)
+
+    def _halt(self, stops: list[str]) -> Any:
+        """halt(row, token) for the loops: True on the token that completes one of `stops` in that row's text."""
         texts: dict[int, tuple[TextStream, StopText]] = {}
 
-        def halt(row: int, token: int) -> bool:  # a row ends on the token that completes a stop string
+        def halt(row: int, token: int) -> bool:
             stream, stop = texts.setdefault(row, (TextStream(self.tokenizer), StopText(stops)))
             stop.push(stream.push(token))
             return stop.hit
-        ids, timings = run(self.backend, rows, cfg, self.gen_defaults, halt=halt if stops else None)
-        return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings)
+        return halt if stops else None
+
+    def _speculate(self, rows: list[list[int]], cfg: GenerationConfig, speculate: "str | Path | Model",
+                   draft_tokens: int, stops: list[str]) -> Generation:
+        ids, timings, stats = speculate_run(self.backend, rows, cfg, self.gen_defaults, self.proposer(speculate),
+                                            draft_tokens, halt=self._halt(stops))
+        return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings,
+                          speculation=stats.as_dict())
+
+    def proposer(self, speculate: "str | Path | Model") -> Proposer:
+        """What proposes tokens for `speculate=`: "lookup" (prompt lookup), or a draft artifact (its
+        path, or a loaded Model) with this model's tokenizer."""
+        refuse_static(self.backend)
+        if isinstance(speculate, str) and speculate == "lookup":
+            return PromptLookup()
+        if isinstance(speculate, (str, Path)):
+            key = str(Path(speculate).resolve())
+            if key not in self._drafts:
+                if not (Path(speculate) / mf.MANIFEST).exists():
+                    raise UsageError(f"speculate={str(speculate)!r} is neither 'lookup' nor an artifact directory",
+                                     "pass speculate='lookup' or the path of a draft artifact (edgeseq export ...)")
+                self._drafts[key] = load(speculate, threads=self.backend.options.threads)
+            speculate = self._drafts[key]
+        if not isinstance(speculate, Model):
+            raise UsageError(f"speculate must be 'lookup', an artifact path or a loaded Model, got "
+                             f"{type(speculate).__name__}", "pass speculate='lookup' or a draft artifact's path")
+        DraftModel.check(self.backend, speculate.backend)
+        return DraftModel(speculate.backend, speculate.gen_defaults, f"draft {speculate.path.name}")
 
     def _cut_ids(self, ids: list[int], stops: list[str]) -> list[int]:
         """ids up to and including the token whose text completes the first stop string (beam results)."""
@@ -131,11 +169,15 @@ class Model:
         return Generator(self.backend, self.gen_defaults, cfg, ids)
 
     def generate(self, prompt: str | list[str], chat: bool = False, config: GenerationConfig | None = None,
+                 speculate: "str | Path | Model | None" = None, draft_tokens: int = 5,
                  **options: Any) -> Generation:
         """Generate for one prompt or a batch (padded correctly; each row stops on its own).
 
         Options are GenerationConfig's fields (an unknown name is a UsageError listing them); `stop`:
-        strings that end a row's text where they first appear, not returned."""
+        strings that end a row's text where they first appear, not returned. `speculate`: "lookup" or
+        a draft artifact (path or Model) proposes up to `draft_tokens` tokens that the model checks in
+        one step (docs/speculative.md); greedy output is unchanged, sampling keeps its distribution,
+        and the result's `speculation` holds the acceptance statistics."""
         cfg = _config(config, options)
         t = time.perf_counter()
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -143,7 +185,7 @@ class Model:
             raise InputError("no prompts given", "pass a string or a non-empty list of strings")
         rows = [self.encode(p, chat) for p in prompts]
         tok_ms = (time.perf_counter() - t) * 1e3
-        out = self.generate_ids(rows, cfg)
+        out = self.generate_ids(rows, cfg, speculate=speculate, draft_tokens=draft_tokens)
         out.timings.tokenize_ms = tok_ms
         return out
 
@@ -173,12 +215,14 @@ class Model:
         return transcribe(self.backend, self.tokenizer, samples, cfg, language, task, timestamps, batch_size)
 
     def stream(self, prompt: str, chat: bool = False, config: GenerationConfig | None = None,
-               timings: Timings | None = None, **options: Any) -> Iterator[str]:
+               timings: Timings | None = None, speculate: "str | Path | Model | None" = None,
+               draft_tokens: int = 5, speculation: Speculation | None = None, **options: Any) -> Iterator[str]:
         """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character.
 
         Pass a `Timings()` to have the loop's clock filled in as the stream runs. The pieces join to
         generate()'s text: with `stop`, text that could still become a stop string is held back until
-        it cannot; a character left incomplete at the end comes out as U+FFFD, as in generate()."""
+        it cannot; a character left incomplete at the end comes out as U+FFFD, as in generate().
+        `speculate` / `draft_tokens` as in generate(); pass a `Speculation` to have its statistics filled in."""
         cfg = _config(config, options)
         if cfg.num_beams > 1:
             raise UsageError("stream() follows one sequence; beam search knows the best only at the end",
@@ -191,15 +235,25 @@ class Model:
         text = TextStream(self.tokenizer)
         stop = StopText(cfg.stop or [])
         halted = np.zeros(1, bool)
-        for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings, halted=halted):
-            t = int(tokens[0])
-            if t in eos and not cfg.ignore_eos:
+        if speculate is None:
+            loop = (tokens.tolist() for tokens in steps(self.backend, rows, cfg, self.gen_defaults, timings,
+                                                        halted=halted))
+        else:
+            proposer = self.proposer(speculate)
+            loop = (new[0] for new in speculate_steps(self.backend, rows, cfg, self.gen_defaults, timings, proposer,
+                                                      draft_tokens, speculation, halted=halted))
+        for tokens in loop:
+            for t in tokens:
+                if t in eos and not cfg.ignore_eos:
+                    break
+                piece = stop.push(text.push(t))
+                if piece:
+                    yield piece
+                if stop.hit:
+                    halted[0] = True  # the loop ends at its next step, its clock complete
+                    break
+            if tokens and tokens[-1] in eos and not cfg.ignore_eos:
                 break
-            piece = stop.push(text.push(t))
-            if piece:
-                yield piece
-            if stop.hit:
-                halted[0] = True  # the loop ends this step, its clock complete
         tail = "" if stop.hit else stop.push(text.flush()) + stop.flush()
         if tail:
             yield tail

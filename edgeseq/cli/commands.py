@@ -34,6 +34,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_generate(a: argparse.Namespace) -> int:
     from ..api import load
     from ..generate.config import GenerationConfig
+    from ..generate.speculate import Speculation
 
     sample = a.sample or any(v is not None for v in (a.temperature, a.top_k, a.top_p))
     cfg = GenerationConfig(max_new_tokens=128 if a.max_new_tokens is None else a.max_new_tokens, do_sample=sample,
@@ -58,18 +59,26 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from ..generate.loop import Timings
 
     stdout = console.out  # looked up once: nothing per token but the write
+    if a.speculate and cfg.num_beams > 1:
+        raise UsageError("--speculate follows one sequence; beam search keeps several", "drop --num-beams or --speculate")
+    spec = Speculation("", a.draft_tokens) if a.speculate else None
     if cfg.num_beams > 1:  # the best beam is known only at the end
         out = model.generate(a.prompt, chat=chat, config=cfg)
         print(out.texts[0], file=stdout, flush=True)
         t = out.timings
     else:
         t = Timings()
-        for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t):
+        for piece in model.stream(a.prompt, chat=chat, config=cfg, timings=t, speculate=a.speculate,
+                                  draft_tokens=a.draft_tokens, speculation=spec):
             print(piece, end="", file=stdout, flush=True)
         print(file=stdout, flush=True)
     if a.stats:
         console.result(f"[{len(t.token_ms)} tokens; tokenize {t.tokenize_ms:.1f} ms, TTFT {t.ttft_ms:.1f} ms, "
                        f"TPOT {t.tpot_ms:.2f} ms, {t.decode_tok_s:.1f} tok/s]")
+        if spec is not None:
+            sp = spec.as_dict()
+            console.result(f"[speculation ({sp['proposer']}): {sp['accepted']} of {sp['proposed']} proposed tokens "
+                           f"accepted ({sp['acceptance_rate']:.0%}), {sp['tokens_per_step']:.2f} tokens per model step]")
     return 0
 
 
@@ -115,11 +124,14 @@ def cmd_profile(a: argparse.Namespace) -> int:
     cfg = ProfileConfig(input_lens=a.input_len, output_lens=a.output_len, batch_sizes=a.batch, warmup=a.warmup,
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
                         precision=a.precision, delegate=a.delegate, engine_options=parse_pairs(a.engine_option),
-                        audio=a.audio, audio_seconds=a.audio_seconds).validate()
+                        audio=a.audio, audio_seconds=a.audio_seconds, speculate=a.speculate,
+                        draft_tokens=a.draft_tokens).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:
         raise UsageError("--resume needs --json PATH: the partial results live next to it", "add --json PATH")
+    if a.auto and a.speculate:
+        raise UsageError("--auto compares engines on plain decoding", "drop --speculate, or drop --auto")
     if a.auto and (a.engine or a.precision != "f32" or a.resume or a.engine_option):
         raise UsageError("--auto chooses the engine and precision itself (with its default options) and does not "
                          "resume", "drop --engine / --precision / --engine-option / --resume, or drop --auto")

@@ -29,13 +29,22 @@ def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
         # Copying [B, V] every step to mask is a visible share of a fast decode step.
         if not banned or not set(best.tolist()) & set(banned):
             return best
-    logits = logits.astype(np.float32, copy=True)
     if penalize:
         logits = penalize_repeats(logits, history, cfg.repetition_penalty)  # type: ignore[arg-type]
+    if not cfg.do_sample:
+        masked = logits.astype(np.float32, copy=True)
+        if banned:
+            masked[:, banned] = -np.inf
+        return masked.argmax(axis=-1).astype(np.int64)
+    return draw(distribution(logits, cfg, banned), rng)
+
+
+def distribution(logits: np.ndarray, cfg: GenerationConfig, banned: list[int] | None = None) -> np.ndarray:
+    """The probabilities a sampling step draws from [N, V]: banned ids out, then temperature, top-k and
+    top-p filtering (speculative sampling's rejection test reads them too)."""
+    logits = logits.astype(np.float32, copy=True)
     if banned:
         logits[:, banned] = -np.inf
-    if not cfg.do_sample:
-        return logits.argmax(axis=-1).astype(np.int64)
     logits /= cfg.temperature
     if cfg.top_k and cfg.top_k < logits.shape[-1]:
         kth = np.partition(logits, -cfg.top_k, axis=-1)[:, -cfg.top_k][:, None]
@@ -50,6 +59,11 @@ def select(logits: np.ndarray, cfg: GenerationConfig, rng: np.random.Generator,
         np.put_along_axis(drop, order, drop_sorted, axis=-1)
         probs = np.where(drop, 0.0, probs)
         probs /= probs.sum(axis=-1, keepdims=True)
+    return probs
+
+
+def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One id per row of probs [N, V] (inverse CDF of one uniform draw each). int64 [N]."""
     u = rng.random((probs.shape[0], 1))
     return np.minimum((np.cumsum(probs, axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1).astype(np.int64)
 

@@ -92,6 +92,12 @@ def footnotes(results: list[ProfileResult]) -> str:
                      f"{summarize(got['features_ms'])['median']:.1f} ms, encoder {r.median('encode_ms'):.1f} ms, "
                      f"real-time factor {summarize(got['real_time_factor'])['median']:.3f} "
                      "(front end + encoder + forced decoding, over the audio's length)")
+    for r in (r for r in results if r.get("speculation") and r.status == "ok"):
+        sp = r["speculation"]
+        notes.append(f"speculation {r.label} in={r.input_len} b={r.batch} ({sp['proposer']}, up to {sp['draft_tokens']} "
+                     f"proposed, {sp['strategy']}): {sp['acceptance_rate']:.0%} of proposals accepted, "
+                     f"{sp['mean_accepted']:.2f} accepted and {sp['tokens_per_step']:.2f} tokens per target step "
+                     "(the timed runs together)")
     huge = [f"{r.label} {(r.huge_pages or {})['mb']} MB" for r in results if (r.huge_pages or {}).get("mb")]
     if huge:
         notes.append(f"weights moved into huge pages at load (load ms includes it): {'; '.join(dict.fromkeys(huge))}.")

@@ -19,6 +19,8 @@ from ..errors import UsageError
 from ..runtimes.options import check_threads
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
+from ..generate.proposers import Proposer
+from ..generate.speculate import Speculation, run as speculate
 from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
 from ..reference import NAME as REFERENCE, open_runner
 from ..runtimes import BackendOptions, default_engine, registry
@@ -42,6 +44,8 @@ class ProfileConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)  # the engine's own settings (runtimes/options.py)
     audio: str | None = None  # speech artifacts: an audio file (profile/speech.py) ...
     audio_seconds: float | None = None  # ... or seconds of a synthetic signal (default: one 30 s window)
+    speculate: str | None = None  # "lookup" or a draft artifact: speculative decoding (generate/speculate.py)
+    draft_tokens: int = 5  # the most tokens proposed per step when speculating
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -77,6 +81,9 @@ def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
         raise UsageError(f"{where} is not a speech model: --audio and --audio-seconds apply to Whisper artifacts",
                          "drop them; text artifacts are profiled with --input-len")
     if m.audio:
+        if cfg.speculate:
+            raise UsageError(f"{where} is a speech model: speculative decoding covers text models",
+                             "drop --speculate")
         return _check_speech_cases(m, cfg, where)
     for in_len, out_len, _ in cfg.cases(m):
         need = in_len + out_len if m.kind == "decoder-only" else max(in_len, out_len + 1)
@@ -146,19 +153,22 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
         warm_ms = None
         if backend.compile_cache:  # load again: the compiled blobs are cached now
             warm_ms = round(open_runner(p, m, cfg.device, cfg.engine, options).load_ms, 2)
+        proposer = _proposer(p, m, backend, tok, cfg) if cfg.speculate else None
         for in_len, out_len, batch in cases:
             deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
-            count, front = cfg.warmup + cfg.reps, []
+            count, front, specs = cfg.warmup + cfg.reps, [], []
             if m.audio:  # one window of audio in place of the prompt (profile/speech.py)
                 runs, first_run_ms, head, status, front = speech.runs(backend, m, samples, out_len, batch, count,
                                                                       deadline, tick)
             else:
                 runs, first_run_ms, head, status = _text_runs(backend, m, tok, in_len, out_len, batch, count, deadline,
-                                                              tick)
+                                                              tick, proposer, cfg, specs)
             res = _result(p, m, backend, cfg, in_len, out_len, batch, runs[cfg.warmup:], first_run_ms, head,
                           bandwidth_gb_s)
             if m.audio:
                 res.extra.update(speech.extras(front[cfg.warmup:], runs[cfg.warmup:], seconds, label))
+            if proposer is not None:
+                res.extra["speculation"] = Speculation.total(specs[cfg.warmup:]).as_dict()
             res.status, res.key = status, case_key(p, in_len, out_len, batch)
             res.peak_rss_mb, res.rss_before_load_mb = round(peak.peak_mb, 1), round(rss_before, 1)
             res.load_warm_ms = warm_ms
@@ -167,10 +177,20 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
             yield res
 
 
+def _proposer(p: Path, m: mf.Manifest, backend: Any, tok: Any, cfg: ProfileConfig) -> Proposer:
+    """The proposer of --speculate (a draft artifact is loaded once, with the same threads)."""
+    from ..api import Model
+
+    return Model(p, m, backend, tok).proposer(cfg.speculate)  # type: ignore[arg-type]
+
+
 def _text_runs(backend: Any, m: mf.Manifest, tok: Any, in_len: int, out_len: int, batch: int, count: int,
-               deadline: float | None, tick: Callable[[], None] | None) -> tuple[list[Timings], float, list[int], str]:
+               deadline: float | None, tick: Callable[[], None] | None, proposer: Proposer | None = None,
+               cfg: ProfileConfig | None = None, specs: list[Speculation] | None = None
+               ) -> tuple[list[Timings], float, list[int], str]:
     """`count` runs from a prompt of exactly `in_len` ids: their timings (stopping at a time-limit
-    overrun), the first run's wall time (tokenizing included), the last run's first row of ids and the status."""
+    overrun), the first run's wall time (tokenizing included), the last run's first row of ids and the status.
+    With a proposer the runs speculate, each run's statistics appended to `specs`."""
     rows = [prompt_ids(tok, in_len, m.dims["vocab_size"])] * batch
     # the text these ids decode to: tokenizing it is timed per run (the loop itself gets ids, so that
     # every engine is fed exactly the same tokens)
@@ -184,7 +204,12 @@ def _text_runs(backend: Any, m: mf.Manifest, tok: Any, in_len: int, out_len: int
         tok.encode_batch([text] * batch, add_special_tokens=False)
         tokenize_ms = (time.perf_counter() - t) * 1e3
         try:
-            ids, timings = run(backend, rows, gcfg, m.generation, deadline=deadline)
+            if proposer is not None and cfg is not None:
+                ids, timings, stats = speculate(backend, rows, gcfg, m.generation, proposer, cfg.draft_tokens)
+                if specs is not None:
+                    specs.append(stats)
+            else:
+                ids, timings = run(backend, rows, gcfg, m.generation, deadline=deadline)
         except TimeLimitError:
             return runs, first, ids[0], "timeout"
         timings.tokenize_ms = tokenize_ms

@@ -42,6 +42,11 @@ class State:
         return 0 if self.mask is None else int(self.mask.shape[1])
 
 
+def step_name(manifest: Manifest) -> str:
+    """The component that decodes: `decoder` (decoder-only) or `decoder_step` (encoder-decoder)."""
+    return "decoder" if manifest.kind == "decoder-only" else "decoder_step"
+
+
 @dataclass
 class BackendOptions:
     """How to run: settings every engine reads, and the engine's own typed options (runtimes/options.py)."""
@@ -77,13 +82,22 @@ class StepBackend(ABC):
         self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}
         self.load_ms = (time.perf_counter() - t) * 1e3
         self._check_contract()
-        step = manifest.components["decoder" if manifest.kind == "decoder-only" else "decoder_step"]
+        step = manifest.components[step_name(manifest)]
         # each step's present.* outputs become the next step's past.* inputs: names mapped once, not per token
         self._next_names = {o: o.replace("present.", "past.", 1) for o in step.cache_outputs}
         d = manifest.dims
         self.kv_heads = d["num_kv_heads"]
         self.head_dim = d["head_dim"]
+        # the step returns the logits of the positions it is given (steps.Picked): a verify step can run
+        self.picks = "logits_index" in self.graph_inputs(step_name(manifest))
+        self._last = {1: np.zeros(1, np.int64)}  # logits_index [T-1] per step width T, made once each
         self.kv_cache = self.cache_form()
+        # rows may forget different numbers of tokens (trim_rows): the forgotten slots stay as masked
+        # holes, which only a step that takes each token's position from position_ids reads correctly
+        # (not an encoder-decoder's slot positions, ORT's GroupQueryAttention rotating by slot, or
+        # sliding windows counted in slots)
+        self.holes = manifest.kind == "decoder-only" and self.kv_cache.holes and not d.get("sliding_window") \
+            and "GroupQueryAttention" not in manifest.components[step_name(manifest)].contrib_ops
 
     def cache_form(self) -> CacheForm[Any]:
         """How this backend keeps the KV cache between steps (cache.py); engines with a form of their
@@ -104,7 +118,7 @@ class StepBackend(ABC):
     def _check_contract(self) -> None:
         """The manifest's cache names must be the graphs' inputs: the loop feeds exactly those."""
         plain = {"input_ids", "attention_mask", "position_ids", "encoder_attention_mask", "encoder_hidden_states",
-                 "cache_position", "input_features"}
+                 "cache_position", "input_features", "logits_index"}
         for name, comp in self.manifest.components.items():
             have = self.graph_inputs(name)
             want = plain & have | set(comp.cache_inputs)
@@ -159,6 +173,21 @@ class StepBackend(ABC):
         ids = tokens.reshape(state.batch, 1).astype(np.int64)
         return self._step(state, ids, np.ones_like(ids), state.positions[:, None])
 
+    def verify(self, state: State, ids: np.ndarray) -> np.ndarray:
+        """Feed T tokens per row [B, T] after the cache (a speculative step: the last accepted token and
+        k proposals); return the logits after each of them [B, T, V]. The caller trims what it rejects."""
+        if not self.picks:
+            raise InputError(f"{self.artifact.name}'s step returns only the last position's logits, so it cannot "
+                             "check several proposed tokens in one pass" + (" (a static-shape artifact)"
+                                                                            if self.manifest.static else ""),
+                             "re-export it with this edgeseq (dynamic shapes: --format onnx or openvino) to "
+                             "speculate, or generate without speculate")
+        b, t = ids.shape
+        ones = np.ones((b, t), np.int64)
+        logits = self._step(state, ids.astype(np.int64), ones, state.positions[:, None] + np.arange(t),
+                            np.arange(t, dtype=np.int64))
+        return logits.reshape(b, t, -1)
+
     def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
         """Make row i of the state a copy of row rows[i] (beam search). The cross-attention cache is
         reordered only when asked: beams of one prompt share it, so it changes only when tiling."""
@@ -177,10 +206,35 @@ class StepBackend(ABC):
                              "rewind at most as many tokens as were fed")
         self.kv_cache.trim(state, state.length - n)
 
-    def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def trim_rows(self, state: State, counts: np.ndarray) -> None:
+        """Forget the last counts[i] tokens of row i (speculative decoding: each row's rejected tokens).
+        What all rows forget goes as in `trim`; the rest becomes masked holes (`holes`)."""
+        counts = np.asarray(counts, np.int64)
+        common = int(counts.min())
+        if common:
+            self.trim(state, common)
+            counts = counts - common
+        if not counts.any():
+            return
+        if not self.holes:
+            raise InputError("this artifact's cache cannot forget a different number of tokens per row",
+                             "trim every row by the same count (speculative decoding re-feeds instead)")
+        assert state.mask is not None and state.positions is not None
+        mask = state.mask.copy()
+        for row, n in enumerate(counts.tolist()):
+            if n:
+                mask[row, np.flatnonzero(mask[row])[-n:]] = 0
+        self.kv_cache.forget_rows(state, counts)
+        state.mask, state.positions = mask, state.positions - counts
+
+    def _step(self, state: State, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray,
+              picks: np.ndarray | None = None) -> np.ndarray:
+        """One step of T tokens; `picks`: the positions whose logits come back (default the last)."""
         assert state.mask is not None and state.positions is not None
         full_mask = np.concatenate([state.mask, new_mask], axis=1)
         feeds = {"input_ids": ids, "attention_mask": full_mask, **state.caches}
+        if self.picks:
+            feeds["logits_index"] = picks if picks is not None else self._last_index(ids.shape[1])
         if self.manifest.kind == "decoder-only":
             feeds["position_ids"] = pos
             logits = self.kv_cache.step(state, feeds)
@@ -191,3 +245,9 @@ class StepBackend(ABC):
         state.mask = full_mask
         state.positions = pos[:, -1] + 1
         return logits
+
+    def _last_index(self, t: int) -> np.ndarray:
+        idx = self._last.get(t)
+        if idx is None:
+            idx = self._last[t] = np.array([t - 1], np.int64)
+        return idx

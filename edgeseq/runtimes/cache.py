@@ -45,6 +45,7 @@ class CacheForm(Generic[H]):
     the form pools what finished requests leave (paged blocks); each request's data is in its State."""
 
     name = "arrays"  # short name of the form (the conformance test checks which form an engine picked)
+    holes = True  # a row's forgotten slots may stay in the cache, masked (StepBackend.trim_rows)
 
     def __init__(self, backend: StepBackend) -> None:
         m = backend.manifest
@@ -97,6 +98,10 @@ class CacheForm(Generic[H]):
     def forget(self, state: State, keep: int, real: np.ndarray) -> None:
         """The cache's part of `trim`, before the mask is cut: `real` tokens per row go."""
         state.caches = {k: v[:, :, :keep] for k, v in state.caches.items()}
+
+    def forget_rows(self, state: State, counts: np.ndarray) -> None:
+        """The cache's part of `trim_rows` (before the mask hides the slots): the last counts[i] tokens of
+        row i go. Nothing here: the masked slots stay, unread."""
 
 
 class ExplicitArrays(CacheForm[HeldCache]):

@@ -27,6 +27,7 @@ class StaticSlots(CacheForm[HeldCache]):
     step's slots (`cache_position`); `State.slots` counts the slots used and the mask covers them all."""
 
     name = "slots"
+    holes = False  # slots are positions here
 
     def __init__(self, backend: StaticStepBackend) -> None:
         super().__init__(backend)

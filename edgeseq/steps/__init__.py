@@ -3,6 +3,9 @@
 
 Every format's exporter converts these same modules, so all formats share input/output names,
 shapes and semantics. `components(spec)` lists them with names, example inputs and dynamic axes.
+A dynamic-shape step also takes `logits_index` [n]: the positions of its T tokens whose logits it
+returns, row-major [B*n, V] (`Picked`): [T-1] in a plain step (so [B, V]), 0..T-1 in a speculative
+verify step (runtimes/base.py `verify`).
 """
 from __future__ import annotations
 
@@ -34,14 +37,42 @@ class Component:
     example_kwargs: dict[str, torch.Tensor] = field(default_factory=dict)  # with an empty `example`
 
 
+class Picked(nn.Module):
+    """A step (three plain inputs, then its caches) with `logits_index` [n] as its fourth input: the
+    positions whose logits it returns, set on the step's KVWrite (`picks`) for one call."""
+
+    def __init__(self, step: nn.Module) -> None:
+        super().__init__()
+        self.step = step
+        self.kv = step.kv
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, third: torch.Tensor,
+                logits_index: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.kv.picks = logits_index
+        try:
+            return self.step(input_ids, attention_mask, third, *caches)  # type: ignore[no-any-return]
+        finally:
+            self.kv.picks = None
+
+
+def _picked(c: Component) -> Component:
+    """`c` (a step) taking logits_index after its three plain inputs (example: two positions, so
+    the exporter keeps the axis dynamic)."""
+    example = (*c.example[:3], torch.tensor([_T - 2, _T - 1]), *c.example[3:])
+    dyn = {**c.dynamic, "logits_index": {0: "picked"}, "logits": {0: "rows"}}
+    return Component(c.name, Picked(c.module), [*c.inputs[:3], "logits_index", *c.inputs[3:]], c.outputs, example,
+                     dyn, c.cache_inputs, c.cache_outputs)
+
+
 def kv_names(prefix: str, layers: int) -> list[str]:
     return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
 
 
-def components(spec: ModelSpec) -> list[Component]:
-    if spec.kind == "encoder-decoder":
-        return _encoder_decoder(spec)
-    return [_decoder_only(spec)]
+def components(spec: ModelSpec, picks: bool = True) -> list[Component]:
+    """The model's step modules; `picks`: the step takes `logits_index` (dynamic shapes; static
+    signatures return the last position's logits)."""
+    comps = _encoder_decoder(spec) if spec.kind == "encoder-decoder" else [_decoder_only(spec)]
+    return [_picked(c) if picks and c.name in ("decoder", "decoder_step") else c for c in comps]
 
 
 def _decoder_only(spec: ModelSpec) -> Component:

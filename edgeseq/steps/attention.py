@@ -73,6 +73,17 @@ class KVWrite:
         # whose layers keep a ring of W rows instead of C slots, and C
         self.rings: frozenset[int] = frozenset()
         self.length = 0
+        # dynamic shapes with a `logits_index` input (steps.Picked sets it for one forward): the positions
+        # of this step's T tokens whose logits the step returns
+        self.picks: torch.Tensor | None = None
+
+    def last(self, x: torch.Tensor) -> torch.Tensor:
+        """The hidden states the LM head reads, from x [B, T, E]: the last position [B, E]; with `picks`
+        [n], positions picks of every row, row-major [B*n, E] (one, the last, in a plain step; a
+        speculative verify step's k+1). Only these rows pay for the LM head."""
+        if self.picks is None:
+            return x[:, -1]
+        return x.index_select(1, self.picks).reshape(-1, x.shape[-1])
 
     def ring(self, window: int | None) -> bool:
         """Whether a layer with this sliding `window` keeps a ring cache in this forward: the token at

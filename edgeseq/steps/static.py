@@ -136,7 +136,7 @@ def static_components(spec: ModelSpec, shape: StaticShape) -> list[Component]:
     from . import components
 
     shape.check(spec)
-    dynamic = {c.name: c for c in components(spec)}
+    dynamic = {c.name: c for c in components(spec, picks=False)}
     d, c_len = spec.dims, shape.cache_length(spec.kind, bool(spec.audio))
     kv = lambda n: torch.randn(1, d.num_kv_heads, n, d.head_dim)  # noqa: E731
     if spec.kind == "decoder-only":

@@ -131,7 +131,7 @@ class BartDecoderStep(_BartBase):
             x = self.sublayer(layer.self_attn_layer_norm, self_attention, x)
             x = self.sublayer(layer.encoder_attn_layer_norm, cross_attention, x)
             x = self.sublayer(layer.final_layer_norm, lambda h, layer=layer: self.mlp(layer, h), x)
-        logits = self.lm_head(self.finish(x[:, -1]))
+        logits = self.lm_head(self.finish(self.kv.last(x)))
         return (logits if self.logits_bias is None else logits + self.logits_bias, *presents)
 
 

@@ -87,7 +87,7 @@ class GemmaStep(nn.Module):
             else:
                 x = x + o
                 x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x, offset=1.0))
-        logits = self.lm_head(rms_norm(self.norm, x[:, -1], offset=1.0))  # only the last position
+        logits = self.lm_head(rms_norm(self.norm, self.kv.last(x), offset=1.0))  # only the positions asked for
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return (logits, *presents)

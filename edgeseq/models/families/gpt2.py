@@ -37,7 +37,7 @@ class GPT2Step(nn.Module):
             presents += [k, v]
             x = x + a.c_proj(attend(q, k, v, bias, a.scaling))
             x = x + block.mlp(block.ln_2(x))
-        return (self.lm_head(self.ln_f(x[:, -1])), *presents)
+        return (self.lm_head(self.ln_f(self.kv.last(x))), *presents)
 
 
 def dims(c: Any) -> Dims:

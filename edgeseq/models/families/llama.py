@@ -88,7 +88,7 @@ class LlamaStep(nn.Module):
                 presents += [pk, pv]
             x = x + a.o_proj(o)
             x = x + layer.mlp(rms_norm(layer.post_attention_layernorm, x))
-        logits = self.lm_head(rms_norm(self.norm, x[:, -1]))  # only the last position: prefill skips T-1 LM heads
+        logits = self.lm_head(rms_norm(self.norm, self.kv.last(x)))  # the positions asked for: prefill skips T-1 LM heads
         return (logits, *presents)
 
 

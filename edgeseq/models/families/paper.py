@@ -63,7 +63,7 @@ class _Base(nn.Module):
                 q = heads(ca.q(rms_norm(blk.cross_norm, x)), self.hq, self.d)
                 x = x + ca.o(attend(q, cross[2 * i], cross[2 * i + 1], cross_bias, self.d**-0.5))
             x = x + blk.mlp(rms_norm(blk.mlp_norm, x))
-        return (self.lm_head(rms_norm(self.final_norm, x[:, -1])), *presents)
+        return (self.lm_head(rms_norm(self.final_norm, self.kv.last(x))), *presents)
 
 
 class PaperEncoder(_Base):

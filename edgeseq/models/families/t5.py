@@ -147,7 +147,7 @@ class T5DecoderStep(_T5Base):
             x = x + self.attention(ca.EncDecAttention, rms_norm(ca.layer_norm, x), (cross_kv[2 * i], cross_kv[2 * i + 1]),
                                    cross_bias)[0]
             x = x + ff.DenseReluDense(rms_norm(ff.layer_norm, x))
-        logits = self.lm_head(rms_norm(self.final_norm, x[:, -1]) * self.out_scale)
+        logits = self.lm_head(rms_norm(self.final_norm, self.kv.last(x)) * self.out_scale)
         return (logits, *presents)
 
 

@@ -182,7 +182,7 @@ class _Sessions:
 
 
 MIN_CAPACITY = 256  # cache positions a request's first buffers hold (SmolLM2-135M: 46 kB a position)
-PER_TOKEN = {"input_ids", "attention_mask", "position_ids"}  # step inputs that change every token
+PER_TOKEN = {"input_ids", "attention_mask", "position_ids", "logits_index"}  # step inputs that change every token
 
 
 @dataclass
@@ -273,6 +273,7 @@ class BoundBuffers(CacheForm[_Buffers]):
     the present.* output of the step, rebound only when the buffers are replaced (grown, reordered)."""
 
     name = "buffers"
+    holes = False  # the kernel rotates by cache slot
 
     def __init__(self, backend: OnnxRuntimeBackend) -> None:
         super().__init__(backend)
@@ -304,7 +305,9 @@ class BoundBuffers(CacheForm[_Buffers]):
             held.io.bind_cpu_input(name, feeds[name])
         # each step's logits go to a new array, handed over as they are: a copy out of one bound buffer
         # costs more, the most where the two addresses collide modulo 4 KiB
-        logits = np.empty((state.batch, self.vocab), np.float32)
+        picked = feeds.get("logits_index")  # a verify step returns several positions per row
+        rows = state.batch if picked is None else state.batch * len(picked)
+        logits = np.empty((rows, self.vocab), np.float32)
         held.io.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
         self.fp.run(self.session.run_with_iobinding, held.io)
         return logits

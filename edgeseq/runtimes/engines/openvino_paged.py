@@ -19,8 +19,10 @@ load time: OpenVINO 2026.4 does not read a paged graph back from its compiled-bl
 load compiles.
 
 Two rewrites make the transformed graph usable here: the transformation turns the step's tokens
-into the batch axis, so the exported last-position slice (`x[:, -1]`) would keep every token and
-the LM head would run on all of them: each subsequence's last row is gathered first. And a graph
+into the batch axis, so the exported selection of the positions whose logits the step returns
+(`logits_index`, steps.Picked; `x[:, -1]` in older artifacts) would keep every token and the LM head
+would run on all of them: each subsequence's last n rows are gathered instead (n = the length of
+logits_index, whose length is all the paged graph reads of it). And a graph
 whose shape arithmetic indexes a dimension the flat inputs no longer have is refused (the engine
 would read out of bounds at run time), so that graph keeps the state form.
 """
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 # the inputs the transformed step takes besides its cache blocks, all fed by PagedCache.feeds
 PAGED_INPUTS = {"input_ids", "position_ids", "past_lens", "subsequence_begins", "block_indices",
-                "block_indices_begins", "max_context_len"}
+                "block_indices_begins", "max_context_len", "logits_index"}
 KEY, VALUE = "key_cache.", "value_cache."
 
 
@@ -60,7 +62,7 @@ def make_paged(model: Any) -> Any | None:
     extra = {n for n in names if not n.startswith((KEY, VALUE))} - PAGED_INPUTS
     if "PagedAttentionExtension" not in types or "ReadValue" in types or extra or _indexes_lost_axis(paged):
         return None
-    return paged if _gather_last_rows(paged) else None
+    return paged if _gather_picked_rows(paged) or _gather_last_rows(paged) else None
 
 
 def _indexes_lost_axis(model: Any) -> bool:
@@ -99,6 +101,32 @@ def _gather_last_rows(model: Any) -> bool:
         todo += [v.get_node() for v in node.input_values() if v.get_node().get_type_name() not in ("Constant",
                                                                                                  "Parameter")]
     return False
+
+
+def _gather_picked_rows(model: Any) -> bool:
+    """Replace the gather of `logits_index` positions with the last n rows of every subsequence
+    (subsequence_begins[i + 1] - n ... - 1, n = len(logits_index)). False where the graph has no such input."""
+    from openvino import opset13 as ops
+
+    params = {p.get_output_tensor(0).get_any_name(): p for p in model.get_parameters()}
+    picks = params.get("logits_index")
+    if picks is None:
+        return False
+    gather = next((t.get_node() for t in picks.output(0).get_target_inputs()
+                   if t.get_node().get_type_name() == "Gather" and t.get_index() == 1), None)
+    if gather is None:
+        return False
+    ends = ops.slice(params["subsequence_begins"], ops.constant([1], np.int64), ops.constant([2**31 - 1], np.int64),
+                     ops.constant([1], np.int64))
+    n = ops.gather(ops.shape_of(picks, "i32"), ops.constant(0, np.int64), ops.constant(0, np.int64))
+    offsets = ops.range(ops.constant(0, np.int32), n, ops.constant(1, np.int32), "i32")
+    rows = ops.reshape(ops.add(ops.unsqueeze(ops.subtract(ends, n), ops.constant(1, np.int64)),
+                               ops.unsqueeze(offsets, ops.constant(0, np.int64))), ops.constant([-1], np.int64), False)
+    picked = ops.gather(gather.input_value(0), rows, ops.constant(0, np.int64))
+    for target in list(gather.output(0).get_target_inputs()):
+        target.replace_source_output(picked.output(0))
+    model.validate_nodes_and_infer_types()
+    return True
 
 
 def _is_last_position(gather: Any) -> bool:
@@ -166,10 +194,15 @@ class PagedCache(HeldCache):
             if self.refs[b] == 0:
                 self.free.append(b)
 
-    def step(self, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def step(self, ids: np.ndarray, new_mask: np.ndarray, pos: np.ndarray, picks: np.ndarray | None = None
+             ) -> np.ndarray:
         """Run the step on tokens ids [B, T] at positions pos [B, T], only where new_mask is 1;
-        return each row's next-token logits [B, V]."""
-        self._bind(self.feeds(ids, new_mask, pos))
+        return each row's next-token logits [B, V], or with `picks` [n] (a graph with logits_index)
+        the logits after each row's last n tokens [B*n, V]."""
+        feeds = self.feeds(ids, new_mask, pos)
+        if picks is not None:
+            feeds["logits_index"] = picks
+        self._bind(feeds)
         self.request.infer()
         self.lengths = self.lengths + self._pending
         return np.array(self.request.get_output_tensor(0).data)
@@ -270,10 +303,14 @@ class PagedBlocks(CacheForm[PagedCache]):
     def step(self, state: State, feeds: dict[str, Any], signature: str | None = None) -> np.ndarray:
         width = feeds["input_ids"].shape[1]
         held: PagedCache = state.held  # type: ignore[assignment]  # not self.held(): two calls a token
-        return held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"])
+        return held.step(feeds["input_ids"], feeds["attention_mask"][:, -width:], feeds["position_ids"],
+                         feeds.get("logits_index"))
 
     def reorder(self, state: State, rows: np.ndarray) -> None:
         self.held(state).reorder(rows)
 
     def forget(self, state: State, keep: int, real: np.ndarray) -> None:
         self.held(state).trim(real)  # pad slots were never fed: each row forgets its real tokens only
+
+    def forget_rows(self, state: State, counts: np.ndarray) -> None:
+        self.held(state).trim(counts)  # each row's table shortens: no holes
