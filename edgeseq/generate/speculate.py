@@ -244,28 +244,13 @@ class _Rounds:
                     a += 1
                 token = int(greedy[i, at + a])
             else:
-                a, token = self._sample(logits[i, at:at + len(d) + 1], d, q[i])
+                a, token = accept_sampled(distribution(logits[i, at:at + len(d) + 1], self.cfg, self.banned), d, q[i],
+                                          self.rng)
             accepted[i] = a
             if self.last is not None and made[i] + a == self.budget - 1:
                 token = self.last  # the forced last token, as the plain loop ends a full-length row
             new[i] = token
         return accepted, new
-
-    def _sample(self, logits: np.ndarray, d: list[int], q: np.ndarray | None) -> tuple[int, int]:
-        """Rejection sampling over one row's proposals d (draft distributions q [len(d), V], None: one-hot)."""
-        p = distribution(logits, self.cfg, self.banned)
-        for j, x in enumerate(d):
-            qx = 1.0 if q is None else float(q[j, x])
-            if self.rng.random() * qx < p[j, x]:  # u < p(x) / q(x), without dividing by a zero q
-                continue
-            rest = p[j].copy()
-            if q is None:
-                rest[x] = 0.0
-            else:
-                rest = np.maximum(rest - q[j], 0.0)
-            total = rest.sum()
-            return j, int(draw((rest / total)[None], self.rng)[0]) if total > 0 else int(draw(p[j][None], self.rng)[0])
-        return len(d), int(draw(p[len(d)][None], self.rng)[0])
 
     def _emit(self, outs: list[list[int]], seqs: list[list[int]], made: list[int], done: list[bool]) -> list[list[int]]:
         """Cut each row's new tokens at its stop id or budget; record them in its sequence."""
@@ -281,6 +266,25 @@ class _Rounds:
             made[i] += len(toks)
             seqs[i] += toks
         return outs
+
+
+def accept_sampled(p: np.ndarray, d: list[int], q: np.ndarray | None, rng: np.random.Generator) -> tuple[int, int]:
+    """Rejection sampling over one row's proposals d: p [len(d) + 1, V] the target's distributions after
+    the row's last token and after each proposal, q [len(d), V] the draft's (None: one-hot on d).
+    Returns (proposals kept, the next token); the tokens come out distributed as p."""
+    for j, x in enumerate(d):
+        qx = 1.0 if q is None else float(q[j, x])
+        if rng.random() * qx < p[j, x]:  # u < p(x) / q(x), without dividing by a zero q
+            continue
+        rest = p[j].copy()
+        if q is None:
+            rest[x] = 0.0
+        else:
+            rest = np.maximum(rest - q[j], 0.0)
+        total = float(rest.sum())
+        # total 0: p equals q here, so x was kept with probability 1 and this is not reached; guard anyway
+        return j, int(draw((rest / total)[None] if total > 0 else p[j][None], rng)[0])
+    return len(d), int(draw(p[len(d)][None], rng)[0])
 
 
 def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict, proposer: Proposer,
