@@ -16,7 +16,7 @@ from .generate.beam import beam_search
 from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
-from .generate.proposers import DraftModel, PromptLookup, Proposer
+from .generate.proposers import DraftModel, LookupThenDraft, PromptLookup, Proposer
 from .generate.speculate import Speculation, refuse_static, run as speculate_run, steps as speculate_steps
 from .generate.speech import Transcription
 from .generate.text import StopText, TextStream, cut_at_stop
@@ -98,7 +98,7 @@ class Model:
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_ids(self, rows: list[list[int]], config: GenerationConfig | None = None,
-                     speculate: "str | Path | Model | None" = None, draft_tokens: int = 5,
+                     speculate: "str | Path | Model | Proposer | None" = None, draft_tokens: int = 5,
                      **options: Any) -> Generation:
         """Generate from token ids (one list per prompt, each id in the vocabulary); see generate() for text."""
         cfg = _config(config, options)
@@ -125,25 +125,34 @@ class Model:
             return stop.hit
         return halt if stops else None
 
-    def _speculate(self, rows: list[list[int]], cfg: GenerationConfig, speculate: "str | Path | Model",
+    def _speculate(self, rows: list[list[int]], cfg: GenerationConfig, speculate: "str | Path | Model | Proposer",
                    draft_tokens: int, stops: list[str]) -> Generation:
         ids, timings, stats = speculate_run(self.backend, rows, cfg, self.gen_defaults, self.proposer(speculate),
                                             draft_tokens, halt=self._halt(stops))
         return Generation(ids, [cut_at_stop(self.decode(r), stops)[0] for r in ids], timings,
                           speculation=stats.as_dict())
 
-    def proposer(self, speculate: "str | Path | Model") -> Proposer:
-        """What proposes tokens for `speculate=`: "lookup" (prompt lookup), or a draft artifact (its
-        path, or a loaded Model) with this model's tokenizer."""
+    def proposer(self, speculate: "str | Path | Model | Proposer") -> Proposer:
+        """What proposes tokens for `speculate=`: "lookup" (prompt lookup), a draft artifact (its path,
+        or a loaded Model) with this model's tokenizer, or a Proposer of the caller's own."""
         refuse_static(self.backend)
+        if isinstance(speculate, Proposer):  # a caller's own (generate/proposers.py)
+            return speculate
         if isinstance(speculate, str) and speculate == "lookup":
             return PromptLookup()
+        if isinstance(speculate, str) and speculate.startswith("lookup+"):  # lookup where it matches, else a draft
+            draft = self.proposer(speculate[len("lookup+"):])
+            if not isinstance(draft, DraftModel):
+                raise UsageError(f"speculate={speculate!r}: what follows 'lookup+' must be a draft artifact",
+                                 "pass 'lookup+PATH' with the path of a draft artifact")
+            return LookupThenDraft(draft)
         if isinstance(speculate, (str, Path)):
             key = str(Path(speculate).resolve())
             if key not in self._drafts:
                 if not (Path(speculate) / mf.MANIFEST).exists():
                     raise UsageError(f"speculate={str(speculate)!r} is neither 'lookup' nor an artifact directory",
-                                     "pass speculate='lookup' or the path of a draft artifact (edgeseq export ...)")
+                                     "pass speculate='lookup', the path of a draft artifact (edgeseq export ...) "
+                                     "or 'lookup+PATH' (lookup where it matches, else the draft)")
                 self._drafts[key] = load(speculate, threads=self.backend.options.threads)
             speculate = self._drafts[key]
         if not isinstance(speculate, Model):
@@ -169,7 +178,7 @@ class Model:
         return Generator(self.backend, self.gen_defaults, cfg, ids)
 
     def generate(self, prompt: str | list[str], chat: bool = False, config: GenerationConfig | None = None,
-                 speculate: "str | Path | Model | None" = None, draft_tokens: int = 5,
+                 speculate: "str | Path | Model | Proposer | None" = None, draft_tokens: int = 5,
                  **options: Any) -> Generation:
         """Generate for one prompt or a batch (padded correctly; each row stops on its own).
 
@@ -215,7 +224,7 @@ class Model:
         return transcribe(self.backend, self.tokenizer, samples, cfg, language, task, timestamps, batch_size)
 
     def stream(self, prompt: str, chat: bool = False, config: GenerationConfig | None = None,
-               timings: Timings | None = None, speculate: "str | Path | Model | None" = None,
+               timings: Timings | None = None, speculate: "str | Path | Model | Proposer | None" = None,
                draft_tokens: int = 5, speculation: Speculation | None = None, **options: Any) -> Iterator[str]:
         """Yield text pieces as tokens arrive; a piece never ends inside a multi-byte character.
 

@@ -142,7 +142,7 @@ def test_draft_artifact_and_lookup_api(arts: dict[str, Path]) -> None:
     model = edgeseq.load(arts["llama-plain"])
     prompts = ["the cat sat on the mat and the cat sat on the", "one two three one two three one"]
     plain = model.generate(prompts, max_new_tokens=24, ignore_eos=True)
-    for spec in (str(arts["llama-other"]), "lookup", str(arts["llama-plain"])):
+    for spec in (str(arts["llama-other"]), "lookup", str(arts["llama-plain"]), "lookup+" + str(arts["llama-other"])):
         got = model.generate(prompts, max_new_tokens=24, ignore_eos=True, speculate=spec, draft_tokens=3)
         assert got.ids == plain.ids, spec
         assert got.speculation is not None and got.speculation["target_steps"] >= 1
@@ -169,6 +169,8 @@ def test_refusals(arts: dict[str, Path]) -> None:
         model.generate("a b", speculate="lookup", num_beams=2)
     with pytest.raises(UsageError, match="neither 'lookup' nor an artifact"):
         model.generate("a b", speculate="lokup")
+    with pytest.raises(UsageError, match="must be a draft artifact"):
+        model.generate("a b", speculate="lookup+lookup")
     with pytest.raises(UsageError, match="draft_tokens"):
         model.generate("a b", speculate="lookup", draft_tokens=0)
     with pytest.raises(InputError, match="does not match"):  # another kind of model
@@ -191,16 +193,19 @@ def test_prompt_lookup_proposes_latest_match() -> None:
 
 
 def test_adaptive_k() -> None:
-    k = AdaptiveK(4, floor=0.3, pause=2)
-    assert k.next() == 4
-    k.update(4, 0)  # nothing kept: one fewer, and the average falls
-    assert k.next() == 3
-    for n in (3, 2, 1):
-        k.update(n, 0)
-    assert k.rate < 0.3 and k.next() == 0 and k.next() == 0  # paused
-    assert k.next() == 1  # resumed at one
-    k.update(1, 1)
-    assert k.next() == 2  # all kept: one more
+    """k follows the measured acceptance and costs: long runs when proposals are kept and cheap, none
+    (with a probe every few rounds) when they are rejected."""
+    k = AdaptiveK(6, slope=0.06, probe=3)
+    for _ in range(10):  # every proposal kept, free proposals: propose the most
+        k.update(kept=6, rejected=0, longest=6, width=7, verify_s=0.012, propose_s=0.0)
+    assert k.next() == 6
+    for _ in range(25):  # the first proposal always rejected: stop proposing
+        k.update(kept=0, rejected=1, longest=2, width=3, verify_s=0.011, propose_s=0.0)
+    assert [k.next() for _ in range(3)] == [0, 0, 1]  # the third round probes with one proposal
+    k = AdaptiveK(6)
+    for _ in range(10):  # kept often, but a proposal costs half a verify step: a short run pays best
+        k.update(kept=2, rejected=1, longest=3, width=4, verify_s=0.0118, propose_s=0.015)
+    assert 1 <= k.next() <= 2
 
 
 @pytest.mark.parametrize("draft", ["one-hot", "distribution"])

@@ -4,6 +4,7 @@
 prompt (an encoder-decoder's input too) or the text so far: no second model, and it pays off where the
 output repeats the input (summaries, rewrites, extraction). `DraftModel` runs a cheaper artifact with
 the same tokenizer (a smaller model, or the same model at lower precision) a few steps ahead.
+`LookupThenDraft` takes a lookup's proposal where one of two tokens or more matches, else the draft's.
 """
 from __future__ import annotations
 
@@ -154,3 +155,35 @@ class DraftModel(Proposer):
 
 def _read(path: Path) -> bytes:
     return path.read_bytes() if path.exists() else b""
+
+
+class LookupThenDraft(Proposer):
+    """A row's proposal from the prompt where its last two or more tokens occurred before (a copy run is
+    cheap and long), else from the draft. The draft only runs for rounds where some row needs it."""
+
+    def __init__(self, draft: DraftModel) -> None:
+        self.lookup, self.draft = PromptLookup(shortest=2), draft
+        self.name = f"lookup+{draft.name}"
+        self.used: list[bool] = []  # rows whose last proposal was the draft's
+
+    def start(self, rows: list[list[int]], seqs: list[list[int]]) -> None:
+        self.lookup.start(rows, seqs)
+        self.draft.start(rows, seqs)
+
+    def propose(self, seqs: list[list[int]], want: list[int], cfg: GenerationConfig,
+                rng: np.random.Generator) -> Proposals:
+        tokens, dists = self.lookup.propose(seqs, want, cfg, rng)
+        need = [n if n and not t else 0 for t, n in zip(tokens, want)]
+        self.used = [bool(n) for n in need]
+        if any(need):
+            drafted, q = self.draft.propose(seqs, need, cfg, rng)
+            for i, n in enumerate(need):
+                if n:
+                    tokens[i], dists[i] = drafted[i], q[i]
+        else:
+            self.draft.fed = {}
+        return tokens, dists
+
+    def accepted(self, counts: list[int]) -> None:
+        # the draft's own proposals, cached where it ran, are kept only where they were the ones checked
+        self.draft.accepted([c if used else 0 for c, used in zip(counts, self.used)])

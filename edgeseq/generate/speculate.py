@@ -14,7 +14,8 @@ Rows of a batch accept different numbers of proposals. Two ways keep their cache
   every row forgets down to the shortest row's accepted length, and a row that accepted more feeds
   its accepted tokens again next round in front of its proposals. A row's feed is capped at k + 1,
   so a row that runs ahead waits for the slowest one.
-Proposers (`proposers.py`): prompt lookup, a draft artifact. k adapts to the acceptance (`AdaptiveK`).
+Proposers (`proposers.py`): prompt lookup, a draft artifact. k adapts to the measured acceptance and
+costs (`AdaptiveK`).
 """
 from __future__ import annotations
 
@@ -69,32 +70,53 @@ class Speculation:
 
 
 class AdaptiveK:
-    """How many tokens to propose next: one more after a round whose proposals were all kept, one fewer
-    after a round that kept none; when acceptance (a moving average) falls below `floor`, proposing
-    stops for `pause` rounds (a verify step of k + 1 tokens costs more than a decode step), then resumes at 1."""
+    """How many tokens to propose next: the k that maximizes the expected tokens per second of a round,
+    from what the rounds so far measured.
 
-    def __init__(self, k: int, floor: float = 0.15, pause: int = 8) -> None:
-        self.most, self.k, self.floor, self.pause = k, k, floor, pause
-        self.rate, self.wait = 1.0, 0
+    A round keeps i + 1 tokens when it keeps i proposals; with a per-token acceptance a (the kept share
+    of the proposals checked, rejections counted once) it yields (1 - a^(k+1)) / (1 - a) tokens on average.
+    It costs one verify step of k + 1 tokens, modelled as v1 (1 + slope k) (a step on a CPU reads the
+    weights once; each extra token adds a little), plus k proposals at the proposer's measured cost
+    per token. k = 0 is a plain step: when acceptance falls so far that proposing costs more than it
+    gains, proposing stops, and every `probe` rounds one proposal refreshes the estimate."""
+
+    def __init__(self, most: int, slope: float = 0.06, probe: int = 8, decay: float = 0.8) -> None:
+        self.most, self.slope, self.probe, self.decay = most, slope, probe, decay
+        self.kept, self.missed = 1.0, 0.0  # decayed counts of kept and rejected proposals (a hopeful prior)
+        self.verify_s: float | None = None  # v1: a one-token verify step, seconds
+        self.propose_s = 0.0  # the proposer's seconds per proposed token
+        self.idle = 0  # rounds since the last proposal
+
+    @property
+    def rate(self) -> float:
+        return self.kept / (self.kept + self.missed)
 
     def next(self) -> int:
-        if self.wait:
-            self.wait -= 1
-            if not self.wait:
-                self.k, self.rate = 1, self.floor * 2
-            return 0
-        return self.k
+        best = max(range(self.most + 1), key=self.gain)
+        if best == 0:
+            self.idle += 1
+            if self.idle >= self.probe:
+                return 1
+        return best
 
-    def update(self, proposed: int, accepted: int) -> None:
-        if not proposed:
+    def gain(self, k: int) -> float:
+        """Expected tokens per unit of time of a round that proposes k (a one-token step takes 1)."""
+        a = min(self.rate, 0.999)
+        tokens = (1 - a ** (k + 1)) / (1 - a)
+        ratio = self.propose_s / self.verify_s if self.verify_s else 0.0
+        return tokens / (1 + self.slope * k + ratio * k)
+
+    def update(self, kept: int, rejected: int, longest: int, width: int, verify_s: float, propose_s: float) -> None:
+        """One round: `kept` proposals kept and `rejected` rows that rejected one (over the batch), the
+        longest row's `longest` proposals made in propose_s, a verify step of `width` tokens in verify_s."""
+        one = verify_s / (1 + self.slope * (width - 1))
+        self.verify_s = one if self.verify_s is None else self.decay * self.verify_s + (1 - self.decay) * one
+        if not longest:
             return
-        self.rate = 0.7 * self.rate + 0.3 * accepted / proposed
-        if accepted == proposed:
-            self.k = min(self.k + 1, self.most)
-        elif not accepted:
-            self.k = max(self.k - 1, 1)
-        if self.rate < self.floor:
-            self.wait = self.pause
+        self.idle = 0
+        self.propose_s = self.decay * self.propose_s + (1 - self.decay) * propose_s / longest
+        self.kept = self.decay * self.kept + kept
+        self.missed = self.decay * self.missed + rejected
 
 
 def check(backend: StepBackend, cfg: GenerationConfig, strategy: str, batch: int) -> str:
@@ -186,11 +208,13 @@ class _Rounds:
     def _round(self, state: Any, seqs: list[list[int]], pending: list[list[int]], made: list[int],
                done: list[bool]) -> list[list[int]]:
         b, k, stats = len(seqs), self.k.next(), self.stats
+        t = now()
         live = [i for i in range(b) if not done[i]]
         # at most k proposals a row, none past its budget (the target's own token ends every round), and a
         # refeed row's whole feed (re-fed + proposed) capped at k + 1
         want = [0 if done[i] else max(0, min(k, self.budget - made[i] - 1, k + 1 - len(pending[i]))) for i in range(b)]
         drafts, q = self.proposer.propose(seqs, want, self.cfg, self.rng) if any(want) else ([[]] * b, [None] * b)
+        proposed_at = now()
         width = max(len(pending[i]) + len(drafts[i]) for i in range(b))
         feed = np.full((b, width), self.pad, np.int64)
         for i in range(b):
@@ -198,6 +222,7 @@ class _Rounds:
             feed[i, :len(row)] = row
             feed[i, len(row):] = row[-1]  # filler: never accepted (acceptance stops at the row's proposals)
         logits = self.backend.verify(state, feed)
+        verified_at = now()
         accepted, new = self._judge(logits, pending, drafts, q, made, done)
         stats.target_steps += 1
         stats.row_steps += len(live)
@@ -205,7 +230,8 @@ class _Rounds:
         stats.accepted += sum(accepted[i] for i in live)
         stats.fed += b * width
         kept = [len(pending[i]) + accepted[i] for i in range(b)]  # fed tokens each row keeps
-        self.k.update(sum(len(drafts[i]) for i in live), sum(accepted[i] for i in live))
+        self.k.update(sum(accepted[i] for i in live), sum(accepted[i] < len(drafts[i]) for i in live),
+                      max(len(drafts[i]) for i in live), width, verified_at - proposed_at, proposed_at - t)
         if self.realign:
             stats.refed += sum(width - len(pending[i]) - len(drafts[i]) for i in live)
             self.backend.trim_rows(state, np.array([width - (kept[i] if not done[i] else 0) for i in range(b)]))
