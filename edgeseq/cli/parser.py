@@ -24,6 +24,17 @@ def _console_args(p: argparse.ArgumentParser, top: bool = False) -> None:
                    "instead of keeping it in the command's log file")
 
 
+def _speculate_args(p: argparse.ArgumentParser, effect: str) -> None:
+    """--speculate and --draft-tokens of the commands that generate (generate, profile)."""
+    p.add_argument("--speculate", default=None, metavar="lookup|DRAFT|lookup+DRAFT",
+                   help="speculative decoding: 'lookup' proposes tokens from the prompt and text so far, DRAFT (an "
+                   "artifact with the same tokenizer, e.g. a w8a8 export of the same model) proposes them, "
+                   "'lookup+DRAFT' the lookup's where two tokens or more match, else the draft's; the model checks "
+                   f"them in one step. {effect}")
+    p.add_argument("--draft-tokens", type=int, default=5, metavar="K",
+                   help="with --speculate: the most tokens proposed per step (default: 5; adapts to the acceptance)")
+
+
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite: bool = False) -> None:
     """The runtime flags of every command that runs an artifact (generate, profile, compare), from one
     definition. `suite`: compare, where a flag left out takes the suite's value."""
@@ -118,12 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "already chosen by an earlier group at the same step")
     g.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam score = sum log p / length ** this (default: 1.0)")
-    g.add_argument("--speculate", default=None, metavar="lookup|DRAFT",
-                   help="speculative decoding: 'lookup' proposes tokens from the prompt and text so far, or a draft "
-                   "artifact (same tokenizer, e.g. a low-bit export of the same model) proposes them; the model "
-                   "checks them in one step. Greedy output is unchanged; sampling keeps its distribution")
-    g.add_argument("--draft-tokens", type=int, default=5, metavar="K",
-                   help="with --speculate: the most tokens proposed per step (default: 5; adapts to the acceptance)")
+    _speculate_args(g, "Greedy output is unchanged; sampling keeps its distribution")
     g.add_argument("--raw", action="store_true", help="do not apply the artifact's chat template")
     g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
     _runtime_args(g, None)
@@ -159,12 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "audio file's first 30 s window instead of the synthetic signal")
     pr.add_argument("--audio-seconds", type=float, default=None, metavar="N", help="speech artifacts: seconds of a "
                     "synthetic voice-like signal, up to 30 (default: 30); reported beside the real-time factor")
-    pr.add_argument("--speculate", default=None, metavar="lookup|DRAFT",
-                   help="speculative decoding: 'lookup' proposes tokens from the prompt and text so far, or a draft "
-                   "artifact (same tokenizer, e.g. a low-bit export of the same model) proposes them; the model "
-                   "checks them in one step. acceptance statistics are reported beside the timings")
-    pr.add_argument("--draft-tokens", type=int, default=5, metavar="K",
-                   help="with --speculate: the most tokens proposed per step (default: 5; adapts to the acceptance)")
+    _speculate_args(pr, "The acceptance statistics are reported under the table")
     pr.add_argument("--reps", type=int, default=5, help="timed runs per case (default: 5)")
     pr.add_argument("--warmup", type=int, default=1, help="untimed runs per case (default: 1)")
     pr.add_argument("--json", dest="json_path", default=None, help="write the full report (raw samples) as JSON")
