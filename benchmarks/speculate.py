@@ -12,7 +12,8 @@ with a check that the HF tokenizer's apply_chat_template gives the same ids).
 
 Per row: medians over prompts (of each prompt's median over rounds) of decode tok/s ((n - 1) / (t_last -
 t_first) over the token stamps; tokens that arrive together after a verification step share a stamp) and TTFT,
-per prompt set; tokens generated; acceptance where the tool reports it; and output equivalence: on how many
+per prompt set (edgeseq's TTFT clock starts after tokenization, the peers' when the ids are handed over: the
+same point); tokens generated; acceptance where the tool reports it; and output equivalence: on how many
 prompts a row's greedy ids equal its own tool's plain greedy ids (speculation must not change them), and
 equal transformers' plain ids (cross-tool, informative: fp32 rounding differs between engines).
 
@@ -54,7 +55,7 @@ EDGESEQ = [("edgeseq onnxruntime fp32", "onnx-fp32", "f32", None),
 # peers: label, speculate_peers.py tool, venv (None: this one), model, draft
 PEERS = [("transformers", "transformers", None, "hf", None),
          ("transformers + lookup", "transformers-lookup", None, "hf", None),
-         ("transformers + assistant int8", "transformers-assist", None, "hf", None),
+         ("transformers + assistant bf16", "transformers-assist", None, "hf", None),
          ("openvino-genai f32", "openvino-genai", "venv-ovgenai", "ov-fp32", None),
          ("openvino-genai f32 + lookup", "openvino-genai-lookup", "venv-ovgenai", "ov-fp32", None),
          ("openvino-genai f32 + draft int8", "openvino-genai-draft", "venv-ovgenai", "ov-fp32", "ov-int8")]
@@ -303,7 +304,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--draft-tokens", type=int, default=4, help="K: tokens proposed per verification step")
     p.add_argument("--ngram", type=int, default=3, help="the peers' prompt lookup: longest n-gram matched")
-    p.add_argument("--assistant", choices=["int8", "bf16"], default="int8", help="transformers' assistant model")
+    p.add_argument("--assistant", choices=["int8", "bf16"], default="bf16", help="transformers' assistant model "
+                   "(int8: torch dynamic quantization, whose prefill is far slower than fp32 on CPU)")
     p.add_argument("--per-set", type=int, default=0, help="only the first N prompts of each set (smoke runs)")
     p.add_argument("--only", default=None, help="comma-separated texts: only rows whose label contains one "
                    f"(the plain rows and {BASE} always run: the ratios and equivalence need them)")

@@ -20,7 +20,9 @@ warm-up generation (the first prompt), then every prompt once.
 Tools (K = --draft-tokens):
   transformers, transformers-lookup (prompt_lookup_num_tokens=K, max_matching_ngram_size=--ngram),
   transformers-assist (assistant_model = --assistant: a copy of the same model with torch dynamic int8
-  Linear layers, or in bf16; K candidates per step, constant schedule, no confidence cut-off)
+  Linear layers, or in bf16 (the default: the int8 copy's prefill of a ~400-token prompt takes many
+  seconds on CPU, which makes it a useless assistant); K candidates per step, constant schedule, no confidence
+  cut-off)
       main venv; --model the HF directory
   openvino-genai (plain), openvino-genai-lookup (prompt_lookup=True, num_assistant_tokens=K, max_ngram_size=
   --ngram), openvino-genai-draft (draft_model = --draft, an optimum-intel IR, num_assistant_tokens=K)
@@ -213,7 +215,7 @@ def main() -> None:
     p.add_argument("tool", choices=TOOLS)
     p.add_argument("--model", required=True, help="the tool's model directory")
     p.add_argument("--draft", help="openvino-genai-draft: the draft model's IR directory")
-    p.add_argument("--assistant", choices=["int8", "bf16"], default="int8", help="transformers-assist's helper")
+    p.add_argument("--assistant", choices=["int8", "bf16"], default="bf16", help="transformers-assist's helper")
     p.add_argument("--prompts", required=True, help="prompts.json written by speculate.py --prepare")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=128)
