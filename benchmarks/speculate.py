@@ -17,8 +17,8 @@ same point); tokens generated; acceptance where the tool reports it; and output 
 prompts a row's greedy ids equal its own tool's plain greedy ids (speculation must not change them), and
 equal transformers' plain ids (cross-tool, informative: fp32 rounding differs between engines).
 
-Rows: edgeseq ONNX fp32 plain / speculate="lookup" / speculate=<the w4a8 ONNX export> (draft), the same on
-OpenVINO fp32 (f32 compute; draft: the OpenVINO int8 export); transformers generate() plain /
+Rows: edgeseq ONNX fp32 plain / speculate="lookup" / speculate=<the w4a8 or the w8a8 ONNX export> (draft) /
+"lookup+<w8a8>", the same on OpenVINO fp32 (f32 compute; draft: the OpenVINO int8 export); transformers generate() plain /
 prompt_lookup_num_tokens / assistant_model; openvino-genai LLMPipeline plain / prompt_lookup / draft_model
 (optimum-intel's fp32 IR, draft its int8 IR). The peers run benchmarks/speculate_peers.py in their venvs.
 
@@ -35,7 +35,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,15 +42,19 @@ from speculate_prompts import PROMPTS  # noqa: E402
 
 HERE = Path(__file__).resolve()
 SOURCE = "smollm2-135m-instruct"
-EXPORTS = {"onnx-fp32": ("onnx", "fp32"), "onnx-w4a8": ("onnx", "w4a8"),
+EXPORTS = {"onnx-fp32": ("onnx", "fp32"), "onnx-w4a8": ("onnx", "w4a8"), "onnx-w8a8": ("onnx", "w8a8"),
            "openvino-fp32": ("openvino", "fp32"), "openvino-int8": ("openvino", "int8")}
-# edgeseq's rows: label, export, engine precision, speculate (None, "lookup" or the draft's export name)
+# edgeseq's rows: label, export, engine precision, speculate (None, "lookup", the draft's export name, or
+# "lookup+" and the draft's export name)
 EDGESEQ = [("edgeseq onnxruntime fp32", "onnx-fp32", "f32", None),
            ("edgeseq onnxruntime fp32 + lookup", "onnx-fp32", "f32", "lookup"),
            ("edgeseq onnxruntime fp32 + draft w4a8", "onnx-fp32", "f32", "onnx-w4a8"),
+           ("edgeseq onnxruntime fp32 + draft w8a8", "onnx-fp32", "f32", "onnx-w8a8"),
+           ("edgeseq onnxruntime fp32 + lookup+draft w8a8", "onnx-fp32", "f32", "lookup+onnx-w8a8"),
            ("edgeseq openvino fp32", "openvino-fp32", "f32", None),
            ("edgeseq openvino fp32 + lookup", "openvino-fp32", "f32", "lookup"),
-           ("edgeseq openvino fp32 + draft int8", "openvino-fp32", "f32", "openvino-int8")]
+           ("edgeseq openvino fp32 + draft int8", "openvino-fp32", "f32", "openvino-int8"),
+           ("edgeseq openvino fp32 + lookup+draft int8", "openvino-fp32", "f32", "lookup+openvino-int8")]
 # peers: label, speculate_peers.py tool, venv (None: this one), model, draft
 PEERS = [("transformers", "transformers", None, "hf", None),
          ("transformers + lookup", "transformers-lookup", None, "hf", None),
@@ -78,14 +81,7 @@ def worker(a: argparse.Namespace) -> None:
         opts.update(speculate=a.speculate, draft_tokens=a.draft_tokens)
     model = edgeseq.load(a.artifact, threads=a.threads, precision=a.precision)
     prompts = doc["prompts"]
-    try:
-        model.generate(prompts[0]["text"], chat=True, **opts)  # warm-up
-    except Exception as e:  # noqa: BLE001 - a speculative row before edgeseq has speculate=: skip, say why
-        if not a.speculate:
-            raise
-        print(json.dumps({"error": f"skipped: speculate={a.speculate!r} failed ({type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:200]})"}))
-        return
+    model.generate(prompts[0]["text"], chat=True, **opts)  # warm-up
     out = []
     for p in prompts:
         g = model.generate(p["text"], chat=True, **opts)
@@ -94,7 +90,7 @@ def worker(a: argparse.Namespace) -> None:
             ids = ids[:-1]
             ms = ms[:len(ids)] if len(ms) == len(ids) + 1 else ms
         rec = {"name": p["name"], "set": p["set"], "ids": ids, "tokens": len(ids), "ttft_ms": g.timings.ttft_ms,
-               "e2e_ms": g.timings.e2e_ms, "speculation": getattr(g, "speculation", None)}
+               "e2e_ms": g.timings.e2e_ms, "speculation": g.speculation}
         rec["decode_tok_s"] = ((len(ms) - 1) / ((ms[-1] - ms[0]) / 1e3) if len(ms) == len(ids) and len(ms) > 1
                                and ms[-1] > ms[0] else g.timings.decode_tok_s)
         out.append(rec)
@@ -265,14 +261,16 @@ def plan_rows(a: argparse.Namespace, work: Path, prompts: Path) -> list[dict]:
     for label, export, precision, spec in EDGESEQ:
         art = work / "exports" / export
         row: dict = {"row": label}
-        draft = work / "exports" / spec if spec and spec != "lookup" else None
+        lookup = bool(spec) and spec.startswith("lookup")
+        name = spec.removeprefix("lookup").removeprefix("+") if spec else ""
+        draft = work / "exports" / name if name else None
         missing = [p for p in (art, draft) if p is not None and not (p / "edgeseq.json").exists()]
         if missing:
             row["error"] = f"not prepared: {missing[0]} (run --prepare)"
         else:
+            how = ("lookup+" if lookup and draft else "lookup" if lookup else "") + (str(draft) if draft else "")
             row["cmd"] = [sys.executable, str(HERE), "--worker", "--artifact", str(art), "--precision", precision,
-                          *common, *(["--speculate", str(draft or spec), "--draft-tokens", str(a.draft_tokens)]
-                                     if spec else [])]
+                          *common, *(["--speculate", how, "--draft-tokens", str(a.draft_tokens)] if spec else [])]
         plan.append(row)
     script = HERE.parent / "speculate_peers.py"
     for label, tool, venv, model, draft in PEERS:
@@ -302,7 +300,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--draft-tokens", type=int, default=4, help="K: tokens proposed per verification step")
+    p.add_argument("--draft-tokens", type=int, default=6, help="K: the most tokens proposed per verification step")
     p.add_argument("--ngram", type=int, default=3, help="the peers' prompt lookup: longest n-gram matched")
     p.add_argument("--assistant", choices=["int8", "bf16"], default="bf16", help="transformers' assistant model "
                    "(int8: torch dynamic quantization, whose prefill is far slower than fp32 on CPU)")
