@@ -29,7 +29,7 @@ def _speculate_args(p: argparse.ArgumentParser, effect: str) -> None:
     p.add_argument("--speculate", default=None, metavar="lookup|DRAFT|lookup+DRAFT",
                    help="speculative decoding: 'lookup' proposes tokens from the prompt and text so far, DRAFT (an "
                    "artifact with the same tokenizer, e.g. a w8a8 export of the same model) proposes them, "
-                   "'lookup+DRAFT' the lookup's where two tokens or more match, else the draft's; the model checks "
+                   "'lookup+DRAFT' the lookup's where three tokens match, else the draft's; the model checks "
                    f"them in one step. {effect}")
     p.add_argument("--draft-tokens", type=int, default=5, metavar="K",
                    help="with --speculate: the most tokens proposed per step (default: 5; adapts to the acceptance)")

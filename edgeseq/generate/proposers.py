@@ -4,7 +4,7 @@
 prompt (an encoder-decoder's input too) or the text so far: no second model, and it pays off where the
 output repeats the input (summaries, rewrites, extraction). `DraftModel` runs a cheaper artifact with
 the same tokenizer (a smaller model, or the same model at lower precision) a few steps ahead.
-`LookupThenDraft` takes a lookup's proposal where one of two tokens or more matches, else the draft's.
+`LookupThenDraft` takes a lookup's proposal where three tokens or more match, else the draft's.
 """
 from __future__ import annotations
 
@@ -158,11 +158,11 @@ def _read(path: Path) -> bytes:
 
 
 class LookupThenDraft(Proposer):
-    """A row's proposal from the prompt where its last two or more tokens occurred before (a copy run is
-    cheap and long), else from the draft. The draft only runs for rounds where some row needs it."""
+    """A row's proposal from the prompt where its last three tokens occurred before (a copy run is cheap
+    and long), else from the draft. The draft only runs for rounds where some row needs it."""
 
     def __init__(self, draft: DraftModel) -> None:
-        self.lookup, self.draft = PromptLookup(shortest=2), draft
+        self.lookup, self.draft = PromptLookup(longest=3, shortest=3), draft
         self.name = f"lookup+{draft.name}"
         self.used: list[bool] = []  # rows whose last proposal was the draft's
 

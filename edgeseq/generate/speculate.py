@@ -184,16 +184,17 @@ class _Rounds:
         # each row's decoder-side ids: the prompt (decoder-only, unpadded) or the start and forced ids
         seqs = [list(r) for r in self.rows] if self.backend.manifest.kind == "decoder-only" \
             else [list(h) for h in history.tolist()]
-        self.proposer.start(self.rows, seqs)
         first = self.last if self.budget == 1 and self.last is not None else None
         tokens = np.full(b, first, np.int64) if first is not None else \
             select(logits, cfg, self.rng, first_banned(cfg, self.gen))
         made = [0] * b
         done = [False] * b
+        starts = [list(s) for s in seqs]  # the proposer starts from the ids before the first new token
         out = self._emit([[int(t)] for t in tokens], seqs, made, done)
         pending = [[int(t)] for t in tokens]  # chosen, not yet in the target's cache
         self.timings.token_ms.append((now() - t0) * 1e3)
         yield out
+        self.proposer.start(self.rows, starts)  # after the first token: a draft's prefill is not in the TTFT
         while True:
             if self.halted is not None:
                 done = [d or bool(h) for d, h in zip(done, self.halted)]
