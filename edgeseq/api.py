@@ -17,7 +17,7 @@ from .generate.config import GenerationConfig
 from .generate.generator import Generator
 from .generate.loop import Timings, run, steps, stop_ids
 from .generate.proposers import DraftModel, LookupThenDraft, PromptLookup, Proposer
-from .generate.speculate import Speculation, refuse_static, run as speculate_run, steps as speculate_steps
+from .generate.speculate import Speculation, run as speculate_run, steps as speculate_steps
 from .generate.speech import Transcription
 from .generate.text import StopText, TextStream, cut_at_stop
 from .runtimes import BackendOptions
@@ -135,7 +135,7 @@ class Model:
     def proposer(self, speculate: "str | Path | Model | Proposer") -> Proposer:
         """What proposes tokens for `speculate=`: "lookup" (prompt lookup), a draft artifact (its path,
         or a loaded Model) with this model's tokenizer, or a Proposer of the caller's own."""
-        refuse_static(self.backend)
+        self.backend.check_verify()  # before a draft is loaded for nothing
         if isinstance(speculate, Proposer):  # a caller's own (generate/proposers.py)
             return speculate
         if isinstance(speculate, str) and speculate == "lookup":

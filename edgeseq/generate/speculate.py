@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, UsageError
-from ..runtimes.base import StepBackend
+from ..errors import UsageError
+from ..runtimes.base import StepBackend, step_name
 from .config import GenerationConfig
 from .loop import Timings, banned_ids, check_rows, first_banned, forced_last, forced_prefix, now, start, stop_ids
 from .proposers import Proposer
@@ -121,6 +121,7 @@ class AdaptiveK:
 
 def check(backend: StepBackend, cfg: GenerationConfig, strategy: str, batch: int) -> str:
     """The strategy for this request (module docstring); refuses what speculation does not cover."""
+    backend.check_verify()
     if cfg.num_beams > 1:
         raise UsageError("speculative decoding follows one sequence per row; beam search keeps several",
                          "drop num_beams, or drop speculate")
@@ -134,8 +135,7 @@ def check(backend: StepBackend, cfg: GenerationConfig, strategy: str, batch: int
     if strategy == "realign" and not backend.holes and batch > 1:
         raise UsageError("this artifact's cache cannot forget a different number of tokens per row",
                          "use strategy 'refeed' (or 'auto')")
-    step = backend.manifest.components["decoder" if backend.manifest.kind == "decoder-only" else "decoder_step"]
-    if batch > 1 and "GroupQueryAttention" in step.contrib_ops:
+    if batch > 1 and "GroupQueryAttention" in backend.manifest.components[step_name(backend.manifest)].contrib_ops:
         raise UsageError("ONNX Runtime's GroupQueryAttention checks several new tokens after a cache only at batch 1",
                          "speculate one prompt at a time, or export with --no-ort-kernels (or for OpenVINO) to "
                          "speculate on a batch")
@@ -333,10 +333,3 @@ def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen:
                 if halt is not None and halt(i, t):
                     stopped[i] = halted[i] = True  # type: ignore[index]
     return out, timings, stats
-
-
-def refuse_static(backend: StepBackend) -> None:
-    """A clear error before loading a draft for an artifact whose step returns one position's logits."""
-    if not backend.picks:
-        raise InputError(f"{backend.artifact.name} cannot check several proposed tokens in one step",
-                         "re-export it with this edgeseq (--format onnx or openvino) to speculate")

@@ -176,17 +176,21 @@ class StepBackend(ABC):
     def verify(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed T tokens per row [B, T] after the cache (a speculative step: the last accepted token and
         k proposals); return the logits after each of them [B, T, V]. The caller trims what it rejects."""
-        if not self.picks:
-            raise InputError(f"{self.artifact.name}'s step returns only the last position's logits, so it cannot "
-                             "check several proposed tokens in one pass" + (" (a static-shape artifact)"
-                                                                            if self.manifest.static else ""),
-                             "re-export it with this edgeseq (dynamic shapes: --format onnx or openvino) to "
-                             "speculate, or generate without speculate")
+        self.check_verify()
         b, t = ids.shape
         ones = np.ones((b, t), np.int64)
         logits = self._step(state, ids.astype(np.int64), ones, state.positions[:, None] + np.arange(t),
                             np.arange(t, dtype=np.int64))
         return logits.reshape(b, t, -1)
+
+    def check_verify(self) -> None:
+        """Refuse, with the fix, an artifact whose step returns only the last position's logits."""
+        if not self.picks:
+            raise InputError(f"{self.artifact.name} cannot check several proposed tokens in one step: its step "
+                             "returns only the last position's logits" + (" (a static-shape artifact)"
+                                                                          if self.manifest.static else ""),
+                             "re-export it with this edgeseq (dynamic shapes: --format onnx or openvino) to "
+                             "speculate, or generate without speculate")
 
     def reorder(self, state: State, rows: np.ndarray, cross: bool = False) -> None:
         """Make row i of the state a copy of row rows[i] (beam search). The cross-attention cache is
