@@ -7,7 +7,9 @@ different count per row) with the chat template, greedy, EOS respected, 2 thread
 the first b prompts of benchmarks/speculate_prompts.py, grounded and chat alternating. Rows run
 round-robin over --rounds; medians. Throughput = new tokens of all rows / the generate call's time.
 `overhead` is the share of fed token slots that were re-fed or filler (realign: filler only) and the
-share of the time spent rewinding caches.
+share of the time spent rewinding caches. The paged rows (OpenVINO's default for a decoder-only step)
+are compared with the paged plain row, the state-form rows (`engine_options={"paged": False}`, where
+realign and refeed both apply) with the state-form plain row.
 
     .venv/bin/python benchmarks/speculate_batch.py --work /tmp/edgeseq-speculate-batch
 """
@@ -77,7 +79,8 @@ def main() -> None:
     # (label, cache form, proposer or None, strategy)
     plan = [("plain", "paged", None, "auto"), ("lookup", "paged", "lookup", "auto"),
             ("draft int8", "paged", "draft", "auto"), ("lookup+draft int8", "paged", "lookup+draft", "auto"),
-            ("lookup realign", "state", "lookup", "realign"), ("lookup refeed", "state", "lookup", "refeed")]
+            ("plain state", "state", None, "auto"), ("lookup realign", "state", "lookup", "realign"),
+            ("lookup refeed", "state", "lookup", "refeed")]
     samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for rnd in range(a.rounds):
         for label, form, spec, strategy in plan:
@@ -122,7 +125,8 @@ def main() -> None:
                                   f"{stats['overhead_share']:.1%}" if stats else ""), flush=True)
     summary = []
     for (label, b), runs in samples.items():
-        base = samples.get(("plain", b))
+        base = samples.get(("plain state" if label.startswith(("lookup realign", "lookup refeed", "plain state"))
+                            else "plain", b))
         tok_s = statistics.median(r["tok_s"] for r in runs)
         row = {"row": label, "batch": b, "tok_s": round(tok_s, 1),
                "vs_plain": round(tok_s / statistics.median(r["tok_s"] for r in base), 2) if base else None,

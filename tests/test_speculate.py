@@ -194,8 +194,9 @@ def test_prompt_lookup_proposes_latest_match() -> None:
 
 def test_adaptive_k() -> None:
     """k follows the measured acceptance and costs: long runs when proposals are kept and cheap, none
-    (with a probe every few rounds) when they are rejected."""
+    (with a probe every few rounds) when they are rejected or when wider steps cost too much."""
     k = AdaptiveK(6, slope=0.06, probe=3)
+    k.update(kept=0, rejected=0, longest=0, width=1, verify_s=0.010, propose_s=0.0)  # a plain step, timed
     for _ in range(10):  # every proposal kept, free proposals: propose the most
         k.update(kept=6, rejected=0, longest=6, width=7, verify_s=0.012, propose_s=0.0)
     assert k.next() == 6
@@ -203,9 +204,12 @@ def test_adaptive_k() -> None:
         k.update(kept=0, rejected=1, longest=2, width=3, verify_s=0.011, propose_s=0.0)
     assert [k.next() for _ in range(3)] == [0, 0, 1]  # the third round probes with one proposal
     k = AdaptiveK(6)
-    for _ in range(10):  # kept often, but a proposal costs half a verify step: a short run pays best
-        k.update(kept=2, rejected=1, longest=3, width=4, verify_s=0.0118, propose_s=0.015)
-    assert 1 <= k.next() <= 2
+    for width, seconds in ((1, 0.010), (2, 0.030), (3, 0.050), (7, 0.080)):  # a batch: steps grow with width
+        k.update(kept=4, rejected=1, longest=5, width=width, verify_s=seconds, propose_s=0.0)
+    assert k.next() == 0
+    k = AdaptiveK(6, probe=3)  # no plain step timed yet: every third round is one
+    k.update(kept=6, rejected=0, longest=6, width=7, verify_s=0.012, propose_s=0.0)
+    assert [k.next() for _ in range(3)] == [6, 6, 0]
 
 
 @pytest.mark.parametrize("draft", ["one-hot", "distribution"])

@@ -75,23 +75,29 @@ class AdaptiveK:
 
     A round keeps i + 1 tokens when it keeps i proposals; with a per-token acceptance a (the kept share
     of the proposals checked, rejections counted once) it yields (1 - a^(k+1)) / (1 - a) tokens on average.
-    It costs one verify step of k + 1 tokens, modelled as v1 (1 + slope k) (a step on a CPU reads the
-    weights once; each extra token adds a little), plus k proposals at the proposer's measured cost
-    per token. k = 0 is a plain step: when acceptance falls so far that proposing costs more than it
-    gains, proposing stops, and every `probe` rounds one proposal refreshes the estimate."""
+    It costs one verify step of k + 1 tokens plus k proposals at the proposer's measured cost per token.
+    Verify steps are timed per width; a width not yet timed is estimated from the nearest timed one as
+    1 + slope (width - 1) (a step on a CPU reads the weights once; each extra token adds a little),
+    so until a plain step has been timed, one every `probe` rounds is (a batch's steps grow with the
+    width faster than one row's). k = 0 is a plain step: when proposing costs more than it gains,
+    proposing stops, and every `probe` rounds one proposal refreshes the acceptance."""
 
     def __init__(self, most: int, slope: float = 0.06, probe: int = 8, decay: float = 0.8) -> None:
         self.most, self.slope, self.probe, self.decay = most, slope, probe, decay
         self.kept, self.missed = 1.0, 0.0  # decayed counts of kept and rejected proposals (a hopeful prior)
-        self.verify_s: float | None = None  # v1: a one-token verify step, seconds
+        self.times: dict[int, float] = {}  # verify seconds by width (decayed means)
         self.propose_s = 0.0  # the proposer's seconds per proposed token
         self.idle = 0  # rounds since the last proposal
+        self.rounds = 0
 
     @property
     def rate(self) -> float:
         return self.kept / (self.kept + self.missed)
 
     def next(self) -> int:
+        self.rounds += 1
+        if 1 not in self.times and self.rounds % self.probe == 0:
+            return 0  # time a plain step: the baseline every other width is weighed against
         best = max(range(self.most + 1), key=self.gain)
         if best == 0:
             self.idle += 1
@@ -99,18 +105,24 @@ class AdaptiveK:
                 return 1
         return best
 
+    def step_s(self, width: int) -> float:
+        """Seconds a verify step of `width` tokens takes: timed, else scaled from the nearest timed width."""
+        if width in self.times or not self.times:
+            return self.times.get(width, 1 + self.slope * (width - 1))
+        near = min(self.times, key=lambda w: abs(w - width))
+        return self.times[near] * (1 + self.slope * (width - 1)) / (1 + self.slope * (near - 1))
+
     def gain(self, k: int) -> float:
-        """Expected tokens per unit of time of a round that proposes k (a one-token step takes 1)."""
+        """Expected tokens per second of a round that proposes k."""
         a = min(self.rate, 0.999)
         tokens = (1 - a ** (k + 1)) / (1 - a)
-        ratio = self.propose_s / self.verify_s if self.verify_s else 0.0
-        return tokens / (1 + self.slope * k + ratio * k)
+        return tokens / (self.step_s(k + 1) + self.propose_s * k)
 
     def update(self, kept: int, rejected: int, longest: int, width: int, verify_s: float, propose_s: float) -> None:
         """One round: `kept` proposals kept and `rejected` rows that rejected one (over the batch), the
         longest row's `longest` proposals made in propose_s, a verify step of `width` tokens in verify_s."""
-        one = verify_s / (1 + self.slope * (width - 1))
-        self.verify_s = one if self.verify_s is None else self.decay * self.verify_s + (1 - self.decay) * one
+        old = self.times.get(width)
+        self.times[width] = verify_s if old is None else self.decay * old + (1 - self.decay) * verify_s
         if not longest:
             return
         self.idle = 0
@@ -223,7 +235,6 @@ class _Rounds:
             feed[i, :len(row)] = row
             feed[i, len(row):] = row[-1]  # filler: never accepted (acceptance stops at the row's proposals)
         logits = self.backend.verify(state, feed)
-        verified_at = now()
         accepted, new = self._judge(logits, pending, drafts, q, made, done)
         stats.target_steps += 1
         stats.row_steps += len(live)
@@ -231,8 +242,6 @@ class _Rounds:
         stats.accepted += sum(accepted[i] for i in live)
         stats.fed += b * width
         kept = [len(pending[i]) + accepted[i] for i in range(b)]  # fed tokens each row keeps
-        self.k.update(sum(accepted[i] for i in live), sum(accepted[i] < len(drafts[i]) for i in live),
-                      max(len(drafts[i]) for i in live), width, verified_at - proposed_at, proposed_at - t)
         if self.realign:
             stats.refed += sum(width - len(pending[i]) - len(drafts[i]) for i in live)
             self.backend.trim_rows(state, np.array([width - (kept[i] if not done[i] else 0) for i in range(b)]))
@@ -240,6 +249,9 @@ class _Rounds:
             common = min(kept[i] for i in live)
             stats.refed += sum(width - len(drafts[i]) - 1 for i in live)
             self.backend.trim(state, width - common)
+        # the step's cost: verify and rewind (a cache form that copies to rewind pays it per round)
+        self.k.update(sum(accepted[i] for i in live), sum(accepted[i] < len(drafts[i]) for i in live),
+                      max(len(drafts[i]) for i in live), width, now() - proposed_at, proposed_at - t)
         outs = [drafts[i][:accepted[i]] + [new[i]] if not done[i] else [] for i in range(b)]
         for i in range(b):  # what each row has chosen and the target has not cached
             if done[i]:
