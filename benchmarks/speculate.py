@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from row_process import cell, run_rounds  # noqa: E402
 from speculate_prompts import PROMPTS  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -96,18 +96,6 @@ def worker(a: argparse.Namespace) -> None:
         out.append(rec)
     print(json.dumps({"engine": model.backend.__class__.__name__, "versions": model.manifest.tools,
                       "prompts": out}))
-
-
-def _subprocess(cmd: list[str], threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        lines = r.stderr.strip().splitlines()
-        return {"error": lines[-1][:300] if lines else f"exit {r.returncode}"}
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": f"no JSON line in the output: {r.stdout.strip()[-200:]!r}"}
 
 
 def prepare(work: Path, peers: Path, fresh: bool) -> dict[str, dict]:
@@ -223,10 +211,6 @@ def _same(a: dict | None, b: dict | None) -> str:
     return f"{sum(a[n] == b[n] for n in names)}/{len(names)}"
 
 
-def _f(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
-
-
 def table(rows: list[dict]) -> list[str]:
     by = {r["row"]: r for r in rows}
 
@@ -245,11 +229,11 @@ def table(rows: list[dict]) -> list[str]:
         own, base, cross = by.get(plain_of(r["row"])), by.get(BASE), by.get(CROSS)
         acc = r.get("acceptance") or {}
         out.append(
-            f"| {r['row']} | {_f(g['decode_tok_s'], '.1f')} / {_f(c['decode_tok_s'], '.1f')} | "
+            f"| {r['row']} | {cell(g['decode_tok_s'], '.1f')} / {cell(c['decode_tok_s'], '.1f')} | "
             f"{ratio(r, own, 'grounded')} / {ratio(r, own, 'chat')} | {ratio(r, base, 'grounded')} / "
-            f"{ratio(r, base, 'chat')} | {_f(g['ttft_ms'], '.0f')} / {_f(c['ttft_ms'], '.0f')} | "
-            f"{g['tokens']} / {c['tokens']} | {_f(acc.get('acceptance_rate'), '.2f')} | "
-            f"{_f(acc.get('tokens_per_step'), '.2f')} | {_same(r['ids'], own.get('ids') if own else None)} | "
+            f"{ratio(r, base, 'chat')} | {cell(g['ttft_ms'], '.0f')} / {cell(c['ttft_ms'], '.0f')} | "
+            f"{g['tokens']} / {c['tokens']} | {cell(acc.get('acceptance_rate'), '.2f')} | "
+            f"{cell(acc.get('tokens_per_step'), '.2f')} | {_same(r['ids'], own.get('ids') if own else None)} | "
             f"{_same(r['ids'], cross.get('ids') if cross else None)} |")
     return out
 
@@ -343,12 +327,7 @@ def main() -> None:
         for r in plan:
             print(f"{r['row']}: {'ready' if 'cmd' in r else r['error']}", file=sys.stderr)
         return
-    runs: dict[str, list[dict]] = {r["row"]: [] for r in plan}
-    for rnd in range(a.rounds):  # round-robin: a drift in the machine's speed touches every row alike
-        for r in plan:
-            if "cmd" in r:
-                print(f"timing {r['row']} (round {rnd + 1}/{a.rounds})", file=sys.stderr, flush=True)
-                runs[r["row"]].append(_subprocess(r["cmd"], a.threads))
+    runs = run_rounds(plan, a.rounds, a.threads)
     rows = [{"row": r["row"], "command": r.get("cmd"),
              **(summarize(runs[r["row"]]) if "cmd" in r else {"error": r["error"]})} for r in plan]
     from edgeseq.profile.bandwidth import copy_gb_s

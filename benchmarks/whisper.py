@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from row_process import cell, run_rounds  # noqa: E402
 from whisper_peers import make_clips, save_hf  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -93,18 +93,6 @@ def worker(a: argparse.Namespace) -> None:
     print(json.dumps({"engine": model.backend.__class__.__name__, "versions": m.tools, "load_ms": load_ms,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "model_mb": _mb(Path(a.artifact)), "clips": out}))
-
-
-def _subprocess(cmd: list[str], threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        lines = r.stderr.strip().splitlines()
-        return {"error": lines[-1][:300] if lines else f"exit {r.returncode}"}
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        return {"error": f"no JSON line in the output: {r.stdout.strip()[-200:]!r}"}
 
 
 def export_all(work: Path, fresh: bool, only: list[str] | None) -> dict[str, dict]:
@@ -178,25 +166,21 @@ def summarize(runs: list[dict], refs: dict[str, str]) -> dict:
             "rounds": len(ok), "raw": runs}
 
 
-def _f(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
-
-
 def table(rows: list[dict], facts: dict[str, dict]) -> list[str]:
     base = next((r for r in rows if r["row"] == BASE and r.get("rtf")), None)
     out = ["| row | export / parity (max logits diff, encoder diff) | MB | encoder ms / 30 s | TTFT ms | "
            "decode tok/s | RTF | RTF vs edgeseq ORT fp32 | WER | peak RSS MB |", "|" + "---|" * 10]
     for r in rows:
         f = facts.get(r.get("export_name") or "", {})
-        par = (f"{f.get('parity')} ({_f(f.get('max_abs_diff'), '.3g')}, {_f(f.get('encoder_max_abs_diff'), '.3g')})"
+        par = (f"{f.get('parity')} ({cell(f.get('max_abs_diff'), '.3g')}, {cell(f.get('encoder_max_abs_diff'), '.3g')})"
                if f else "-")
         if "error" in r:
             out.append(f"| {r['row']} | {par} | | {r['error'][:120]} |" + " |" * 6)
             continue
         ratio = f"{r['rtf'] / base['rtf']:.2f}x" if base and r.get("rtf") else "-"
-        out.append(f"| {r['row']} | {par} | {_f(r.get('model_mb'), '.1f')} | {_f(r['encoder_ms_per_window'], '.1f')} | "
-                   f"{_f(r['ttft_ms'], '.1f')} | {_f(r['decode_tok_s'], '.1f')} | {_f(r['rtf'], '.4f')} | {ratio} | "
-                   f"{_f(None if r['wer'] is None else 100 * r['wer'], '.1f')}% | {_f(r['peak_rss_mb'], '.0f')} |")
+        out.append(f"| {r['row']} | {par} | {cell(r.get('model_mb'), '.1f')} | {cell(r['encoder_ms_per_window'], '.1f')} | "
+                   f"{cell(r['ttft_ms'], '.1f')} | {cell(r['decode_tok_s'], '.1f')} | {cell(r['rtf'], '.4f')} | {ratio} | "
+                   f"{cell(None if r['wer'] is None else 100 * r['wer'], '.1f')}% | {cell(r['peak_rss_mb'], '.0f')} |")
     return out
 
 
@@ -268,12 +252,7 @@ def main() -> None:
         for r in plan:
             print(f"{r['row']}: {'ready' if 'cmd' in r else r['error']}", file=sys.stderr)
         return
-    runs: dict[str, list[dict]] = {r["row"]: [] for r in plan}
-    for rnd in range(a.rounds):  # round-robin: a drift in the machine's speed touches every row alike
-        for r in plan:
-            if "cmd" in r:
-                print(f"timing {r['row']} (round {rnd + 1}/{a.rounds})", file=sys.stderr, flush=True)
-                runs[r["row"]].append(_subprocess(r["cmd"], a.threads))
+    runs = run_rounds(plan, a.rounds, a.threads)
     rows = []
     for r in plan:
         res = summarize(runs[r["row"]], refs) if "cmd" in r else {"error": r["error"]}
@@ -291,8 +270,8 @@ def main() -> None:
     print(header.host_line() + f"; {len(refs)} espeak clips, {audio_s:.1f} s of audio, {a.rounds} rounds")
     print("\n".join(table(rows, facts)))
     npu = [f"{n}: {facts[n]['export']}" + (f", parity {facts[n].get('parity')} (max diff "
-                                           f"{_f(facts[n].get('max_abs_diff'), '.3g')}, encoder "
-                                           f"{_f(facts[n].get('encoder_max_abs_diff'), '.3g')}), "
+                                           f"{cell(facts[n].get('max_abs_diff'), '.3g')}, encoder "
+                                           f"{cell(facts[n].get('encoder_max_abs_diff'), '.3g')}), "
                                            f"{facts[n].get('mb')} MB" if facts[n]['export'] == "ok"
                                            else f": {facts[n]['error'][:200]}") for n, *_ in NPU if n in facts]
     print("\nNPU target (exported and parity-checked only; the HTP simulator is too slow to transcribe with): "
