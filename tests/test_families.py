@@ -58,7 +58,8 @@ def test_a_registered_record_is_enough_to_resolve_export_and_run(twin: Path, tmp
     assert (spec.family, spec.kind) == ("twin", "decoder-only")
     assert (spec.dims.num_layers, spec.dims.num_kv_heads, spec.dims.head_dim) == (2, 2, 16)  # from its dims()
     assert spec.generation.bos_token_id == 3 and not spec.generation.add_bos  # its prepend_bos=False
-    assert type(components(spec)[0].module).__name__ == "LlamaStep"  # dispatched through the record
+    step = components(spec)[0].module  # the family's step behind steps.Picked (the logits_index input)
+    assert type(step).__name__ == "Picked" and type(step.step).__name__ == "LlamaStep"  # dispatched through the record
     m = export(str(twin), tmp_path / "art", quiet=True, parity_steps=8)
     assert m.model["family"] == "twin" and m.parity["status"] == "passed"
     out = edgeseq.load(tmp_path / "art").generate_ids([[5, 9, 44]], edgeseq.GenerationConfig(max_new_tokens=4,
