@@ -43,6 +43,7 @@ class Model:
         self.gen_defaults: dict[str, Any] = manifest.generation
         self._template: Any = None  # compiled chat template, built on first use
         self._drafts: dict[str, Model] = {}  # draft artifacts loaded by path for speculate=, kept for later calls
+        self._checked: set[Path] = set()  # drafts found to match this model (DraftModel.check)
 
     @property
     def kind(self) -> str:
@@ -158,7 +159,9 @@ class Model:
         if not isinstance(speculate, Model):
             raise UsageError(f"speculate must be 'lookup', an artifact path or a loaded Model, got "
                              f"{type(speculate).__name__}", "pass speculate='lookup' or a draft artifact's path")
-        DraftModel.check(self.backend, speculate.backend)
+        if speculate.path not in self._checked:  # read both tokenizers once per draft, not per call
+            DraftModel.check(self.backend, speculate.backend)
+            self._checked.add(speculate.path)
         return DraftModel(speculate.backend, speculate.gen_defaults, f"draft {speculate.path.name}")
 
     def _cut_ids(self, ids: list[int], stops: list[str]) -> list[int]:

@@ -20,13 +20,13 @@ costs (`AdaptiveK`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
-from ..runtimes.base import StepBackend, step_name
+from ..runtimes.base import StepBackend
 from .config import GenerationConfig
 from .loop import Timings, banned_ids, check_rows, first_banned, forced_last, forced_prefix, now, start, stop_ids
 from .proposers import Proposer
@@ -54,9 +54,10 @@ class Speculation:
     def total(cls, runs: list["Speculation"]) -> "Speculation":
         """The counts of several runs added up (a profile's timed repetitions)."""
         out = cls(runs[0].proposer, runs[0].draft_tokens, runs[0].strategy) if runs else cls("?", 0)
+        counts = [f.name for f in fields(cls) if f.type == "int" and f.name != "draft_tokens"]
         for r in runs:
-            for f in ("target_steps", "row_steps", "proposed", "accepted", "emitted", "fed", "refed"):
-                setattr(out, f, getattr(out, f) + getattr(r, f))
+            for name in counts:
+                setattr(out, name, getattr(out, name) + getattr(r, name))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,7 +134,7 @@ class AdaptiveK:
 
 def check(backend: StepBackend, cfg: GenerationConfig, strategy: str, batch: int) -> str:
     """The strategy for this request (module docstring); refuses what speculation does not cover."""
-    backend.check_verify()
+    backend.check_verify(batch)
     if cfg.num_beams > 1:
         raise UsageError("speculative decoding follows one sequence per row; beam search keeps several",
                          "drop num_beams, or drop speculate")
@@ -147,10 +148,6 @@ def check(backend: StepBackend, cfg: GenerationConfig, strategy: str, batch: int
     if strategy == "realign" and not backend.holes and batch > 1:
         raise UsageError("this artifact's cache cannot forget a different number of tokens per row",
                          "use strategy 'refeed' (or 'auto')")
-    if batch > 1 and "GroupQueryAttention" in backend.manifest.components[step_name(backend.manifest)].contrib_ops:
-        raise UsageError("ONNX Runtime's GroupQueryAttention checks several new tokens after a cache only at batch 1",
-                         "speculate one prompt at a time, or export with --no-ort-kernels (or for OpenVINO) to "
-                         "speculate on a batch")
     if strategy == "auto":
         strategy = "realign" if backend.holes else "refeed"
     return strategy

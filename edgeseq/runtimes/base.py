@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, UsageError
 from ..artifact.manifest import Manifest
 from .cache import CacheForm, ExplicitArrays, HeldCache
 from .host import hugepages
@@ -96,8 +96,9 @@ class StepBackend(ABC):
         # holes, which only a step that takes each token's position from position_ids reads correctly
         # (not an encoder-decoder's slot positions, ORT's GroupQueryAttention rotating by slot, or
         # sliding windows counted in slots)
+        self._gqa = "GroupQueryAttention" in step.contrib_ops  # several new tokens after a cache: batch 1 only
         self.holes = manifest.kind == "decoder-only" and self.kv_cache.holes and not d.get("sliding_window") \
-            and "GroupQueryAttention" not in manifest.components[step_name(manifest)].contrib_ops
+            and not self._gqa
 
     def cache_form(self) -> CacheForm[Any]:
         """How this backend keeps the KV cache between steps (cache.py); engines with a form of their
@@ -176,15 +177,20 @@ class StepBackend(ABC):
     def verify(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Feed T tokens per row [B, T] after the cache (a speculative step: the last accepted token and
         k proposals); return the logits after each of them [B, T, V]. The caller trims what it rejects."""
-        self.check_verify()
         b, t = ids.shape
+        self.check_verify(b)
         ones = np.ones((b, t), np.int64)
         logits = self._step(state, ids.astype(np.int64), ones, state.positions[:, None] + np.arange(t),
                             np.arange(t, dtype=np.int64))
         return logits.reshape(b, t, -1)
 
-    def check_verify(self) -> None:
-        """Refuse, with the fix, an artifact whose step returns only the last position's logits."""
+    def check_verify(self, batch: int = 1) -> None:
+        """Refuse, with the fix, what cannot check several new tokens in one step: an artifact whose step
+        returns only the last position's logits, or a batch on ONNX Runtime's GroupQueryAttention."""
+        if batch > 1 and self._gqa:
+            raise UsageError("ONNX Runtime's GroupQueryAttention checks several new tokens after a cache only at "
+                             "batch 1", "speculate one prompt at a time, or export with --no-ort-kernels (or for "
+                             "OpenVINO) to speculate on a batch")
         if not self.picks:
             raise InputError(f"{self.artifact.name} cannot check several proposed tokens in one step: its step "
                              "returns only the last position's logits" + (" (a static-shape artifact)"
