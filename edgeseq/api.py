@@ -288,7 +288,8 @@ def _check_unicode(text: str) -> None:
 
 
 def load(path: str | Path, device: str = "cpu", engine: str | None = None, threads: int | None = None,
-         precision: str = "f32", delegate: str | None = None, engine_options: Any = None) -> Model:
+         precision: str = "f32", delegate: str | None = None, engine_options: Any = None,
+         max_memory_mb: float | None = None) -> Model:
     """Load an artifact directory for generation on `device` (cpu | gpu | npu[:vendor] | auto).
 
     `precision` is the compute precision for engines that choose one (OpenVINO: f32, bf16, f16 or
@@ -296,11 +297,14 @@ def load(path: str | Path, device: str = "cpu", engine: str | None = None, threa
     GPU / NPU delegate library (TFLite artifacts on --device gpu / npu). `engine_options` are the
     engine's own settings: its options dataclass (e.g. `OnnxRuntimeOptions(kv_buffer=False)`) or a
     dict of its field names; an unknown name is a UsageError listing the valid ones.
-    `engine="torch"` runs the PyTorch reference (edgeseq.reference) instead of an engine."""
+    `engine="torch"` runs the PyTorch reference (edgeseq.reference) instead of an engine.
+    `max_memory_mb`: a memory budget; the load is refused before it starts when the estimate of the
+    weights as the engine holds them exceeds it, and each later request before it runs when the estimate
+    with its KV cache and workspace does (edgeseq.resources.estimate; ResourceError)."""
     from .reference import open_runner
 
     options = BackendOptions(threads=threads, precision=precision, delegate=delegate,
-                             engine_options=engine_options).validate()
+                             engine_options=engine_options, max_memory_mb=max_memory_mb).validate()
     p = Path(path)
     manifest = mf.read(p)
     try:

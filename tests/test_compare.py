@@ -47,7 +47,7 @@ def test_compare_writes_the_report_and_resumes(paper_artifacts: dict[str, Path],
     assert "## Headline ratios (encoder-decoder vs decoder-only)" in index and "| onnx | fp32 | 32 |" in index
     assert index.count("not a like-for-like comparison |") == 2 and f"| {enc} |" in index
     assert index.count("host: ") == 1 and index.count("command: `edgeseq") == 1  # the header, once
-    for png in ("ttft_vs_input.png", "decode_tok_s.png", "memory_size.png"):
+    for png in ("ttft_vs_input.png", "decode_tok_s.png", "memory_vs_input.png", "memory_size.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_lines(out / "results.jsonl")) == 4
     # again with one more length: only the two new points are measured

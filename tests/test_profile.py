@@ -83,7 +83,7 @@ RESULT_KEYS = {"artifact", "model", "label", "kind", "random_weights", "format",
                "node_share", "placement", "precision", "engine_options", "weights", "quantization", "parity", "threads", "input_len",
                "output_len", "batch", "warmup", "reps", "load_ms", "first_run_ms", "huge_pages", "artifact_bytes",
                "tokenize_ms", "encode_ms", "prefill_ms", "ttft_ms", "tpot_ms", "decode_tok_s", "e2e_ms", "stats",
-               "samples", "gen_head", "napkin", "status", "key", "peak_rss_mb", "rss_before_load_mb", "load_warm_ms"}
+               "samples", "gen_head", "napkin", "status", "key", "peak_rss_mb", "memory", "rss_before_load_mb", "load_warm_ms"}
 
 
 def test_result_round_trips_through_json(artifacts: dict[str, Path], tmp_path: Path) -> None:

@@ -43,8 +43,10 @@ def cmd_generate(a: argparse.Namespace) -> int:
                            repetition_penalty=a.repetition_penalty, num_beams=a.num_beams,
                            num_beam_groups=a.num_beam_groups, diversity_penalty=a.diversity_penalty,
                            length_penalty=a.length_penalty, stop=a.stop).validate()
+    if a.max_memory is not None:
+        _check_request_memory(a, cfg)
     model = load(a.artifact, device=a.device, engine=a.engine, threads=a.threads, precision=a.precision,
-                 delegate=a.delegate, engine_options=parse_pairs(a.engine_option))
+                 delegate=a.delegate, engine_options=parse_pairs(a.engine_option), max_memory_mb=a.max_memory)
     if model.manifest.parity.get("status") == "failed":
         console.result("warning: this artifact FAILED its parity check; outputs may be wrong")
     engine_warning = (model.backend.placement() or {}).get("warning")  # e.g. a kernel that loses accuracy here
@@ -80,6 +82,25 @@ def cmd_generate(a: argparse.Namespace) -> int:
             console.result(f"[speculation ({sp['proposer']}): {sp['accepted']} of {sp['proposed']} proposed tokens "
                            f"accepted ({sp['acceptance_rate']:.0%}), {sp['tokens_per_step']:.2f} tokens per model step]")
     return 0
+
+
+def _check_request_memory(a: argparse.Namespace, cfg: Any) -> None:
+    """--max-memory before anything loads: the estimate for this prompt (its raw token count; the chat template
+    adds a few, which the check before generating counts) and --max-new-tokens on the engine that will run."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    from ..artifact.manifest import TOKENIZER, read
+    from ..resources import check_budget, estimate
+    from ..runtimes import device_engine
+
+    m = read(Path(a.artifact))
+    n = len(Tokenizer.from_file(str(Path(a.artifact) / TOKENIZER)).encode(a.prompt).ids)
+    engine = a.engine or device_engine(m, a.device)
+    check_budget(estimate(m, engine, 1, n, cfg.max_new_tokens, cfg.num_beams), a.max_memory,
+                 f"generating {cfg.max_new_tokens} tokens after a {n}-token prompt with {a.artifact}",
+                 "raise --max-memory, lower --max-new-tokens, or use a lower-bit artifact")
 
 
 def cmd_transcribe(a: argparse.Namespace) -> int:
@@ -125,7 +146,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
                         reps=a.reps, threads=a.threads, device=a.device, engine=a.engine,
                         precision=a.precision, delegate=a.delegate, engine_options=parse_pairs(a.engine_option),
                         audio=a.audio, audio_seconds=a.audio_seconds, speculate=a.speculate,
-                        draft_tokens=a.draft_tokens).validate()
+                        draft_tokens=a.draft_tokens, max_memory_mb=a.max_memory).validate()
     if a.time_limit is not None and a.time_limit <= 0:
         raise UsageError(f"--time-limit must be > 0 seconds, got {a.time_limit}", "e.g. --time-limit 300")
     if a.resume and not a.json_path:

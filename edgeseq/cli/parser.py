@@ -35,6 +35,13 @@ def _speculate_args(p: argparse.ArgumentParser, effect: str) -> None:
                    help="with --speculate: the most tokens proposed per step (default: 5; adapts to the acceptance)")
 
 
+def _memory_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--max-memory", type=float, default=None, metavar="MB", help="a memory budget: refuse, before "
+                   f"loading, {what} whose estimate (weights as the engine holds them + KV cache at the requested "
+                   "length + workspace + runtime) exceeds MB; `edgeseq profile` prints the estimate beside the "
+                   "measured peak")
+
+
 def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite: bool = False) -> None:
     """The runtime flags of every command that runs an artifact (generate, profile, compare), from one
     definition. `suite`: compare, where a flag left out takes the suite's value."""
@@ -132,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _speculate_args(g, "Greedy output is unchanged; sampling keeps its distribution")
     g.add_argument("--raw", action="store_true", help="do not apply the artifact's chat template")
     g.add_argument("--stats", action="store_true", help="print TTFT, TPOT and tok/s to stderr afterwards")
+    _memory_arg(g, "a request")
     _runtime_args(g, None)
 
     t = sub.add_parser("transcribe", help="speech to text with a Whisper artifact",
@@ -178,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--auto", action="store_true", help="try every installed engine and compute precision that "
                     "reads the artifact, keep those whose logits stay within tolerance of float32, profile them "
                     "and name the fastest (lowest median end-to-end time)")
+    _memory_arg(pr, "a profile whose largest case")
     _runtime_args(pr, 2)
 
     c = sub.add_parser("compare", help="encoder-decoder vs decoder-only (or any models): export, profile, report",

@@ -1,5 +1,6 @@
 """PNG plots for `edgeseq compare` (matplotlib, the `compare` extra): TTFT and decode rate against
-input length, and artifact size beside peak memory."""
+input length, peak memory against input length (the KV cache is what grows), and artifact size beside
+peak memory."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,12 +27,13 @@ def draw(rows: list[dict[str, Any]], out: Path) -> list[str]:
         lines.setdefault(series(r), []).append(r)
     names = []
     for key, ylabel, fname, log in (("ttft_ms", "time to first token (ms)", "ttft_vs_input.png", True),
-                                    ("decode_tok_s", "decode tokens/s", "decode_tok_s.png", False)):
+                                    ("decode_tok_s", "decode tokens/s", "decode_tok_s.png", False),
+                                    ("peak_mb", "peak memory while generating (MB)", "memory_vs_input.png", False)):
         fig, ax = plt.subplots(figsize=(7, 5.5))
         for label, pts in lines.items():
             pts = sorted(pts, key=lambda r: r["input_len"])
             style = "-" if pts[0]["kind"] == "encoder-decoder" else "--"
-            ax.plot([r["input_len"] for r in pts], [r[key] for r in pts], style, marker="o", label=label)
+            ax.plot([r["input_len"] for r in pts], [_value(r, key) for r in pts], style, marker="o", label=label)
         ax.set_xscale("log", base=2)
         lens = sorted({r["input_len"] for r in ok})
         ax.set_xticks(lens, [str(n) for n in lens])
@@ -60,3 +62,11 @@ def draw(rows: list[dict[str, Any]], out: Path) -> list[str]:
     fig.savefig(out / "memory_size.png", dpi=110)
     plt.close(fig)
     return names + ["memory_size.png"]
+
+
+def _value(r: dict[str, Any], key: str) -> float:
+    """A row's figure; "peak_mb": the generation's peak (the KV cache grows with the input), or, in a report
+    written before the profile split load from generation, the case's peak."""
+    if key == "peak_mb":
+        return float((r.get("memory") or {}).get("generate_peak_mb") or r["peak_rss_mb"])
+    return float(r[key])

@@ -181,7 +181,8 @@ def markdown(report: RunReport, images: list[str]) -> str:
                      f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} |")
     lines += ["", "GFLOP counts linear layers and attention (2 per multiply-add), from the manifest's recorded "
               "weights per graph; MB read/token = weights one decode step reads + its KV cache (float32) at the "
-              "mean position. Peak RSS is per artifact, over all its input lengths.", ""]
+              "mean position. Peak RSS: the process's peak for the point, the larger of its load's and its generation's "
+              "(memory_vs_input.png plots the generation's against the input length).", ""]
     models_ = doc["models"]
     if models_:
         lines += ["## Models", "", "| model / format weights | kind | parameters | size MB |", "|---|---|---|---|"]

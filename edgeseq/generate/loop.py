@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeseqError, InputError
-from ..resources import check_fits, kv_bytes
+from ..resources import check_budget, check_fits, estimate, kv_bytes
 from ..runtimes.base import State, StepBackend
 from .config import GenerationConfig
 from .search import select
@@ -119,6 +119,10 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
     check_fits(kv_bytes(m, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
                f"the KV cache of {len(rows)} x {cfg.num_beams} rows of {longest} + {cfg.max_new_tokens} tokens",
                "use a smaller batch, fewer beams or shorter lengths")
+    check_budget(estimate(m, backend.engine, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
+                 backend.options.max_memory_mb, f"{len(rows)} x {cfg.num_beams} rows of {longest} + "
+                 f"{cfg.max_new_tokens} tokens on {backend.engine}",
+                 "raise --max-memory (max_memory_mb), or use a smaller batch, fewer beams or shorter lengths")
 
 
 def decoder_room(m: Any) -> int:

@@ -1,4 +1,4 @@
-"""Resident memory of this process: current RSS, and the peak over a span.
+"""Resident memory of this process: current RSS, the peak over a span, and a profile's breakdown of it.
 
 The peak comes from the kernel's high-water mark (VmHWM), reset at the start of the span through
 /proc/self/clear_refs, so a short spike (an engine reading a graph file while it builds a session)
@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import resource
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -73,3 +75,23 @@ class PeakRSS:
             self._stop.set()
             self._thread.join()
         self._final = self.peak_mb
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """RSS (MB) around an artifact's load: before it (interpreter and engine library), its peak, after it."""
+    before_mb: float
+    peak_mb: float
+    after_mb: float
+
+    def breakdown(self, generate_peak_mb: float, cache_bytes: int, estimate: Any) -> dict[str, Any]:
+        """A case's memory: the load's peak apart from the generation's, and the generation's peak split into
+        runtime (before the load), weights (what the load left resident: the weights as the engine holds them
+        and anything else it built), the KV cache at the case's longest length (computed: one float32 copy)
+        and the workspace (the rest, measured); beside it the estimate --max-memory checks (MB)."""
+        cache = cache_bytes / 2**20
+        return {"peak_mb": round(max(self.peak_mb, generate_peak_mb), 1), "load_peak_mb": round(self.peak_mb, 1),
+                "generate_peak_mb": round(generate_peak_mb, 1), "runtime_mb": round(self.before_mb, 1),
+                "weights_mb": round(self.after_mb - self.before_mb, 1), "kv_cache_mb": round(cache, 1),
+                "workspace_mb": round(max(0.0, generate_peak_mb - self.after_mb - cache), 1),
+                "estimate_mb": estimate.as_mb()}

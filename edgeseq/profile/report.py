@@ -98,10 +98,31 @@ def footnotes(results: list[ProfileResult]) -> str:
                      f"proposed, {sp['strategy']}): {sp['acceptance_rate']:.0%} of proposals accepted, "
                      f"{sp['mean_accepted']:.2f} accepted and {sp['tokens_per_step']:.2f} tokens per target step "
                      "(the timed runs together)")
+    notes += memory_notes(results)
     huge = [f"{r.label} {(r.huge_pages or {})['mb']} MB" for r in results if (r.huge_pages or {}).get("mb")]
     if huge:
         notes.append(f"weights moved into huge pages at load (load ms includes it): {'; '.join(dict.fromkeys(huge))}.")
     return "\n".join(notes)
+
+
+def memory_notes(results: list[ProfileResult]) -> list[str]:
+    """Per artifact, its largest case's memory: the load's peak, the generation's split into parts, the estimate."""
+    biggest: dict[str, ProfileResult] = {}
+    for r in results:
+        if r.memory and r.status == "ok":
+            b = biggest.get(str(r.artifact))
+            if b is None or r.memory["generate_peak_mb"] > b.memory["generate_peak_mb"]:
+                biggest[str(r.artifact)] = r
+    out = []
+    for r in biggest.values():
+        m, est = r.memory, r.memory["estimate_mb"]
+        out.append(f"memory {r.label} (MB): load peak {m['load_peak_mb']:.0f}; generation peak "
+                   f"{m['generate_peak_mb']:.0f} at in={r.input_len} out={r.output_len} b={r.batch} = runtime "
+                   f"{m['runtime_mb']:.0f} + weights {m['weights_mb']:.0f} + KV cache {m['kv_cache_mb']:.0f} + workspace "
+                   f"{m['workspace_mb']:.0f}; estimate {est['total']:.0f} (runtime {est['runtime']:.0f}, weights "
+                   f"{est['weights']:.0f}, KV {est['kv_cache']:.0f}, workspace {est['workspace']:.0f}), what --max-memory "
+                   "checks")
+    return out
 
 
 def sim_note(results: list[ProfileResult]) -> str:

@@ -56,7 +56,8 @@ class ProfileResult:
     gen_head: list[int] = field(default_factory=list)
     napkin: dict[str, Any] = field(default_factory=dict)
     key: str | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the process's peak for this case: its load or its generation
+    memory: dict[str, Any] = field(default_factory=dict)  # the breakdown (profile/memory.py Loaded.breakdown)
     rss_before_load_mb: float | None = None
     load_warm_ms: float | None = None
     time_limit_s: float | None = None  # written only for a timed-out case
@@ -91,7 +92,7 @@ class ProfileResult:
         """The report's keys; a point that never ran writes only what it has."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("extra", "samples", "gen_head", "napkin", "key", "peak_rss_mb", "rss_before_load_mb",
+            if f.name in ("extra", "samples", "gen_head", "napkin", "key", "peak_rss_mb", "memory", "rss_before_load_mb",
                           "load_warm_ms", "time_limit_s"):
                 continue
             out[f.name] = getattr(self, f.name)
@@ -101,7 +102,7 @@ class ProfileResult:
         stats = self.stats
         out.update({k: stats[k]["median"] for k in METRICS})
         out.update(stats=stats, samples=self.samples, gen_head=self.gen_head, napkin=self.napkin, key=self.key,
-                   peak_rss_mb=self.peak_rss_mb, rss_before_load_mb=self.rss_before_load_mb,
+                   peak_rss_mb=self.peak_rss_mb, memory=self.memory, rss_before_load_mb=self.rss_before_load_mb,
                    load_warm_ms=self.load_warm_ms)
         if self.status == "timeout":
             out["time_limit_s"] = self.time_limit_s
@@ -113,7 +114,7 @@ class ProfileResult:
         known = {f.name for f in fields(cls)} - {"extra"}
         kw = {k: v for k, v in d.items() if k in known}
         kw["samples"] = {k: [math.nan if x is None else x for x in v] for k, v in (d.get("samples") or {}).items()}
-        for k in ("placement", "napkin"):
+        for k in ("placement", "napkin", "memory"):
             kw[k] = kw.get(k) or {}
         kw["gen_head"] = kw.get("gen_head") or []
         extra = {k: v for k, v in d.items() if k not in known and k not in _DERIVED}

@@ -5,6 +5,7 @@ on every engine. Decoding is forced to the full output length (EOS masked) so ru
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import platform
@@ -21,10 +22,10 @@ from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..generate.proposers import Proposer
 from ..generate.speculate import Speculation, run as speculate
-from ..resources import LOAD_FACTOR, check_fits, kv_bytes, weight_bytes
+from ..resources import LOAD_FACTOR, cache_bytes, check_budget, check_fits, check_max_memory, estimate, kv_bytes, weight_bytes
 from ..reference import NAME as REFERENCE, open_runner
-from ..runtimes import BackendOptions, default_engine, registry
-from .memory import PeakRSS, rss_mb
+from ..runtimes import BackendOptions, default_engine, device_engine, registry
+from .memory import Loaded, PeakRSS, rss_mb
 from .prompts import prompt_ids
 from .result import METRICS, ProfileResult
 
@@ -46,6 +47,7 @@ class ProfileConfig:
     audio_seconds: float | None = None  # ... or seconds of a synthetic signal (default: one 30 s window)
     speculate: str | None = None  # "lookup" or a draft artifact: speculative decoding (generate/speculate.py)
     draft_tokens: int = 5  # the most tokens proposed per step when speculating
+    max_memory_mb: float | None = None  # refuse, before loading, a profile whose estimate exceeds this
 
     def validate(self) -> "ProfileConfig":
         for name in ("input_lens", "output_lens", "batch_sizes"):
@@ -61,6 +63,7 @@ class ProfileConfig:
             raise UsageError(f"need --warmup >= 0 and --reps >= 1, got {self.warmup} and {self.reps}",
                              "the usual protocol is --warmup 1 --reps 5")
         check_threads(self.threads)
+        check_max_memory(self.max_memory_mb)
         return self
 
     def cases(self, m: mf.Manifest | None = None) -> list[tuple[int, int, int]]:
@@ -137,44 +140,77 @@ def iter_profile(path: str | Path, cfg: ProfileConfig, tick: Callable[[], None] 
     cases = [c for c in cfg.cases(m) if case_key(p, *c) not in skip]
     if not cases:
         return
+    engine = _import_engine(m, cfg)
     worst = max(kv_bytes(m, b, i, o) for i, o, b in cases)
     check_fits(int(weight_bytes(m) * LOAD_FACTOR) + worst, f"profiling {p.name} (weights + largest case's cache)",
                "profile smaller batches or lengths, or close other programs")
+    need = {c: estimate(m, engine, c[2], c[0], c[1]) for c in cases}
+    check_budget(max(need.values(), key=lambda e: e.total), cfg.max_memory_mb,
+                 f"profiling {p.name} (its largest case)", "raise --max-memory, or profile shorter lengths or "
+                 "smaller batches, or a lower-bit artifact")
     tok = Tokenizer.from_file(str(p / mf.TOKENIZER))
     if m.audio:
         from . import speech
 
         samples, seconds, label = speech.audio_input(cfg.audio, cfg.audio_seconds, m.audio)
     rss_before = rss_mb()
-    with PeakRSS() as peak:
-        options = BackendOptions(threads=cfg.threads, precision=cfg.precision, delegate=cfg.delegate,
-                                 engine_options=cfg.engine_options)
-        backend = open_runner(p, m, cfg.device, cfg.engine, options)
-        warm_ms = None
-        if backend.compile_cache:  # load again: the compiled blobs are cached now
-            warm_ms = round(open_runner(p, m, cfg.device, cfg.engine, options).load_ms, 2)
+    with PeakRSS() as load_peak:
+        backend, cold_ms, warm_ms = _open(p, m, cfg)
         proposer = _proposer(p, m, backend, tok, cfg) if cfg.speculate else None
-        for in_len, out_len, batch in cases:
-            deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
-            count, front, specs = cfg.warmup + cfg.reps, [], []
+    loaded = Loaded(rss_before, load_peak.peak_mb, rss_mb())
+    for in_len, out_len, batch in cases:
+        deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
+        count, front, specs = cfg.warmup + cfg.reps, [], []
+        with PeakRSS() as gen_peak:
             if m.audio:  # one window of audio in place of the prompt (profile/speech.py)
                 runs, first_run_ms, head, status, front = speech.runs(backend, m, samples, out_len, batch, count,
                                                                       deadline, tick)
             else:
                 runs, first_run_ms, head, status = _text_runs(backend, m, tok, in_len, out_len, batch, count, deadline,
                                                               tick, proposer, cfg, specs)
-            res = _result(p, m, backend, cfg, in_len, out_len, batch, runs[cfg.warmup:], first_run_ms, head,
-                          bandwidth_gb_s)
-            if m.audio:
-                res.extra.update(speech.extras(front[cfg.warmup:], runs[cfg.warmup:], seconds, label))
-            if proposer is not None:
-                res.extra["speculation"] = Speculation.total(specs[cfg.warmup:]).as_dict()
-            res.status, res.key = status, case_key(p, in_len, out_len, batch)
-            res.peak_rss_mb, res.rss_before_load_mb = round(peak.peak_mb, 1), round(rss_before, 1)
-            res.load_warm_ms = warm_ms
-            if status == "timeout":
-                res.time_limit_s = time_limit_s
-            yield res
+        res = _result(p, m, backend, cfg, in_len, out_len, batch, runs[cfg.warmup:], first_run_ms, head,
+                      bandwidth_gb_s)
+        if m.audio:
+            res.extra.update(speech.extras(front[cfg.warmup:], runs[cfg.warmup:], seconds, label))
+        if proposer is not None:
+            res.extra["speculation"] = Speculation.total(specs[cfg.warmup:]).as_dict()
+        res.status, res.key = status, case_key(p, in_len, out_len, batch)
+        res.memory = loaded.breakdown(gen_peak.peak_mb, cache_bytes(m, batch, in_len, out_len),
+                                      need[(in_len, out_len, batch)])
+        res.peak_rss_mb, res.rss_before_load_mb = res.memory["peak_mb"], round(rss_before, 1)
+        res.load_ms, res.load_warm_ms = round(cold_ms, 2), warm_ms
+        if status == "timeout":
+            res.time_limit_s = time_limit_s
+        yield res
+
+
+def _import_engine(m: mf.Manifest, cfg: ProfileConfig) -> str:
+    """The engine that will run the artifact, its library imported now, so the memory resident before the load
+    (the runtime) is measured apart from the weights."""
+    import importlib
+
+    engine = cfg.engine or device_engine(m, cfg.device)
+    package = "torch" if engine == REFERENCE else registry.spec(engine).package
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        pass  # opening the backend says which extra to install
+    return engine
+
+
+def _open(p: Path, m: mf.Manifest, cfg: ProfileConfig) -> tuple[Any, float, float | None]:
+    """The backend, its cold load time, and where the engine caches compiled graphs, a second load's time (the
+    first backend is released before it, so the load peak is one load's, not two)."""
+    options = BackendOptions(threads=cfg.threads, precision=cfg.precision, delegate=cfg.delegate,
+                             engine_options=cfg.engine_options)
+    backend = open_runner(p, m, cfg.device, cfg.engine, options)
+    cold_ms = backend.load_ms
+    if not backend.compile_cache:
+        return backend, cold_ms, None
+    del backend  # load again: the compiled blobs are cached now
+    gc.collect()
+    backend = open_runner(p, m, cfg.device, cfg.engine, options)
+    return backend, cold_ms, round(backend.load_ms, 2)
 
 
 def _proposer(p: Path, m: mf.Manifest, backend: Any, tok: Any, cfg: ProfileConfig) -> Proposer:

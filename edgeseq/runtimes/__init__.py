@@ -92,7 +92,8 @@ def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine
     typed = registry.options_for(engine, options.engine_options)
     cls = getattr(engine_module(engine), name)
     opened: StepBackend = cls(Path(artifact), manifest, device, BackendOptions(
-        threads=options.threads, precision=options.precision, delegate=options.delegate, engine_options=typed))
+        threads=options.threads, precision=options.precision, delegate=options.delegate, engine_options=typed,
+        max_memory_mb=options.max_memory_mb))
     return opened
 
 

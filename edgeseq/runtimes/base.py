@@ -19,6 +19,7 @@ from ..errors import ArtifactError, InputError, UsageError
 from ..artifact.manifest import Manifest
 from .cache import CacheForm, ExplicitArrays, HeldCache
 from .host import hugepages
+from ..resources import check_budget, check_max_memory, estimate
 from .options import EngineOptions, check_threads, coerce
 
 
@@ -55,9 +56,12 @@ class BackendOptions:
     precision: str = "f32"  # compute precision for engines that choose one (OpenVINO, the torch reference)
     delegate: str | None = None  # LiteRT: a GPU / NPU delegate library
     engine_options: Any = None  # the engine's options dataclass, a dict of its fields, or None (its defaults)
+    # refuse the load, and each request before it runs, whose memory estimate (resources.estimate) exceeds this
+    max_memory_mb: float | None = None
 
     def validate(self) -> "BackendOptions":
         check_threads(self.threads)
+        check_max_memory(self.max_memory_mb)
         return self
 
 
@@ -75,6 +79,8 @@ class StepBackend(ABC):
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
         self.engine_options = coerce(self.options_class, options.engine_options, self.engine)
+        check_budget(estimate(manifest, self.engine), options.max_memory_mb, f"loading {artifact.name} on {self.engine}",
+                     "raise --max-memory (max_memory_mb), or export a lower-bit artifact (--weights int4 / w4a8 / int8)")
         before = hugepages.snapshot() if hugepages.wanted(self.engine_options.huge_pages, self.huge_pages_help) \
             else None
         self._load()

@@ -1,0 +1,80 @@
+"""Memory: the profile's breakdown (load peak apart from generation peak, the parts, the estimate) and
+--max-memory, which refuses before anything loads or runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import edgeseq
+from edgeseq.artifact import manifest as mf
+from edgeseq.cli import main
+from edgeseq.profile.report import table
+from edgeseq.profile.runner import ProfileConfig, profile_artifact
+from edgeseq.resources import ResourceError, estimate
+
+
+def _one_cache_bytes(m: mf.Manifest, positions: int) -> int:
+    d = m.dims  # K and V per layer, float32
+    return 2 * d["num_layers"] * d["num_kv_heads"] * d["head_dim"] * 4 * positions
+
+
+def test_profile_splits_load_and_generation_memory(artifacts: dict[str, Path]) -> None:
+    art = artifacts["llama"]
+    m = mf.read(art)
+    results = profile_artifact(art, ProfileConfig(input_lens=[8, 64], output_lens=[4], warmup=0, reps=1, threads=1))
+    for r in results:
+        mem = r.memory
+        assert r.peak_rss_mb == mem["peak_mb"] == max(mem["load_peak_mb"], mem["generate_peak_mb"])
+        assert mem["load_peak_mb"] >= mem["runtime_mb"] > 0 and mem["workspace_mb"] >= 0
+        assert mem["kv_cache_mb"] == round(_one_cache_bytes(m, r.input_len + r.output_len) / 2**20, 1)
+        want = estimate(m, "onnxruntime", 1, r.input_len, r.output_len).as_mb()
+        assert mem["estimate_mb"] == want and want["total"] > want["weights"] > 0
+        assert r.to_dict()["memory"] == mem
+    # the longer prompt's estimate holds a longer cache and a larger workspace
+    short, long_ = (r.memory["estimate_mb"] for r in results)
+    assert long_["kv_cache"] > short["kv_cache"] and long_["workspace"] > short["workspace"]
+    assert f"generation peak {results[1].memory['generate_peak_mb']:.0f} at in=64" in table(results)
+
+
+def test_max_memory_refuses_a_profile_before_loading(artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import edgeseq.profile.runner as runner
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("the artifact was loaded although the budget refused it")
+
+    monkeypatch.setattr(runner, "open_runner", never)
+    assert main(["profile", str(artifacts["gpt2"]), "--no-bandwidth", "--max-memory", "1"]) == 11
+    err = capsys.readouterr().err
+    assert "over --max-memory 1 MB" in err and "raise --max-memory" in err
+    assert main(["profile", str(artifacts["gpt2"]), "--max-memory", "0"]) == 2
+    assert "--max-memory must be a positive number" in capsys.readouterr().err
+
+
+def test_max_memory_on_load_and_on_each_request(artifacts: dict[str, Path]) -> None:
+    art = artifacts["gpt2"]
+    m = mf.read(art)
+    with pytest.raises(ResourceError, match="loading gpt2 on onnxruntime needs about"):
+        edgeseq.load(art, max_memory_mb=1)
+    # a budget the weights fit, and a short request, but not a long one
+    base = estimate(m, "onnxruntime").total
+    short = estimate(m, "onnxruntime", 1, 8, 4).total - base
+    long_ = estimate(m, "onnxruntime", 1, 100, 4).total - base
+    assert long_ > 2 * short
+    model = edgeseq.load(art, max_memory_mb=(base + 2 * short) / 2**20)
+    assert len(model.generate_ids([[5] * 8], max_new_tokens=4).ids[0]) == 4
+    with pytest.raises(ResourceError, match="1 x 1 rows of 100 \\+ 4 tokens on onnxruntime"):
+        model.generate_ids([[5] * 100], max_new_tokens=4)
+
+
+def test_generate_cli_checks_the_budget_before_loading(artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import edgeseq.api as api
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("the artifact was loaded although the budget refused it")
+
+    monkeypatch.setattr(api, "load", never)
+    assert main(["generate", str(artifacts["llama"]), "hello there", "--max-memory", "2"]) == 11
+    assert "generating 128 tokens after a" in capsys.readouterr().err
