@@ -5,7 +5,6 @@ memory; the exporters (formats/onnx.py, export/calibrate.py) choose which run.""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from ..runtimes.engines.ort_int8 import WEIGHT_RANGE
@@ -38,9 +37,8 @@ def fold_constant_weights(model: Any) -> int:
     return len(folded)
 
 
-def quantize_nbits(model: Any, path: Path, bits: int, accuracy_level: int) -> Any:
-    """The model's constant-weight matmuls as MatMulNBits, saved at `path`; returns the saved model."""
-    import onnx
+def quantize_nbits(model: Any, bits: int, accuracy_level: int) -> Any:
+    """The model with its constant-weight matmuls as MatMulNBits (a new model object)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     gemm_to_matmul(model)
@@ -50,7 +48,6 @@ def quantize_nbits(model: Any, path: Path, bits: int, accuracy_level: int) -> An
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
-    onnx.save_model(quantizer.model.model, str(path))
     return quantizer.model.model
 
 

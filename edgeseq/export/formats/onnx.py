@@ -55,7 +55,7 @@ OPSET = 18
 # --weights -> MatMulNBits (bits, accuracy_level): level 0 computes in float32, 4 in int8
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
 INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, integer GEMM
-_PROTOBUF_LIMIT = 1_800_000_000  # graphs above ~2 GB must keep weights in an external file
+_PROTOBUF_LIMIT = 1_800_000_000  # a graph above ~2 GB cannot hold its weights inline
 
 
 def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool = True
@@ -77,7 +77,6 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     fixed = sum(1 for p in inspect.signature(c.module.forward).parameters.values()
                 if p.kind == p.POSITIONAL_OR_KEYWORD)
     dynamic_shapes: tuple[Any, ...] = tuple(shapes[:fixed]) + ((tuple(shapes[fixed:]),) if len(shapes) > fixed else ())
-    weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in c.module.parameters()}.values())
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         kernels = fused.ort_kernels() if ort_kernels else contextlib.nullcontext()
@@ -86,7 +85,7 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
             torch.onnx.export(c.module, c.example, str(path), input_names=c.inputs, output_names=c.outputs,
                               dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,
                               custom_translation_table=fused.translation_table() if ort_kernels else None,
-                              external_data=weight_bytes > _PROTOBUF_LIMIT, verbose=False, report=False)
+                              external_data=True, verbose=False, report=False)
     except Exception as e:  # the exporter raises many types; all mean this graph did not convert
         raise ExportError(f"torch.onnx.export failed for component '{c.name}': {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}",
@@ -95,25 +94,29 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
         raise ExportError(f"the onnx exporter does not write --weights {weights}",
                           f"onnx weights: fp32, {', '.join(NBITS)}, {INT8_GEMM}")
     model = onnx.load(str(path))  # read once: folded, quantized, saved and described from memory
-    # the exporter's external weights file is in memory now: drop it, or a save with external data
-    # appends to it (a second copy of every weight) and a smaller save leaves it behind unused
-    folded = passes.fold_constant_weights(model)
-    stale = path.with_name(f"{path.name}.data")
-    if stale.exists() and (weights != "fp32" or folded):  # every other case saves the model below
-        stale.unlink()
+    passes.fold_constant_weights(model)
+    # the exporter's external weights file is in memory now: drop it, or the save below appends to it
+    path.with_name(f"{path.name}.data").unlink(missing_ok=True)
     if weights in NBITS:
-        model = passes.quantize_nbits(model, path, *NBITS[weights])
+        model = passes.quantize_nbits(model, *NBITS[weights])
     elif weights == INT8_GEMM:
         passes.quantize_int8_gemm(model)
-        onnx.save_model(model, str(path))
-    elif folded:
-        onnx.save_model(model, str(path), save_as_external_data=weight_bytes > _PROTOBUF_LIMIT,
-                        location=f"{path.name}.data")
+    save_graph(model, path)
     return ComponentInfo(file=path.name, inputs=_io(model.graph.input, c.dynamic), outputs=_io(model.graph.output, c.dynamic),
                          cache_inputs=c.cache_inputs, cache_outputs=c.cache_outputs,
                          weight_bytes=_initializer_bytes(model), lookup_bytes=_lookup_bytes(model),
                          contrib_ops=sorted({n.op_type for n in model.graph.node if n.domain == fused.DOMAIN}),
                          int8_weight_range=WEIGHT_RANGE if weights == INT8_GEMM else 0)
+
+
+def save_graph(model: Any, path: Path) -> None:
+    """The graph at `path`, its weights in `path`.data beside it: engines map that file rather than copy it out
+    of the graph's protobuf (ONNX Runtime reads the weights in place, and an embedding table only where a
+    lookup touches it), and graphs past protobuf's 2 GB limit need it anyway. Tensors under 1 kB stay inline."""
+    import onnx
+
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data", size_threshold=1024)
 
 
 def _lookup_bytes(model: Any) -> int:

@@ -72,8 +72,7 @@ def _merge_for_compression(path: Path) -> None:
     passes.merge_parallel_matmuls(model)
     for f in path.parent.iterdir():  # the staging folder holds this graph and its external data only
         f.unlink()
-    big = sum(len(i.raw_data) for i in model.graph.initializer) > onnx_exporter._PROTOBUF_LIMIT
-    onnx.save_model(model, str(path), save_as_external_data=big, location=f"{path.name}.data")
+    onnx_exporter.save_graph(model, path)
 
 
 def _compress(model: object, weights: str, name: str) -> object:

@@ -44,6 +44,9 @@ class OnnxRuntimeOptions(EngineOptions):
                 "to in place; False hands it over as arrays each step"})
     flush_denormals: bool = field(default=True, metadata={
         "help": "compute subnormal floats as zero (faster attention on x86); False keeps them"})
+    prepack: bool = field(default=True, metadata={
+        "help": "repack matmul weights at load into the kernels' layout; False keeps one copy of the weights "
+                "(less memory, slower matmuls: docs/performance.md)"})
 
 
 ENGINE = EngineSpec(
@@ -129,6 +132,8 @@ class _Sessions:
             # maximum), so the prefill gains (benchmarks/denormals.py). ONNX Runtime sets the flags on
             # its threads; `_fp` sets them on the calling thread for the span of each load and call only.
             so.add_session_config_entry("session.set_denormal_as_zero", "1")
+        if not self.engine_options.prepack:  # the packed copy would sit beside the weights as read
+            so.add_session_config_entry("session.disable_prepacking", "1")
         return so
 
     @functools.cached_property
