@@ -33,6 +33,7 @@ from ..base import StepBackend
 from ..cache import CacheForm
 from ..options import EngineOptions
 from ..registry import EngineSpec
+from ..host import mapped
 from ..host.disk_cache import cache_room
 from ..static import StaticStepBackend
 
@@ -126,14 +127,16 @@ class OpenVinoBackend(StepBackend):
         step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
         stateful = self.engine_options.stateful
         self.compiled: dict[str, Any] = {}
-        for name, comp in self.manifest.components.items():
-            if name == step and self.target == "CPU" and stateful:
-                paged = self.manifest.kind == "decoder-only" and self.engine_options.paged
-                if paged and self.manifest.dims.get("sliding_window"):  # the paged kernel drops the exported masks
-                    paged, self.paged_refused = False, "sliding-window layers (the paged kernel attends to all keys)"
-                self.compiled[name] = self._compile_stateful(name, comp.file, config, paged)
-            else:
-                self.compiled[name] = self._compile(comp.file, config)
+        with self._released(config):
+            for name, comp in self.manifest.components.items():
+                if name == step and self.target == "CPU" and stateful:
+                    paged = self.manifest.kind == "decoder-only" and self.engine_options.paged
+                    if paged and self.manifest.dims.get("sliding_window"):  # the paged kernel drops the masks
+                        paged, self.paged_refused = False, "sliding-window layers (the paged kernel attends to " \
+                                                           "all keys)"
+                    self.compiled[name] = self._compile_stateful(name, comp.file, config, paged)
+                else:
+                    self.compiled[name] = self._compile(comp.file, config)
         self._after_compile()
         # a port can carry several tensor names (converting ONNX contrib ops such as MatMulNBits adds
         # some; which one get_any_name() returns differs between a fresh compile and the cache):
@@ -184,6 +187,13 @@ class OpenVinoBackend(StepBackend):
             config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
         self._core = ov.Core()
         return target, config
+
+    def _released(self, config: dict[str, Any]) -> mapped.Released:
+        """While compiling, give back the pages of the mapped IR .bin files and cached blobs: the CPU plugin
+        copies every weight into its own layout and keeps the files mapped, so each page it read would stay
+        resident beside the copy (host/mapped.py). Pages it reads again later (an embedding table's rows, a
+        weight it runs in place) fault back in from the page cache."""
+        return mapped.Released([self.artifact, *([config["CACHE_DIR"]] if "CACHE_DIR" in config else [])])
 
     def _compile(self, file: str, config: dict[str, Any]) -> Any:
         try:
@@ -288,9 +298,10 @@ class OpenVinoStaticBackend(OpenVinoBackend, StaticStepBackend):
     def _load(self) -> None:
         self.target, config = self._configure()
         self.compiled = {}
-        for name, comp in self.manifest.components.items():
-            for sig, file in (comp.signature_files or {s: comp.file for s in comp.signatures}).items():
-                self.compiled[(name, sig)] = self._compile(file, config)
+        with self._released(config):
+            for name, comp in self.manifest.components.items():
+                for sig, file in (comp.signature_files or {s: comp.file for s in comp.signatures}).items():
+                    self.compiled[(name, sig)] = self._compile(file, config)
         self._after_compile()
         self._outputs = {k: [self._declared(o.get_names(), k[0], "outputs") for o in c.outputs]
                          for k, c in self.compiled.items()}
