@@ -119,6 +119,9 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
                               "past the parity bound")
         infos[c.name] = exporter.export_component(c, tmp, own, **(options or {}))
         infos[c.name].matmul_weights = matmul_weights(c)
+    finish = getattr(exporter, "finish", None)  # a format's pass over all its graphs (onnx: one weight file)
+    if finish is not None:
+        finish(tmp, infos)
     (tmp / mf.TOKENIZER).write_text(spec.tokenizer_json)
     m = mf.Manifest(format=format, engine=formats.spec(format).engine, kind=spec.kind, model=_model_info(spec, seed),
                     dims=spec.dims.as_dict(), components=infos, generation=spec.generation.as_dict(),

@@ -92,7 +92,8 @@ class ProfileResult:
         """The report's keys; a point that never ran writes only what it has."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("extra", "samples", "gen_head", "napkin", "key", "peak_rss_mb", "memory", "rss_before_load_mb",
+            if f.name in ("extra", "samples", "gen_head", "napkin", "key", "peak_rss_mb", "memory",
+                          "rss_before_load_mb",
                           "load_warm_ms", "time_limit_s"):
                 continue
             out[f.name] = getattr(self, f.name)

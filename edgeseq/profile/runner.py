@@ -22,7 +22,8 @@ from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..generate.proposers import Proposer
 from ..generate.speculate import Speculation, run as speculate
-from ..resources import LOAD_FACTOR, cache_bytes, check_budget, check_fits, check_max_memory, estimate, kv_bytes, weight_bytes
+from ..resources import (LOAD_FACTOR, cache_bytes, check_budget, check_fits, check_max_memory, estimate, kv_bytes,
+                         weight_bytes)
 from ..reference import NAME as REFERENCE, open_runner
 from ..runtimes import BackendOptions, default_engine, device_engine, registry
 from .memory import Loaded, PeakRSS, rss_mb

@@ -31,8 +31,10 @@ weights are most of the model, is quantized as asked); w8a8's 8-bit blocks of 32
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +58,8 @@ OPSET = 18
 NBITS = {"int4": (4, 0), "w4a8": (4, 4), "w8a8": (8, 4)}
 INT8_GEMM = "w8a8-token"  # int8 weights per column, activations per token, integer GEMM
 _PROTOBUF_LIMIT = 1_800_000_000  # a graph above ~2 GB cannot hold its weights inline
+_EXTERNAL_MIN = 1024  # tensors of at least this many bytes go to the weight file
+WEIGHTS = "weights.data"  # the weight file the graphs of a multi-graph artifact share
 
 
 def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_kernels: bool = True
@@ -110,13 +114,60 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
 
 
 def save_graph(model: Any, path: Path) -> None:
-    """The graph at `path`, its weights in `path`.data beside it: engines map that file rather than copy it out
-    of the graph's protobuf (ONNX Runtime reads the weights in place, and an embedding table only where a
-    lookup touches it), and graphs past protobuf's 2 GB limit need it anyway. Tensors under 1 kB stay inline."""
+    """The graph at `path`, its weights in `path`.data beside it (one file for all graphs after `finish`):
+    engines map that file rather than copy the weights out of the graph's protobuf (ONNX Runtime reads them
+    in place, an embedding table only where a lookup touches it), and graphs past protobuf's 2 GB limit
+    need it anyway. Tensors under 1 kB stay inline."""
     import onnx
 
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data", size_threshold=1024)
+                    location=f"{path.name}.data", size_threshold=_EXTERNAL_MIN)
+
+
+def share_weights(paths: list[Path], weights_file: Path) -> None:
+    """Store the large initializers of all `paths` once, in `weights_file`, as ONNX external data.
+    Tensors are matched by content (folding names constants per graph), so equal ones share bytes: the
+    signatures of a static component, or an encoder-decoder's graphs that all read the shared embedding."""
+    import onnx
+    from onnx import numpy_helper
+
+    models = [onnx.load(str(p)) for p in paths]  # external data (an earlier share) is read in now
+    tmp = weights_file.with_suffix(".partial")
+    offsets: dict[str, int] = {}
+    with open(tmp, "wb") as fh:
+        for model in models:
+            for init in model.graph.initializer:
+                # raw_data as stored (4-bit types are packed two to a byte); typed fields via numpy
+                raw = init.raw_data if init.HasField("raw_data") else numpy_helper.to_array(init).tobytes()
+                if len(raw) < _EXTERNAL_MIN:
+                    continue
+                key = f"{hashlib.sha256(raw).hexdigest()}:{init.data_type}:{list(init.dims)}"
+                if key not in offsets:
+                    fh.write(b"\0" * (-fh.tell() % 64))
+                    offsets[key] = fh.tell()
+                    fh.write(raw)
+                dims, dtype, name = list(init.dims), init.data_type, init.name
+                init.Clear()
+                init.name, init.data_type = name, dtype
+                init.dims.extend(dims)
+                init.data_location = onnx.TensorProto.EXTERNAL
+                for k, v in (("location", weights_file.name), ("offset", str(offsets[key])), ("length", str(len(raw)))):
+                    entry = init.external_data.add()
+                    entry.key, entry.value = k, v
+    os.replace(tmp, weights_file)
+    for model, path in zip(models, paths):
+        onnx.save(model, str(path))
+
+
+def finish(out_dir: Path, infos: dict[str, ComponentInfo]) -> None:
+    """After every graph is written: where there are several, one weight file for all of them (WEIGHTS), each
+    tensor stored once, and the graphs' own weight files removed."""
+    if len(infos) < 2:
+        return
+    paths = [out_dir / info.file for info in infos.values()]
+    share_weights(paths, out_dir / WEIGHTS)
+    for p in paths:
+        p.with_name(f"{p.name}.data").unlink(missing_ok=True)
 
 
 def _lookup_bytes(model: Any) -> int:

@@ -24,7 +24,6 @@ Weights (the `--weights` of this target):
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ExportError, UsageError
 from ...artifact.manifest import ComponentInfo
-from .onnx import _PROTOBUF_LIMIT, OPSET, _initializer_bytes, _io, _lookup_bytes
+from .onnx import _PROTOBUF_LIMIT, OPSET, _initializer_bytes, _io, _lookup_bytes, share_weights
 
 if TYPE_CHECKING:
     from ...steps import Component
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
 WEIGHTS = ("fp32", "w8a16", "w8a8", "w4a16")
 MASK = -100.0  # exp(-100) is 0 against any real score, and a uint16 range over it keeps 0.002 steps
-_EXTERNAL_MIN = 1024  # tensors of at least this many bytes go to the shared weight file
 
 
 def components(spec: Any, shape: StaticShape) -> list[Component]:
@@ -101,40 +99,6 @@ def fold_constants(path: Path) -> None:
     so.log_severity_level = 3
     ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     os.replace(tmp, path)
-
-
-def share_weights(paths: list[Path], weights_file: Path) -> None:
-    """Store the large initializers of all `paths` once, in `weights_file`, as ONNX external data.
-    Tensors are matched by content (folding names constants per graph), so equal ones share bytes."""
-    import onnx
-    from onnx import numpy_helper
-
-    models = [onnx.load(str(p)) for p in paths]  # external data (an earlier share) is read in now
-    tmp = weights_file.with_suffix(".partial")
-    offsets: dict[str, int] = {}
-    with open(tmp, "wb") as fh:
-        for model in models:
-            for init in model.graph.initializer:
-                # raw_data as stored (4-bit types are packed two to a byte); typed fields via numpy
-                raw = init.raw_data if init.HasField("raw_data") else numpy_helper.to_array(init).tobytes()
-                if len(raw) < _EXTERNAL_MIN:
-                    continue
-                key = f"{hashlib.sha256(raw).hexdigest()}:{init.data_type}:{list(init.dims)}"
-                if key not in offsets:
-                    fh.write(b"\0" * (-fh.tell() % 64))
-                    offsets[key] = fh.tell()
-                    fh.write(raw)
-                dims, dtype, name = list(init.dims), init.data_type, init.name
-                init.Clear()
-                init.name, init.data_type = name, dtype
-                init.dims.extend(dims)
-                init.data_location = onnx.TensorProto.EXTERNAL
-                for k, v in (("location", weights_file.name), ("offset", str(offsets[key])), ("length", str(len(raw)))):
-                    entry = init.external_data.add()
-                    entry.key, entry.value = k, v
-    os.replace(tmp, weights_file)
-    for model, path in zip(models, paths):
-        onnx.save(model, str(path))
 
 
 def describe(c: Component, paths: list[Path]) -> ComponentInfo:
