@@ -67,7 +67,7 @@ def quantize_lookups(model: Any, bits: int, heads: dict[str, str]) -> int:
         if head is not None and _same_form(head, bits, vocab, hidden):
             data, scales = head.input[1], f"{name}.q.scales"
             added.append(numpy_helper.from_array(np.array([vocab, hidden // BLOCK, 1], np.int64), f"{scales}.shape"))
-            pre.append(helper.make_node("Reshape", [head.input[2], f"{scales}.shape"], [scales], name=f"{name}.q.scales"))
+            pre.append(helper.make_node("Reshape", [head.input[2], f"{scales}.shape"], [scales], name=scales))
         else:
             packed, block_scales = block_quantize(numpy_helper.to_array(inits[name]), bits)
             data, scales = f"{name}.q", f"{name}.q.scales"
