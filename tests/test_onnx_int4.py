@@ -1,8 +1,10 @@
 """ONNX with 4-bit weights (MatMulNBits): every constant-weight matmul quantized, the tied LM head
-included, parity within the int4 tolerance, and bytes read per token counted from the graph."""
+included, the embedding tables looked up in 4-bit blocks (GatherBlockQuantized, one stored tensor with
+a tied head), parity within the int4 tolerance, and bytes read per token counted from the graph."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -37,11 +39,58 @@ def test_int4_export_quantizes_every_weight_matmul_and_passes_parity(int4_artifa
         ops = {n.op_type for n in onnx.load(str(graph), load_external_data=False).graph.node}
         assert "MatMulNBits" in ops, name
         assert _constant_matmuls(graph) == [], name  # the LM head too (GPT-2's is tied to the embedding)
+        assert _float_tables(graph, m.dims) == [], name  # embeddings looked up in 4-bit blocks
+        assert ("GatherBlockQuantized" in ops) == (name != "decoder_init"), name  # T5: encoder and decoder step
     fp32 = mf.read(artifacts[family])
     assert m.model["bytes_read_per_token"] * 3 < fp32.model["bytes_read_per_token"]
     if family == "llama":  # q/k/v and gate/up merged: 4 matmuls per layer, plus the LM head
         nodes = onnx.load(str(int4_artifacts[family] / "decoder.onnx"), load_external_data=False).graph.node
         assert sum(n.op_type == "MatMulNBits" for n in nodes) == 4 * m.dims["num_layers"] + 1
+
+
+def _float_tables(path: Path, dims: dict[str, Any]) -> list[str]:
+    """Float32 vocab x hidden initializers (an embedding table, or a float LM head, either way round)."""
+    model = onnx.load(str(path), load_external_data=False)
+    shape = {dims["vocab_size"], dims["hidden_size"]}
+    return [i.name for i in model.graph.initializer
+            if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2 and set(i.dims) == shape]
+
+
+def _lookups(path: Path) -> tuple[list[Any], dict[str, Any]]:
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n for n in graph.node if n.op_type == "GatherBlockQuantized"], {i.name: i for i in graph.initializer}
+
+
+def test_int4_tied_embedding_is_one_stored_table_shared_with_the_head(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tied Llama at int4: the lookup reads the LM head's MatMulNBits blocks (one stored table, none in
+    float32), no byte of it counted as a lookup, and 32 greedy tokens equal those of the int4 export with
+    a float32 lookup table (the form before the tables were quantized), which is also larger."""
+    from edgeseq import load
+    from edgeseq.export import lookup_quant
+    from edgeseq.generate.config import GenerationConfig
+    from family_checks import TINY, save_tiny
+
+    src = save_tiny(dict(TINY["llama"], tie_word_embeddings=True), tmp_path / "src")
+    m = export(str(src), tmp_path / "q", weights="int4", quiet=True)
+    assert m.parity["status"] == "passed"
+    gathers, inits = _lookups(tmp_path / "q" / "decoder.onnx")
+    nodes = onnx.load(str(tmp_path / "q" / "decoder.onnx"), load_external_data=False).graph.node
+    heads = [n for n in nodes if n.op_type == "MatMulNBits" and n.input[1] == gathers[0].input[0]]
+    assert len(gathers) == 1 and len(heads) == 1
+    vocab, hidden = m.dims["vocab_size"], m.dims["hidden_size"]
+    assert list(inits[gathers[0].input[0]].dims) == [vocab, hidden // 32, 16]
+    assert _float_tables(tmp_path / "q" / "decoder.onnx", m.dims) == []
+    assert m.components["decoder"].lookup_bytes == 0
+    assert m.model["bytes_read_per_token"] == m.components["decoder"].weight_bytes
+
+    monkeypatch.setattr(lookup_quant, "quantize_lookups", lambda *args: 0)
+    before = export(str(src), tmp_path / "float-table", weights="int4", quiet=True)
+    assert before.components["decoder"].weight_bytes - m.components["decoder"].weight_bytes >= vocab * hidden * 4 * 0.7
+    cfg = GenerationConfig(max_new_tokens=32, ignore_eos=True)
+    prompt = [[5, 9, 44, 17, 230, 8]]
+    assert load(tmp_path / "q").generate_ids(prompt, cfg).ids == \
+        load(tmp_path / "float-table").generate_ids(prompt, cfg).ids
 
 
 @pytest.mark.parametrize("weights,bits", [("w4a8", 4), ("w8a8", 8)])
@@ -59,6 +108,12 @@ def test_int8_compute_passes_its_parity_bound(hf_dirs: dict[str, Path], tmp_path
     attrs = {(a.name, a.i) for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute
              if a.name in ("accuracy_level", "bits")}
     assert attrs == {("accuracy_level", 4), ("bits", bits)}
+    # the tiny Llama's embedding is untied: its own table in `bits`-bit blocks, all of it a lookup
+    gathers, inits = _lookups(tmp_path / weights / "decoder.onnx")
+    assert [(a.name, a.i) for a in gathers[0].attribute if a.name == "bits"] == [("bits", bits)]
+    vocab, hidden = m.dims["vocab_size"], m.dims["hidden_size"]
+    assert list(inits[gathers[0].input[0]].dims) == [vocab, hidden // 32, 32 * bits // 8]
+    assert m.components["decoder"].lookup_bytes == vocab * hidden * bits // 8 + vocab * hidden // 32 * 4
     model = load(tmp_path / weights)
     assert model.backend.precision == "int8"
     out = model.generate_ids([[5, 9, 44, 17]], GenerationConfig(max_new_tokens=5, ignore_eos=True))

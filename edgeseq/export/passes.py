@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from ..runtimes.engines.ort_int8 import WEIGHT_RANGE
+from . import lookup_quant
 
 
 def fold_constant_weights(model: Any) -> int:
@@ -38,17 +39,21 @@ def fold_constant_weights(model: Any) -> int:
 
 
 def quantize_nbits(model: Any, bits: int, accuracy_level: int) -> Any:
-    """The model with its constant-weight matmuls as MatMulNBits (a new model object)."""
+    """The model with its constant-weight matmuls as MatMulNBits and its embedding tables as
+    GatherBlockQuantized (lookup_quant.py); a new model object."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     gemm_to_matmul(model)
     merge_parallel_matmuls(model)
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=accuracy_level,
-                                          bits=bits)
+    heads = lookup_quant.tied_heads(model)  # found before the matmuls are replaced
+    config = DefaultWeightOnlyQuantConfig(block_size=lookup_quant.BLOCK, is_symmetric=True,
+                                          accuracy_level=accuracy_level, bits=bits)
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     quantizer.process()
-    return quantizer.model.model
+    model = quantizer.model.model
+    lookup_quant.quantize_lookups(model, bits, heads)
+    return model
 
 
 def quantize_int8_gemm(model: Any) -> None:
@@ -107,7 +112,8 @@ def quantize_int8_gemm(model: Any) -> None:
 def gemm_to_matmul(model: Any) -> None:
     """Gemm(x, W[, c]) on a constant W -> MatMul(x, W) [+ Add c], the form the 4-bit quantizer takes.
     With transB=1 (the tied LM head reads the embedding table transposed) W^T becomes its own
-    initializer and the table stays for the lookup."""
+    initializer and the table stays for the lookup (which, quantized, reads the head's blocks again:
+    lookup_quant.py)."""
     from onnx import helper, numpy_helper
 
     g = model.graph

@@ -6,8 +6,9 @@ length = past + new tokens) instead of us spelling the relation out.
 `weights="int4"`: every MatMul with a constant weight becomes ONNX Runtime's MatMulNBits (4-bit,
 symmetric, blocks of 32 along the input dimension, float32 compute: accuracy_level 0). A tied LM
 head (Gemm on the embedding table, transposed) first gets its own [hidden, vocab] copy as a MatMul
-so that it is quantized too (as are GPT-2's Conv1D layers, exported as Gemm); the float32 table
-stays for the embedding lookup, which reads one row per token. `weights="w4a8"`: the same 4-bit
+so that it is quantized too (as are GPT-2's Conv1D layers, exported as Gemm). The embedding tables
+(and GPT-2's position table) are looked up in blocks of the same bits (GatherBlockQuantized), a
+tied table and its LM head reading one stored tensor (export/lookup_quant.py). `weights="w4a8"`: the same 4-bit
 weights with accuracy_level 4: each matmul quantizes its activations to int8 per block as it runs
 and multiplies in int8. w4a8 decodes faster than int4 and its prefill is slower (it pays for
 quantizing activations); the user picks by workload. `weights="w8a8"`: MatMulNBits with 8-bit
@@ -171,14 +172,17 @@ def finish(out_dir: Path, infos: dict[str, ComponentInfo]) -> None:
 
 
 def _lookup_bytes(model: Any) -> int:
-    """Bytes of the tables that only Gather reads (embedding lookups: one row per token)."""
+    """Bytes of the tables that only lookups read (embedding lookups: one row per token): a Gather's
+    table, a GatherBlockQuantized's blocks, scales and zero points. A quantized table shared with a
+    tied LM head (MatMulNBits) is read whole per token and is not counted."""
     import numpy as np
     import onnx
 
     users: dict[str, set[str]] = {}
     for node in model.graph.node:
-        for k, name in enumerate(node.input):  # a Gather's table is its input 0; its indices are not a table
-            users.setdefault(name, set()).add("lookup" if node.op_type == "Gather" and k == 0 else node.op_type)
+        for k, name in enumerate(node.input):  # a lookup's indices (input 1) are not a table
+            lookup = (node.op_type == "Gather" and k == 0) or (node.op_type == "GatherBlockQuantized" and k != 1)
+            users.setdefault(name, set()).add("lookup" if lookup else node.op_type)
     total = 0
     for init in model.graph.initializer:
         if users.get(init.name) == {"lookup"}:
