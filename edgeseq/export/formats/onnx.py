@@ -82,7 +82,8 @@ def export_component(c: Component, out_dir: Path, weights: str = "fp32", ort_ker
     fixed = sum(1 for p in inspect.signature(c.module.forward).parameters.values()
                 if p.kind == p.POSITIONAL_OR_KEYWORD)
     dynamic_shapes: tuple[Any, ...] = tuple(shapes[:fixed]) + ((tuple(shapes[fixed:]),) if len(shapes) > fixed else ())
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for noisy in ("torch.onnx", "onnx_ir", "onnxscript"):  # the exporter's passes log at INFO
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         kernels = fused.ort_kernels() if ort_kernels else contextlib.nullcontext()
         with warnings.catch_warnings(), torch.no_grad(), kernels:
