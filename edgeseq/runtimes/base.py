@@ -86,7 +86,6 @@ class StepBackend(ABC):
         self._load()
         # the weights just loaded into huge pages (runtimes/host/hugepages.py): part of the load's time
         self.huge_pages = hugepages.collapse(before) if before is not None else {"status": "off", "mb": 0}
-        self.load_ms = (time.perf_counter() - t) * 1e3
         self._check_contract()
         step = manifest.components[step_name(manifest)]
         # each step's present.* outputs become the next step's past.* inputs: names mapped once, not per token
@@ -105,6 +104,29 @@ class StepBackend(ABC):
         self._gqa = "GroupQueryAttention" in step.contrib_ops  # several new tokens after a cache: batch 1 only
         self.holes = manifest.kind == "decoder-only" and self.kv_cache.holes and not d.get("sliding_window") \
             and not self._gqa
+        self._settle()
+        self.load_ms = (time.perf_counter() - t) * 1e3
+
+    def _settle(self) -> None:
+        """Work an engine does once its artifact is open, timed as part of the load (OpenVINO: warm_up)."""
+
+    def warm_up(self, lengths: tuple[int, ...] = (1, 16, 128)) -> None:
+        """A prompt of each length and one decode step after it, outputs dropped: an engine that packs
+        weights lazily for each new shape (OpenVINO's CPU plugin) does it now rather than in a request.
+        Text models only (a speech encoder's input is not tokens)."""
+        m = self.manifest
+        if m.audio:
+            return
+        start = m.generation.get("decoder_start_token_id")
+        token = np.array([0], np.int64)
+        for n in sorted({min(n, int(m.dims["max_positions"]) - 2) for n in lengths}):
+            state, ids = self.new_state(1), np.zeros((1, n), np.int64)
+            if m.kind != "decoder-only":
+                self.encode(state, ids, np.ones_like(ids))
+                ids = np.full((1, 1), start or 0, np.int64)
+            self.prefill(state, ids)
+            self.decode(state, token)
+            del state  # before the next: one cache serves every length (a paged form keeps it as a spare)
 
     def cache_form(self) -> CacheForm[Any]:
         """How this backend keeps the KV cache between steps (cache.py); engines with a form of their

@@ -121,6 +121,7 @@ class OpenVinoBackend(StepBackend):
                                 "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
                                 "--format openvino), or export " + refusal_fix(self.manifest))
         self.target, config = self._configure()
+        self._config = config
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
                               "re-export with --format onnx --target npu and run it with --engine openvino")
@@ -187,6 +188,15 @@ class OpenVinoBackend(StepBackend):
             config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
         self._core = ov.Core()
         return target, config
+
+    def _settle(self) -> None:
+        """On the CPU, the plugin packs some weights only at the first inference of each shape class (a
+        matmul fused with its activation runs a kernel whose weight layout depends on the token count), reading
+        the mapped weights again: warm_up runs those shapes now, inside `_released`, so the load holds the
+        packed copies and not the file's pages as well, and no request pays for the packing."""
+        if self.target == "CPU" and not self.manifest.static:
+            with self._released(self._config):
+                self.warm_up()
 
     def _released(self, config: dict[str, Any]) -> mapped.Released:
         """While compiling, give back the pages of the mapped IR .bin files and cached blobs: the CPU plugin
