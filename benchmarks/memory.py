@@ -219,7 +219,8 @@ def table(rows: list[dict], lens: list[int]) -> list[str]:
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['tool']} | {r['weights']} | {r['error'][:100]} |" + " |" * (len(heads) - 4))
+            lines.append(f"| {r['model']} | {r['tool']} | {r['weights']} | {r['error'][:100]} |"
+                         + " |" * (len(heads) - 4))
             continue
         gens = [cell(r[f"gen_peak_{n}_mb"], ".0f") if r[f"gen_peak_{n}_mb"] is not None
                 else f"failed: {r['errors'][str(n)][:60]}" for n in lens]
@@ -266,6 +267,15 @@ def goals(rows: list[dict], lens: list[int]) -> list[str]:
     return out
 
 
+def _mem_total_mb() -> float | None:
+    """The host's memory (MemTotal), for the record beside the peaks."""
+    try:
+        with open("/proc/meminfo") as f:
+            return round(int(next(x for x in f if x.startswith("MemTotal:")).split()[1]) / 1024)
+    except (OSError, StopIteration):
+        return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="smollm2-135m-instruct,preset:t5-small")
@@ -294,32 +304,42 @@ def main() -> None:
 
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     Path(a.work).mkdir(parents=True, exist_ok=True)
-    rows = [r for s in a.models.split(",") for r in rows_for(s, a) if not only or any(x in r.label for x in only)]
-    timing: dict[str, float] = {}
-    for r in rows:  # every export before any measurement
-        if r.error is None:
-            print(f"preparing {r.model}: {r.label}", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            try:
-                r.error = r.prepare()
-            except Exception as e:  # one failed export costs its row, not the run
-                r.error = f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-            timing[f"{r.model} {r.label}"] = round(time.perf_counter() - t0, 1)
-    if a.prepare:
-        print("\n".join(f"{r.model} {r.label}: {r.error or 'ready'}" for r in rows))
-        return
-    for r in rows:
-        for n in a.lens:
-            if r.error is None:
-                print(f"measuring {r.model}: {r.label} @{n}", file=sys.stderr, flush=True)
-                r.runs[n] = run_row(r.cmd(n), a.threads)
-    results = [summary(r, a.lens) for r in rows]
     protocol = {"lens": a.lens, "new_tokens": NEW_TOKENS, "batch": 1, "threads": a.threads, "greedy": True}
     header = RunHeader.here(protocol=protocol, command=" ".join(sys.argv))
-    doc = {**header.to_dict(), "command": " ".join(sys.argv), "prepare_s": timing, "rows": results}
+    doc = {**header.to_dict(), "memory_total_mb": _mem_total_mb(), "command": " ".join(sys.argv),
+           "complete": False, "prepare_s": {}, "rows": []}
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    done: list[Row] = []
+    for source in a.models.split(","):  # a model's exports, then its rows: the first model's figures come sooner
+        rows = [r for r in rows_for(source, a) if not only or any(x in r.label for x in only)]
+        for r in rows:
+            if r.error is None:
+                print(f"preparing {r.model}: {r.label}", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                try:
+                    r.error = r.prepare()
+                except Exception as e:  # one failed export costs its row, not the run
+                    r.error = f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+                doc["prepare_s"][f"{r.model} {r.label}"] = round(time.perf_counter() - t0, 1)
+        if a.prepare:
+            print("\n".join(f"{r.model} {r.label}: {r.error or 'ready'}" for r in rows))
+            continue
+        for r in rows:
+            for n in a.lens:
+                if r.error is None:
+                    print(f"measuring {r.model}: {r.label} @{n}", file=sys.stderr, flush=True)
+                    r.runs[n] = run_row(r.cmd(n), a.threads)
+            done.append(r)
+            doc["rows"] = [summary(x, a.lens) for x in done]
+            # after every row, so that a stopped run keeps the rows it measured
+            (Path(a.out) / "memory.json").write_text(json.dumps(doc, indent=2))
+    if a.prepare:
+        return
+    doc["complete"] = True
     (Path(a.out) / "memory.json").write_text(json.dumps(doc, indent=2))
-    text = [header.host_line(), "", *table(results, a.lens), "", "The issue's goals, this run:", *goals(results, a.lens)]
+    results = doc["rows"]
+    text = [header.host_line(), "", *table(results, a.lens), "", "The issue's goals, this run:",
+            *goals(results, a.lens)]
     print("\n".join(text))
     if a.md:
         Path(a.md).write_text("\n".join(text) + "\n")
