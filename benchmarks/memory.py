@@ -101,8 +101,14 @@ def _edgeseq_export(source: str, out: Path, fmt: str, weights: str) -> str | Non
         return None
     extra = ["--max-input", "2048", "--max-output", str(NEW_TOKENS)] if fmt == "tflite" else []
     print(f"exporting {out.name}", file=sys.stderr, flush=True)
-    r = subprocess.run([sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
-                        "--out", str(out), "--overwrite", "--quiet", *extra], capture_output=True, text=True)
+    while True:
+        r = subprocess.run([sys.executable, "-m", "edgeseq", "export", source, "--format", fmt, "--weights", weights,
+                            "--out", str(out), "--overwrite", "--quiet", *extra], capture_output=True, text=True)
+        if "another export is writing" not in r.stderr:
+            break
+        time.sleep(15)  # the same export started elsewhere (an earlier run, --prepare): use its artifact
+        if (out / "edgeseq.json").exists():
+            return None
     lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
     return None if r.returncode == 0 else f"export failed: {lines[-1][:200] if lines else r.returncode}"
 
