@@ -13,7 +13,8 @@ Rows per model (a peer whose venv is missing is listed as not installed; a faile
 recorded in its row):
   smollm2-135m-instruct  edgeseq onnxruntime fp32 / int4 / w4a8, openvino fp32 / int8 / int4, tflite fp32 /
                          int8; onnxruntime-genai fp32 / int4, openvino-genai f32 on optimum-intel's fp32 / int8
-                         / int4 IR, optimum-onnx fp32, litert-torch export_hf fp32 / int8
+                         / int4 IR (int4: group size 64), optimum-onnx fp32, litert-torch export_hf
+                         fp32 / int8
   preset:t5-small        the same edgeseq rows; optimum-onnx fp32, optimum-intel f32 on fp32 / int8 / int4 IR
 edgeseq's TFLite exports are made for --max-input 2048 --max-output 32 (one artifact for both lengths: a
 fixed KV cache of 2080 rows); litert-torch's export_hf has fixed prefill lengths, so it is exported once per
@@ -160,11 +161,13 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
 
     onnx_dir = work / f"optimum-onnx-{name}"
     add("optimum-onnx", "fp32", ["venv-optonnx"], "peer_optimum_ort.py",
-        "onnxruntime,torch,transformers,optimum.onnxruntime", lambda: [onnx_dir], lambda n: onnx_dir,
+        "onnxruntime,torch,transformers,optimum.onnxruntime", lambda: _optimum_onnx_files(onnx_dir), lambda n: onnx_dir,
         optimum_cli("venv-optonnx", "onnx", str(onnx_dir)))
     for weights in ("fp32", "int8", "int4"):
         ov = work / f"optimum-ov-{name}-{weights}"
-        export = optimum_cli("venv-optintel", "openvino", "--weight-format", weights, str(ov))
+        # int4: group size 64, as SmolLM2's 576 channels do not divide into optimum's default 128 (NNCF refuses)
+        group = ["--group-size", "64"] if weights == "int4" and not t5 else []
+        export = optimum_cli("venv-optintel", "openvino", "--weight-format", weights, *group, str(ov))
         if t5:
             add("optimum-intel f32", weights, ["venv-optintel"], "peer_optimum_ov.py",
                 "openvino,torch,transformers,optimum.intel", lambda ov=ov: [ov], lambda n, ov=ov: ov, export,
@@ -189,6 +192,14 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
                                        for n in a.lens)), None),
             ["--file", file, "--hf-config", str(hf() / "generation_config.json")])
     return rows
+
+
+def _optimum_onnx_files(d: Path) -> list[Path]:
+    """What ORTModelFor* loads from an optimum-onnx export: the merged decoder where there is one (it is
+    preferred), not the separate first-step and with-past decoders the export also writes."""
+    merged = (d / "decoder_model_merged.onnx").exists()
+    skip = {"decoder_model.onnx", "decoder_with_past_model.onnx"} if merged else set()
+    return [f for f in d.iterdir() if f.name not in skip and not any(f.name.startswith(s + "_data") for s in skip)]
 
 
 def size_mb(paths: list[Path]) -> float | None:
