@@ -151,6 +151,8 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
                          str(hf() / "tokenizer.json"), "--name", name, "--in-len", str(n), "--out-len",
                          str(NEW_TOKENS), "--warmup", "0", "--reps", "1", "--threads", str(a.threads), *extra]
         err = f"not installed ({', '.join(missing)}: run benchmarks/setup_peers.sh)" if missing else None
+        if not (shared / script).exists():
+            err = f"no peer script {shared / script} (pass --shared-peers: the shared/peers directory)"
         rows.append(Row(source, tool, weights, artifact, cmd, prepare, err))
 
     def optimum_cli(venv: str, *args: str, done: str = "config.json") -> Callable[[], str | None]:
