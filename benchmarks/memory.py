@@ -189,7 +189,7 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
     lt = lambda n: work / f"litert-export-hf-{name}-{n}"  # noqa: E731
     for weights, file in (("fp32", "model.tflite"), ("int8", "model_quantized.tflite")):
         add("litert-torch export_hf", weights, ["venv-litert"], "peer_litert.py", "numpy,ai_edge_litert.interpreter",
-            lambda file=file: [lt(min(a.lens)) / file], lt,
+            lambda file=file: [lt(min(a.lens)) / f for f in (file, "tokenizer.json", "tokenizer_config.json")], lt,
             lambda: next(filter(None, (litert_export_hf(py("venv-litert"), hf(), lt(n), n, NEW_TOKENS)
                                        for n in a.lens)), None),
             ["--file", file, "--hf-config", str(hf() / "generation_config.json")])
