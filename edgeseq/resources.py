@@ -91,7 +91,8 @@ def estimate(manifest: Any, engine: str | None = None, batch: int = 1, input_len
     [rows, T, 4 x hidden] tensors of its MLP, in float32."""
     from .runtimes import registry
 
-    factor = registry.spec(engine).weights_resident if engine in registry.names() else 1.0
+    weights = manifest.quantization or "fp32"
+    factor = registry.spec(engine).resident_factor(weights) if engine in registry.names() else 1.0
     d, rows = manifest.dims, batch * beams
     kv = kv_bytes(manifest, batch, input_len, output_len, beams) if input_len or output_len else 0
     t = input_len

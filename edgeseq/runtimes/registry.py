@@ -34,9 +34,14 @@ class EngineSpec:
     static_backend: str | None = None  # its class for static-shape artifacts; None: it cannot run them
     precisions: tuple[str, ...] = ("f32",)  # compute precisions `profile --auto` tries
     rank: int = 50  # listing order (`edgeseq devices`, --engine help, the engine tried first on a device)
-    # resident bytes per byte of weight files once loaded (repacked or converted copies included), from
-    # benchmarks/memory.py; --max-memory's estimate (resources.estimate) scales the weights by it
-    weights_resident: float = 1.0
+    # resident bytes per byte of weight files once loaded and warmed up (the engine's repacked copies
+    # included), per --weights ("*": any other), as measured (docs/performance.md); --max-memory's
+    # estimate (resources.estimate) scales an artifact's weight bytes by it
+    weights_resident: tuple[tuple[str, float], ...] = (("*", 1.0),)
+
+    def resident_factor(self, weights: str) -> float:
+        table = dict(self.weights_resident)
+        return table.get(weights, table.get("*", 1.0))
 
 
 _TABLE = Declared(PACKAGE, "ENGINE", EngineSpec, "engine", ADD_ONE)

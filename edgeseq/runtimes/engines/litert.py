@@ -36,7 +36,8 @@ from ..static import StaticSlots, StaticStepBackend
 
 ENGINE = EngineSpec(
     name="litert", backend="LiteRtBackend", static_backend="LiteRtBackend", package="ai_edge_litert",
-    install="pip install 'edgeseq[litert]'", formats=("tflite",), rank=20, devices=(
+    install="pip install 'edgeseq[litert]'", formats=("tflite",), rank=20,
+    weights_resident=(("*", 1.7),), devices=(
         devices.DeviceRow("litert", "cpu", "", "XNNPACK", "pip install 'edgeseq[litert]'"),
         devices.DeviceRow("litert", "gpu", "delegate", "GPU delegate",
                           "a LiteRT GPU delegate library (--delegate PATH)"),

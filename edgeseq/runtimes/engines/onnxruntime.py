@@ -52,7 +52,8 @@ class OnnxRuntimeOptions(EngineOptions):
 ENGINE = EngineSpec(
     name="onnxruntime", backend="OnnxRuntimeBackend", static_backend="OnnxRuntimeStaticBackend",
     package="onnxruntime", install="pip install edgeseq (onnxruntime is a base dependency)",
-    formats=("onnx",), options=OnnxRuntimeOptions, rank=0, devices=(
+    formats=("onnx",), options=OnnxRuntimeOptions, rank=0,
+    weights_resident=(("fp32", 1.2), ("int4", 1.5), ("w4a8", 2.1), ("*", 1.5)), devices=(
         devices.DeviceRow("onnxruntime", "cpu", "", "CPUExecutionProvider", "pip install onnxruntime"),
         devices.DeviceRow("onnxruntime", "gpu", "cuda", "CUDAExecutionProvider",
                           "pip install onnxruntime-gpu (NVIDIA CUDA)"),

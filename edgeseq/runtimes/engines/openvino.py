@@ -54,7 +54,8 @@ ENGINE = EngineSpec(
     name="openvino", backend="OpenVinoBackend", static_backend="OpenVinoStaticBackend", package="openvino",
     install="pip install 'edgeseq[openvino]'",
     # OpenVINO reads ONNX graphs too, so an ONNX artifact can be compared on both engines
-    formats=("openvino", "onnx"), options=OpenVinoOptions, precisions=("f32", "bf16"), rank=10, devices=(
+    formats=("openvino", "onnx"), options=OpenVinoOptions, precisions=("f32", "bf16"), rank=10,
+    weights_resident=(("fp32", 1.45), ("*", 1.9)), devices=(
         devices.DeviceRow("openvino", "cpu", "", "CPU", "pip install 'edgeseq[openvino]'"),
         devices.DeviceRow("openvino", "gpu", "intel", "GPU",
                           "Intel GPU driver (compute runtime) + pip install 'edgeseq[openvino]'"),
