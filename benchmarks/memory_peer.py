@@ -30,6 +30,7 @@ def _memory_module() -> Any:
     spec = importlib.util.spec_from_file_location("edgeseq_profile_memory", MEMORY)
     assert spec is not None and spec.loader is not None, MEMORY
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
     return mod
 

@@ -79,3 +79,42 @@ def test_generate_cli_checks_the_budget_before_loading(artifacts: dict[str, Path
     monkeypatch.setattr(api, "load", never)
     assert main(["generate", str(artifacts["llama"]), "hello there", "--max-memory", "2"]) == 11
     assert "generating 128 tokens after a" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def plain_llama(hf_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with plain attention: OpenVINO runs it (paged), ONNX Runtime as arrays."""
+    from edgeseq.export.pipeline import export
+
+    out = tmp_path_factory.mktemp("plain") / "llama"
+    export(str(hf_dirs["llama"]), out, quiet=True, ort_kernels=False)
+    return out
+
+
+@pytest.mark.parametrize("engine, graph", [("onnxruntime", "fused"), ("onnxruntime", "plain"),
+                                           ("openvino", "plain")])
+def test_a_long_prompt_prefills_in_slices_with_the_same_logits(artifacts: dict[str, Path], plain_llama: Path,
+                                                               engine: str, graph: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-row prompt longer than prefill_chunk is fed slice by slice (smaller activations); the logits
+    after it, and after the next decode steps, are the whole prompt's."""
+    import numpy as np
+
+    pytest.importorskip(engine)
+    art = artifacts["llama"] if graph == "fused" else plain_llama
+    ids = np.arange(3, 43, dtype=np.int64)[None, :]  # 40 tokens: slices of 16, 16 and 8
+
+    def walk(chunk: int | None) -> list[np.ndarray]:
+        backend = edgeseq.load(art, engine=engine).backend
+        monkeypatch.setattr(backend, "prefill_chunk", chunk)
+        widths: list[int] = []
+        step = backend._step
+        monkeypatch.setattr(backend, "_step", lambda s, i, *a: (widths.append(i.shape[1]), step(s, i, *a))[1])
+        state = backend.new_state(1)
+        out = [backend.prefill(state, ids)]
+        out += [backend.decode(state, np.array([t])) for t in (5, 9, 11)]
+        assert widths == ([16, 16, 8] if chunk else [40]) + [1, 1, 1]
+        return out
+
+    for got, want in zip(walk(16), walk(None)):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

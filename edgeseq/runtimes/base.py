@@ -73,6 +73,7 @@ class StepBackend(ABC):
     compile_cache: bool = False  # True where a second load reuses compiled blobs (reported as load_warm_ms)
     huge_pages_help: bool = False  # move the weights onto huge pages at load (runtimes/host/hugepages.py)
     options_class: type[EngineOptions] = EngineOptions  # the engine's typed options
+    prefill_chunk: int | None = 256  # a longer one-row decoder-only prompt is fed in slices of this many tokens
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options.validate()
@@ -195,6 +196,15 @@ class StepBackend(ABC):
             mask = np.ones_like(ids)
         # a left-pad slot gets position 0; real tokens count from 0 after the padding
         pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0) + state.positions[:, None]
+        n = self.prefill_chunk
+        if n and ids.shape[0] == 1 and ids.shape[1] > n and self.manifest.kind == "decoder-only" \
+                and not self.manifest.static:
+            # a long prompt in slices: a step's activations (attention scores [heads, T, past + T], the MLP's
+            # [T, 4 x hidden]) then grow with the slice, not the prompt; the logits are the last slice's
+            for start in range(0, ids.shape[1] - n, n):
+                self._step(state, ids[:, start:start + n], mask[:, start:start + n], pos[:, start:start + n])
+            last = (ids.shape[1] - 1) // n * n
+            return self._step(state, ids[:, last:], mask[:, last:], pos[:, last:])
         return self._step(state, ids, mask, pos)
 
     def decode(self, state: State, tokens: np.ndarray) -> np.ndarray:
