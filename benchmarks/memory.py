@@ -33,15 +33,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from row_process import cell, run_row  # noqa: E402
 from vs_litert import litert_export_hf  # noqa: E402
-from vs_openvino import hf_dir  # noqa: E402
-from vs_peers import _run_export  # noqa: E402
+from vs_peers import _run_export, peer_hf_dir  # noqa: E402
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -121,8 +119,8 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
     t5 = source.startswith("preset:t5")
     rows: list[Row] = []
     for fmt, weights in EDGESEQ:
-        ready = Path(a.ready) / f"{fmt}-{weights}"
-        art = ready if source == "smollm2-135m-instruct" and (ready / "edgeseq.json").exists() \
+        ready = Path(a.ready) / f"{fmt}-{weights}" if a.ready else None
+        art = ready if ready and source == "smollm2-135m-instruct" and (ready / "edgeseq.json").exists() \
             else work / f"{name}-{fmt}-{weights}"
         cmd = lambda n, art=art: [sys.executable, str(HERE), "--worker", "--artifact", str(art), "--in-len", str(n),
                                   "--new-tokens", str(NEW_TOKENS), "--threads", str(a.threads)]
@@ -130,15 +128,8 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
                         lambda art=art: [art], cmd,
                         lambda art=art, fmt=fmt, weights=weights: _edgeseq_export(source, art, fmt, weights)))
 
-    @cache
     def hf() -> Path:
-        d = hf_dir(source, work / f"{name}-hf")
-        # optimum-onnx's transformers 4.57 reads rope_theta at the top level (benchmarks/vs_peers.py)
-        cfg = json.loads((d / "config.json").read_text())
-        if "rope_parameters" in cfg and "rope_theta" not in cfg:
-            cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
-            (d / "config.json").write_text(json.dumps(cfg, indent=2))
-        return d
+        return peer_hf_dir(source, work / f"{name}-hf")
 
     def py(venv: str) -> Path:
         return peers / venv / "bin" / "python"
@@ -302,8 +293,9 @@ def main() -> None:
     p.add_argument("--only", default=None, help="comma-separated texts: run only the rows whose 'tool weights' "
                    "contains one")
     p.add_argument("--work", default="/tmp/edgeseq-memory", help="where exports are made (reused when present)")
-    p.add_argument("--ready", default="/tmp/spec/smol", help="ready smollm2-135m-instruct exports named "
-                   "FORMAT-WEIGHTS, used read-only where present")
+    p.add_argument("--ready", default=None, help="a folder of ready smollm2-135m-instruct exports named "
+                   "FORMAT-WEIGHTS, used read-only where present (made by this edgeseq: an older export "
+                   "measures the older format)")
     p.add_argument("--peers", default="/tmp/edgeseq-peers", help="directory made by benchmarks/setup_peers.sh")
     p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"), help="the peer scripts")
     p.add_argument("--threads", type=int, default=2)

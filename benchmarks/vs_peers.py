@@ -56,6 +56,19 @@ EDGESEQ = [("onnx", "fp32", "f32", "float32"), ("onnx", "int4", "f32", "float32"
            ("tflite", "int8", "f32", "int8")]  # tflite int8 = dynamic range: int8 activations too
 
 
+@cache
+def peer_hf_dir(source: str, out: Path) -> Path:
+    """The model as a Hugging Face directory the peers' exporters read (made once, at `out`)."""
+    d = hf_dir(source, out)
+    # optimum-onnx's transformers 4.57 reads rope_theta at the top level, not 5.x's rope_parameters:
+    # without it the export silently uses 10000 instead of SmolLM2's 100000
+    cfg = json.loads((d / "config.json").read_text())
+    if "rope_parameters" in cfg and "rope_theta" not in cfg:
+        cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
+        (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    return d
+
+
 def _ready() -> str | None:
     return None
 
@@ -117,16 +130,8 @@ def rows_for(source: str, a: argparse.Namespace) -> list[Row]:
     proto = ["--in-len", str(a.input_len), "--out-len", str(a.output_len), "--reps", str(a.reps),
              "--warmup", str(a.warmup), "--threads", str(a.threads), "--name", name]
 
-    @cache
     def hf() -> Path:
-        d = hf_dir(source, work / f"{name}-hf")
-        # optimum-onnx's transformers 4.57 reads rope_theta at the top level, not 5.x's rope_parameters:
-        # without it the export silently uses 10000 instead of SmolLM2's 100000
-        cfg = json.loads((d / "config.json").read_text())
-        if "rope_parameters" in cfg and "rope_theta" not in cfg:
-            cfg["rope_theta"] = cfg["rope_parameters"]["rope_theta"]
-            (d / "config.json").write_text(json.dumps(cfg, indent=2))
-        return d
+        return peer_hf_dir(source, work / f"{name}-hf")
 
     def tok() -> list[str]:
         return ["--tokenizer", str(hf() / "tokenizer.json")]

@@ -86,9 +86,11 @@ class MemoryEstimate:
 def estimate(manifest: Any, engine: str | None = None, batch: int = 1, input_len: int = 0, output_len: int = 0,
              beams: int = 1) -> MemoryEstimate:
     """What `engine` holds for a request of `batch` x `beams` rows of `input_len` + `output_len` tokens
-    (lengths 0: the weights alone, what a load needs). The workspace is the prefill's largest activations:
-    one layer's attention scores [rows, heads, T, T] (a graph that materializes them) and a few
-    [rows, T, 4 x hidden] tensors of its MLP, in float32."""
+    (lengths 0: the weights alone, what a load needs). The workspace is an allowance for the prefill's
+    activations and the engine's arenas, sized as one layer's attention scores [rows, heads, T, T] and a
+    few [rows, T, 4 x hidden] tensors of its MLP in float32 (a long one-row prompt runs in slices, so
+    this overstates the activations and covers the arenas; estimate against measured in
+    docs/performance.md)."""
     from .runtimes import registry
 
     weights = manifest.quantization or "fp32"

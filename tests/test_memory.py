@@ -38,14 +38,15 @@ def test_profile_splits_load_and_generation_memory(artifacts: dict[str, Path]) -
     assert f"generation peak {top.memory['generate_peak_mb']:.0f} at in={top.input_len} out=4" in table(results)
 
 
+def _never(*_: object, **__: object) -> None:
+    raise AssertionError("the artifact was loaded although the budget refused it")
+
+
 def test_max_memory_refuses_a_profile_before_loading(artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import edgeseq.profile.runner as runner
 
-    def never(*_: object, **__: object) -> None:
-        raise AssertionError("the artifact was loaded although the budget refused it")
-
-    monkeypatch.setattr(runner, "open_runner", never)
+    monkeypatch.setattr(runner, "open_runner", _never)
     assert main(["profile", str(artifacts["gpt2"]), "--no-bandwidth", "--max-memory", "1"]) == 11
     err = capsys.readouterr().err
     assert "over --max-memory 1 MB" in err and "raise --max-memory" in err
@@ -73,10 +74,7 @@ def test_generate_cli_checks_the_budget_before_loading(artifacts: dict[str, Path
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     import edgeseq.api as api
 
-    def never(*_: object, **__: object) -> None:
-        raise AssertionError("the artifact was loaded although the budget refused it")
-
-    monkeypatch.setattr(api, "load", never)
+    monkeypatch.setattr(api, "load", _never)
     assert main(["generate", str(artifacts["llama"]), "hello there", "--max-memory", "2"]) == 11
     assert "generating 128 tokens after a" in capsys.readouterr().err
 
