@@ -24,7 +24,7 @@ STDERR_OK = re.compile("|".join([
 # edgeseq's tables on stdout: the header, the column row and rule, rows (each starting with an
 # artifact's label), the footnotes, compare's ratio lines; devices' and verify's rows
 STDOUT_TABLE = [r"host: ", r"engine \S", r"medians of ", r"command: ", r"artifact +engine ", r"-+$",
-                r"(WARNING|TIMEOUT|nodes on the NPU|weights moved into huge pages)", r"\* ",
+                r"(WARNING|TIMEOUT|nodes on the NPU|weights moved into huge pages|memory \S+ \(MB\): )", r"\* ",
                 r"\S+ \S+ in=\d+: "]
 
 
