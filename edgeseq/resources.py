@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EdgeseqError
+from .errors import EdgeseqError, UsageError
 
 # Engines keep the weights once and need working space for optimisation at load time; 1.5x the
 # weight bytes covers the resident peak of ONNX Runtime's CPU provider while it loads a model.
@@ -103,8 +103,6 @@ def estimate(manifest: Any, engine: str | None = None, batch: int = 1, input_len
 
 
 def check_max_memory(max_mb: float | None) -> None:
-    from .errors import UsageError
-
     if max_mb is not None and not (isinstance(max_mb, (int, float)) and max_mb > 0):
         raise UsageError(f"--max-memory must be a positive number of MB, got {max_mb!r}",
                          "pass the memory the app may use, e.g. --max-memory 300")

@@ -119,10 +119,12 @@ def check_rows(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfi
     check_fits(kv_bytes(m, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
                f"the KV cache of {len(rows)} x {cfg.num_beams} rows of {longest} + {cfg.max_new_tokens} tokens",
                "use a smaller batch, fewer beams or shorter lengths")
-    check_budget(estimate(m, backend.engine, len(rows), longest, cfg.max_new_tokens, cfg.num_beams),
-                 backend.options.max_memory_mb, f"{len(rows)} x {cfg.num_beams} rows of {longest} + "
-                 f"{cfg.max_new_tokens} tokens on {backend.engine}",
-                 "raise --max-memory (max_memory_mb), or use a smaller batch, fewer beams or shorter lengths")
+    budget = backend.options.max_memory_mb
+    if budget is not None:
+        check_budget(estimate(m, backend.engine, len(rows), longest, cfg.max_new_tokens, cfg.num_beams), budget,
+                     f"{len(rows)} x {cfg.num_beams} rows of {longest} + {cfg.max_new_tokens} tokens on "
+                     f"{backend.engine}",
+                     "raise --max-memory (max_memory_mb), or use a smaller batch, fewer beams or shorter lengths")
 
 
 def decoder_room(m: Any) -> int:

@@ -80,8 +80,10 @@ class StepBackend(ABC):
         self.precision = manifest.dtype  # engines that choose their own compute precision overwrite it
         t = time.perf_counter()
         self.engine_options = coerce(self.options_class, options.engine_options, self.engine)
-        check_budget(estimate(manifest, self.engine), options.max_memory_mb, f"loading {artifact.name} on {self.engine}",
-                     "raise --max-memory (max_memory_mb), or export a lower-bit artifact (--weights int4 / w4a8 / int8)")
+        if options.max_memory_mb is not None:
+            check_budget(estimate(manifest, self.engine), options.max_memory_mb, f"loading {artifact.name} on "
+                         f"{self.engine}", "raise --max-memory (max_memory_mb), or export a lower-bit artifact "
+                         "(--weights int4 / w4a8 / int8)")
         before = hugepages.snapshot() if hugepages.wanted(self.engine_options.huge_pages, self.huge_pages_help) \
             else None
         self._load()

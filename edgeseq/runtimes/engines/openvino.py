@@ -122,14 +122,13 @@ class OpenVinoBackend(StepBackend):
                                 "run it with --engine onnxruntime, export for OpenVINO (edgeseq export MODEL "
                                 "--format openvino), or export " + refusal_fix(self.manifest))
         self.target, config = self._configure()
-        self._config = config
         if self.target == "NPU":
             raise DeviceError(f"{self.artifact} has dynamic shapes; the OpenVINO NPU plugin compiles static ones only",
                               "re-export with --format onnx --target npu and run it with --engine openvino")
         step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
         stateful = self.engine_options.stateful
         self.compiled: dict[str, Any] = {}
-        with self._released(config):
+        with self._released():
             for name, comp in self.manifest.components.items():
                 if name == step and self.target == "CPU" and stateful:
                     paged = self.manifest.kind == "decoder-only" and self.engine_options.paged
@@ -187,7 +186,7 @@ class OpenVinoBackend(StepBackend):
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[wanted]
         if self.options.threads and target == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
-        self._core = ov.Core()
+        self._core, self._config = ov.Core(), config
         return target, config
 
     def _settle(self) -> None:
@@ -196,15 +195,16 @@ class OpenVinoBackend(StepBackend):
         the mapped weights again: warm_up runs those shapes now, inside `_released`, so the load holds the
         packed copies and not the file's pages as well, and no request pays for the packing."""
         if self.target == "CPU" and not self.manifest.static:
-            with self._released(self._config):
+            with self._released():
                 self.warm_up()
 
-    def _released(self, config: dict[str, Any]) -> mapped.Released:
+    def _released(self) -> mapped.Released:
         """While compiling, give back the pages of the mapped IR .bin files and cached blobs: the CPU plugin
         copies every weight into its own layout and keeps the files mapped, so each page it read would stay
         resident beside the copy (host/mapped.py). Pages it reads again later (an embedding table's rows, a
         weight it runs in place) fault back in from the page cache."""
-        return mapped.Released([self.artifact, *([config["CACHE_DIR"]] if "CACHE_DIR" in config else [])])
+        cache = self._config.get("CACHE_DIR")
+        return mapped.Released([self.artifact, *([cache] if cache else [])])
 
     def _compile(self, file: str, config: dict[str, Any]) -> Any:
         try:
@@ -309,7 +309,7 @@ class OpenVinoStaticBackend(OpenVinoBackend, StaticStepBackend):
     def _load(self) -> None:
         self.target, config = self._configure()
         self.compiled = {}
-        with self._released(config):
+        with self._released():
             for name, comp in self.manifest.components.items():
                 for sig, file in (comp.signature_files or {s: comp.file for s in comp.signatures}).items():
                     self.compiled[(name, sig)] = self._compile(file, config)
