@@ -239,11 +239,11 @@ def _profile_auto(a: argparse.Namespace, cfg: Any) -> int:
 
 
 def cmd_devices(a: argparse.Namespace) -> int:
-    from ..reference import NAME, device_rows
+    from ..reference import NAMES, device_rows
     from ..reference import torch_runner
     from ..runtimes import registry
 
-    console.result(f"{'engine':<12} {'device':<14} {'status':<10} detail", stderr=False)
+    console.result(f"{'engine':<13} {'device':<14} {'status':<10} detail", stderr=False)
     listed = [(row, lambda r=row: registry.declared_module(r.engine)) for row in registry.device_rows()]
     listed += [(row, lambda: torch_runner) for row in device_rows()]  # the reference: not an engine, listed too
     for row, module_of in listed:
@@ -255,8 +255,9 @@ def cmd_devices(a: argparse.Namespace) -> int:
         status = "available" if why is None else "missing"
         described = getattr(module, "detail", lambda r: r.target)(row)
         detail = described if why is None else f"{why}; to get it: {row.install}"
-        console.result(f"{row.engine:<12} {row.label:<14} {status:<10} {detail}", stderr=False)
-    console.result(f"\nengines: {', '.join(registry.names())}; reference: {NAME} (--engine {NAME})", stderr=False)
+        console.result(f"{row.engine:<13} {row.label:<14} {status:<10} {detail}", stderr=False)
+    console.result(f"\nengines: {', '.join(registry.names())}; PyTorch (rebuilt from the source): {', '.join(NAMES)}",
+                   stderr=False)
     return 0
 
 

@@ -46,6 +46,7 @@ def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite
     """The runtime flags of every command that runs an artifact (generate, profile, compare), from one
     definition. `suite`: compare, where a flag left out takes the suite's value."""
     from ..runtimes import registry
+    from ..reference import COMPILED, options_class
     from ..runtimes.options import table
 
     keep = " (default: the suite's, else {})" if suite else " (default: {})"
@@ -57,12 +58,14 @@ def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite
                                                                threads_default or "engine default"))
     p.add_argument("--precision", default=None if suite else "f32", help="compute precision for engines that "
                    "choose one: OpenVINO f32, bf16, f16, or default (the device's choice: bf16 on CPUs that have "
-                   "it); torch reference: f32, or bf16 / f16 under autocast; recorded in every profile"
+                   "it); torch reference: f32, or bf16 / f16 under autocast; torch-compile: f32, bf16 or f16 parameters, or "
+                   "default (bf16 on a GPU, f32 on the CPU); recorded in every profile"
                    + keep.format("f32"))
     p.add_argument("--delegate", default=None, metavar="PATH", help="LiteRT (tflite artifacts): a GPU or NPU "
                    "delegate library for --device gpu / npu")
-    per_engine = "; ".join(f"{name}: " + ", ".join(f"{o} ({t}, default {d!r})" for o, t, d, _ in table(s.options))
-                           for name, s in registry.engines().items())
+    per_engine = "; ".join(f"{name}: " + ", ".join(f"{o} ({t}, default {d!r})" for o, t, d, _ in table(options))
+                           for name, options in [*((n, s.options) for n, s in registry.engines().items()),
+                                                 (COMPILED, options_class(COMPILED))])
     p.add_argument("--engine-option", action="append", default=None, metavar="NAME=VALUE",
                    help="an option of the engine that runs (repeatable), checked against its options: "
                    f"{per_engine}. Booleans: 1/0, true/false, on/off. Recorded in every profile")

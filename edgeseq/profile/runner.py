@@ -17,14 +17,14 @@ from typing import Any
 
 from ..artifact import manifest as mf
 from ..errors import UsageError
-from ..runtimes.options import check_threads
+from ..runtimes.options import check_threads, coerce
 from ..generate.config import GenerationConfig
 from ..generate.loop import TimeLimitError, Timings, run
 from ..generate.proposers import Proposer
 from ..generate.speculate import Speculation, run as speculate
 from ..resources import (LOAD_FACTOR, cache_bytes, check_budget, check_fits, check_max_memory, estimate, kv_bytes,
                          weight_bytes)
-from ..reference import NAME as REFERENCE, open_runner
+from ..reference import NAMES as PYTORCH, open_runner, options_class
 from ..runtimes import BackendOptions, default_engine, device_engine, registry
 from .memory import Loaded, PeakRSS, rss_mb
 from .prompts import prompt_ids
@@ -78,7 +78,9 @@ def check_cases(m: mf.Manifest, cfg: ProfileConfig, where: str) -> None:
     """Refuse, before anything runs, an unknown engine or engine option and a case longer than the
     model's maximum positions."""
     engine = cfg.engine or default_engine(m)
-    if engine != REFERENCE:
+    if engine in PYTORCH:
+        coerce(options_class(engine), cfg.engine_options, engine)  # UsageError naming the options
+    else:
         registry.options_for(engine, cfg.engine_options)  # UsageError naming the engines or the options
     limit = int(m.dims["max_positions"])
     if (cfg.audio is not None or cfg.audio_seconds is not None) and not m.audio:
@@ -191,7 +193,7 @@ def _import_engine(m: mf.Manifest, cfg: ProfileConfig) -> str:
     import importlib
 
     engine = cfg.engine or device_engine(m, cfg.device)
-    package = "torch" if engine == REFERENCE else registry.spec(engine).package
+    package = "torch" if engine in PYTORCH else registry.spec(engine).package
     try:
         importlib.import_module(package)
     except ImportError:

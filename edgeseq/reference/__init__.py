@@ -1,29 +1,46 @@
-"""The PyTorch reference runner. `--engine torch` names it, but it is no engine of the registry: it
-rebuilds the model from the artifact's recorded source and runs none of the artifact's graphs."""
+"""The PyTorch engines. `--engine torch` (the reference: the step modules, eager) and `--engine
+torch-compile` (compiled, with a preallocated cache and CUDA graphs: reference/compiled.py) are no
+engines of the registry: they rebuild the model from the artifact's recorded source and run none of
+the artifact's graphs."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 NAME = "torch"  # what --engine / edgeseq.load(engine=...) call the reference
+COMPILED = "torch-compile"  # the compiled PyTorch engine
+NAMES = (NAME, COMPILED)
 
 
 def open_runner(artifact: Path, manifest: Any, device: str = "cpu", engine: str | None = None,
                 options: Any = None) -> Any:
-    """The backend for `engine`: the PyTorch reference for NAME, else the registry's engine
+    """The backend for `engine`: a PyTorch engine for one of NAMES, else the registry's engine
     (runtimes.open_backend). Callers that take a user's --engine open through here."""
     from ..runtimes import BackendOptions, open_backend
 
-    if engine != NAME:
+    if engine not in NAMES:
         return open_backend(artifact, manifest, device, engine, options)
-    from .torch_runner import TorchBackend
+    if engine == COMPILED:
+        from .compiled import CompiledBackend as Backend
+    else:
+        from .torch_runner import TorchBackend as Backend
+    # the common options (threads, precision, huge_pages), and torch-compile's own: StepBackend checks them
+    return Backend(Path(artifact), manifest, device, options or BackendOptions())
 
-    # takes the common options only (threads, precision, huge_pages): StepBackend checks them
-    return TorchBackend(Path(artifact), manifest, device, options or BackendOptions())
+
+def options_class(engine: str) -> Any:
+    """The engine options dataclass of a PyTorch engine."""
+    if engine == COMPILED:
+        from .compiled import CompileOptions
+
+        return CompileOptions
+    from ..runtimes.options import EngineOptions
+
+    return EngineOptions
 
 
 def device_rows() -> tuple[Any, ...]:
-    """The reference's devices, for `edgeseq devices`."""
-    from .torch_runner import ROWS
+    """The PyTorch engines' devices, for `edgeseq devices`."""
+    from .torch_runner import rows_of
 
-    return ROWS
+    return (*rows_of(NAME), *rows_of(COMPILED))

@@ -58,14 +58,18 @@ def detail(row: devices.DeviceRow) -> str:
     return f"cpu (torch {torch.__version__}; rebuilds the model from the manifest's source)"
 
 
-# the reference's own devices: not rows of the engine table (it runs none of the artifact's graphs)
-ROWS = (devices.DeviceRow("torch", "cpu", "", "cpu", "pip install 'edgeseq[export]'"),
-        devices.DeviceRow("torch", "gpu", "cuda", "cuda", "a CUDA build of torch (pip install torch --index-url "
-                          "https://download.pytorch.org/whl/cu12x)"))
+def rows_of(engine: str) -> tuple[devices.DeviceRow, ...]:
+    """A PyTorch engine's devices (not rows of the engine table: it runs none of the artifact's graphs)."""
+    return (devices.DeviceRow(engine, "cpu", "", "cpu", "pip install 'edgeseq[export]'"),
+            devices.DeviceRow(engine, "gpu", "cuda", "cuda", "a CUDA build of torch (pip install torch --index-url "
+                              "https://download.pytorch.org/whl/cu12x)"))
 
 
-def _row(device: str) -> devices.DeviceRow:
-    return devices.pick("torch", device, probe, "the torch engine", "device", ROWS)
+ROWS = rows_of("torch")
+
+
+def _row(device: str, engine: str = "torch") -> devices.DeviceRow:
+    return devices.pick(engine, device, probe, f"the {engine} engine", "device", rows_of(engine))
 
 
 def rebuild(artifact: Path, model: dict[str, Any]) -> Any:
@@ -106,41 +110,57 @@ class TorchBackend(StepBackend):
     def _load(self) -> None:
         import torch
 
-        from ..steps import components
-
-        row = _row(self.device)
-        self.device_label = row.label
-        self.torch_device = torch.device("cuda", torch.cuda.current_device()) if row.target == "cuda" \
-            else torch.device("cpu")
-        self.cuda = self.torch_device.type == "cuda"
         asked = str(self.options.precision or "f32")
         if asked not in _AUTOCAST:
             raise UsageError(f"the torch engine has no precision '{asked}'",
                              f"use --precision {' | '.join(p for p in _AUTOCAST if p != 'default')}")
+        self._open_device()
         self.dtype = torch.float32  # weights, caches and the logits handed back
         half = _AUTOCAST[asked]
         self.autocast = None if half is None else getattr(torch, half)
+        self._place(*self._rebuild())
+        self.precision = "f32" if half is None else f"{asked} (autocast)"
+        if self.manifest.quantization:  # the source's float weights, not the artifact's compressed ones
+            self.precision += f" (source weights, not the artifact's {self.manifest.quantization})"
+
+    def _open_device(self) -> None:
+        """The torch device of the asked row; on the CPU the thread count (torch's one intra-op pool)."""
+        import torch
+
+        row = _row(self.device, self.engine)
+        self.device_label = row.label
+        self.torch_device = torch.device("cuda", torch.cuda.current_device()) if row.target == "cuda" \
+            else torch.device("cpu")
+        self.cuda = self.torch_device.type == "cuda"
         if self.options.threads and not self.cuda:
-            torch.set_num_threads(self.options.threads)  # process-wide: torch has one intra-op pool
+            torch.set_num_threads(self.options.threads)  # process-wide
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.torch_device)
+
+    def _rebuild(self, picks: bool = True) -> tuple[Any, list[Any]]:
+        """The artifact's source model (a ModelSpec) and its step components (steps.components),
+        checked against the manifest's."""
         from ..console import muffled
+        from ..steps import components
 
         with muffled("rebuilding the torch model"):  # transformers' import and weight-loading lines
             spec = rebuild(self.artifact, self.manifest.model)
-        comps = components(spec)
+        comps = components(spec, picks=picks)
         have, want = {c.name for c in comps}, set(self.manifest.components)
         if have != want:
             raise ArtifactError(f"the rebuilt model's steps {sorted(have)} are not the artifact's {sorted(want)}",
                                 "re-export the artifact with this edgeseq")
+        return spec, comps
+
+    def _place(self, spec: Any, comps: list[Any]) -> None:
+        """The model and its step modules (which share its weights) on the device, in eval mode."""
+        import torch
+
         with torch.inference_mode():
-            spec.model.to(self.torch_device)  # the step modules share these weights
+            spec.model.to(self.torch_device)
             self.modules = {c.name: c.module.to(self.torch_device).eval() for c in comps}
         self._inputs = {c.name: list(c.inputs) for c in comps}
         self._outputs = {c.name: list(c.outputs) for c in comps}
-        self.precision = "f32" if half is None else f"{asked} (autocast)"
-        if self.manifest.quantization:  # the source's float weights, not the artifact's compressed ones
-            self.precision += f" (source weights, not the artifact's {self.manifest.quantization})"
 
     def graph_inputs(self, component: str) -> set[str]:
         return set(self._inputs[component])

@@ -95,4 +95,5 @@ def engine_help() -> str:
     """The --engine help text, from the declarations."""
     parts = [f"{n} ({', '.join(s.formats)})" for n, s in engines().items()]
     return ("engine and the formats it reads: " + "; ".join(parts) + "; torch: the PyTorch reference, rebuilt from "
-            "the artifact's recorded source, on cpu or gpu:cuda (default: the engine the artifact was exported for)")
+            "the artifact's recorded source, on cpu or gpu:cuda; torch-compile: the same model compiled, with a "
+            "preallocated cache and CUDA graphs (default: the engine the artifact was exported for)")

@@ -65,10 +65,17 @@ class StaticSlots(CacheForm[HeldCache]):
                              "not the older ones they replaced",
                              "start a new generator with the kept tokens, or re-export with the ring cache "
                              "off (StaticShape(ring=False) / --no-ring-cache) to rewind freely")
-        state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
-        state.mask = state.mask.copy()
-        state.mask[:, keep:] = 0
-        state.slots = keep
+        free_slots(state, keep)
+
+
+def free_slots(state: State, keep: int) -> None:
+    """A slot cache's rewind: slots from `keep` on are masked (and overwritten by the next step), the
+    positions of the real tokens there given back."""
+    assert state.slots is not None and state.mask is not None and state.positions is not None
+    state.positions = state.positions - state.mask[:, keep:state.slots].sum(axis=1)
+    state.mask = state.mask.copy()
+    state.mask[:, keep:] = 0
+    state.slots = keep
 
 
 class StaticStepBackend(StepBackend):

@@ -63,6 +63,8 @@ class KVWrite:
     shapes: ONNX, OpenVINO). Static shapes (TFLite, NPUs): the cache has a fixed number of slots C,
     `slots` [T] names the ones the new tokens take, and the attention mask [B, C] marks which slots
     hold real tokens. `steps.static.Named(slots_at=...)` sets `slots` from the cache_position input for one forward.
+    With `inplace` (the torch-compile engine's preallocated cache), slot writes go into the past tensor
+    itself, which the step returns as its present: no copy of the whole cache per step.
     Ring caches (static shapes, `rings`): a sliding layer's cache of W < C rows; steps call `cache` and
     `bias` with the layer's window, which give a ring layer its own keys and mask.
     """
@@ -76,6 +78,7 @@ class KVWrite:
         # dynamic shapes with a `logits_index` input (steps.Picked sets it for one forward): the positions
         # of this step's T tokens whose logits the step returns
         self.picks: torch.Tensor | None = None
+        self.inplace = False  # slot writes into the past tensor (reference/compiled.py), not a new one
 
     def last(self, x: torch.Tensor) -> torch.Tensor:
         """The hidden states the LM head reads, from x [B, T, E]: the last position [B, E]; with `picks`
@@ -107,6 +110,8 @@ class KVWrite:
         """past [B, H, P or C, D] + new [B, H, T, D] -> the cache the attention reads."""
         if self.slots is None:
             return torch.cat([past, new], dim=2)
+        if self.inplace:
+            return past.index_copy_(2, self.slots, new.to(past.dtype))
         return write_slots(past, new, self.slots)
 
     def cache(self, past: torch.Tensor, new: torch.Tensor,
