@@ -79,7 +79,7 @@ class InputError(EdgeseqError):
 class RemoteError(EdgeseqError):
     """A remote device (`--on ssh://...`) that cannot be reached, logged into, installed on or run on."""
 
-    exit_code = 11
+    exit_code = 13
 
 
 def require(module: str, extra: str) -> None:

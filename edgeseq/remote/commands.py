@@ -27,9 +27,9 @@ def profile_on(a: argparse.Namespace, cfg: Any) -> int:
         check_cases(read(art), cfg, art)
     argv = run.profile_argv(cfg, a.time_limit, not a.no_bandwidth)
     with connection(target):
-        console.say(f"{target.url}: making sure edgeseq {_version()} is installed there")
+        console.say(f"{target.address}: making sure edgeseq {_version()} is installed there")
         remote = install.ensure(target, run.extras_needed(a.artifacts, cfg.engine))
-        console.say(f"{target.url}: copying artifacts (once) and profiling")
+        console.say(f"{target.address}: copying artifacts (once) and profiling")
         report, sent = run.profile(remote, a.artifacts, argv)
     copied = CopyStats(remote.copied.files + sent.files, remote.copied.bytes + sent.bytes)
     console.say(copy_line(target, copied, sent))

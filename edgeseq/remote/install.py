@@ -44,7 +44,7 @@ def check_python(target: Target, probe: dict[str, Any]) -> None:
         found = ".".join(str(x) for x in version) or "?"
         raise RemoteError(f"{target.name}'s {target.python} is {probe.get('implementation', 'Python')} {found}; "
                           f"edgeseq needs CPython >= {'.'.join(map(str, MIN_PYTHON))}",
-                          f"install a newer Python there and name it: {target.url}?python=/usr/bin/python3.12")
+                          f"install a newer Python there and name it: {target.address}?python=/usr/bin/python3.12")
 
 
 def check_space(target: Target, probe: dict[str, Any], need: int, what: str) -> None:
@@ -52,7 +52,7 @@ def check_space(target: Target, probe: dict[str, Any], need: int, what: str) -> 
     if probe["free"] < need:
         raise RemoteError(f"{target.name} has {probe['free'] / 2**20:.0f} MiB free under {probe['cache']}; "
                           f"{what} needs about {need / 2**20:.0f} MiB", "free space there, or use another folder: "
-                          f"{target.url}?cache=/path/with/space")
+                          f"{target.address}?cache=/path/with/space")
 
 
 def extras_for(engine: str) -> list[str]:
@@ -98,7 +98,7 @@ def _install_error(target: Target, probe: dict[str, Any], got: dict[str, Any], e
     out = str(got.get("output", ""))
     if "No space left on device" in out or "Disk quota exceeded" in out:
         return RemoteError(f"{target.name} ran out of disk space installing edgeseq under {probe['cache']}",
-                           f"free space there, or use another folder: {target.url}?cache=/path/with/space")
+                           f"free space there, or use another folder: {target.address}?cache=/path/with/space")
     if got["error"] == "venv":
         last = [ln for ln in out.splitlines() if ln.strip()][-1:] or ["?"]
         return RemoteError(f"{target.name}'s {target.python} cannot make a virtual environment: {last[0][:200]}",

@@ -91,7 +91,7 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
                 r.format, r.weights = fmt, weights
                 r.extra.update(source=source, point=point_key(suite, t, source, fmt, weights, n))
                 if len(targets) > 1:  # the report's series: one per device
-                    r.label = f"{r.label} @ {t.name}"
+                    r.label = f"{r.label} @ {t.name if len({x.name for x in targets}) == len(targets) else t.url}"
                 add(r)
 
     with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="edgeseq-on") as pool:

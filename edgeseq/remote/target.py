@@ -42,6 +42,15 @@ class Target:
 
     @property
     def url(self) -> str:
+        """The device as --on names it, its non-default settings included (they make another device)."""
+        settings = [f"{k}={v}" for k, v, default in (("python", self.python, "python3"),
+                                                       ("cache", self.cache, DEFAULT_CACHE)) if v != default]
+        return f"ssh://{self.login}" + (f":{self.port}" if self.port else "") + \
+            ("?" + "&".join(settings) if settings else "")
+
+    @property
+    def address(self) -> str:
+        """ssh://login[:port], for messages about the connection."""
         return f"ssh://{self.login}" + (f":{self.port}" if self.port else "")
 
     @property
@@ -86,7 +95,7 @@ class Target:
         try:
             return json.loads(out.strip().splitlines()[-1])
         except (json.JSONDecodeError, IndexError):
-            raise RemoteError(f"{self.url}: the remote helper ({command}) answered {out.strip()[-200:]!r}",
+            raise RemoteError(f"{self.address}: the remote helper ({command}) answered {out.strip()[-200:]!r}",
                               f"check that `{self.python}` on {self.host} is CPython >= 3.10") from None
 
     def error(self, code: int, stderr: str, what: str) -> RemoteError:
@@ -99,7 +108,7 @@ class Target:
         last = lines[-1] if lines else f"exit status {code}"
         if any(p in stderr for p in ("No space left on device", "Disk quota exceeded")):
             return RemoteError(f"{self.name} has no disk space left for {what} under {self.cache}",
-                               f"free space there, or use another folder: {self.url}?cache=/path/with/space")
+                               f"free space there, or use another folder: {self.address}?cache=/path/with/space")
         if code == 255:
             if any(p in stderr for p in _UNREACHABLE):
                 return RemoteError(f"cannot reach {self.name}: {last}", f"check that {self.host} is up and sshd "
@@ -108,13 +117,13 @@ class Target:
                 return RemoteError(f"{self.name}'s host key is unknown or changed", "connect once with plain "
                                    f"`ssh` to check and accept it (edgeseq never accepts host keys itself)")
             if any(p in stderr for p in _AUTH):
-                return RemoteError(f"login to {self.url} refused: {last}", "edgeseq logs in with keys only "
+                return RemoteError(f"login to {self.address} refused: {last}", "edgeseq logs in with keys only "
                                    "(BatchMode): ssh-copy-id the key, load it in ssh-agent, or name it in "
                                    "~/.ssh/config (IdentityFile)")
             return RemoteError(f"ssh to {self.name} failed: {last}", "run the same login with `ssh -v` to see why")
         if code == 127 or "not found" in last:
             return RemoteError(f"{self.name} has no {self.python}: {last}", "install Python >= 3.10 there, or "
-                               f"name one: {self.url}?python=/path/to/python3")
+                               f"name one: {self.address}?python=/path/to/python3")
         return RemoteError(f"{what} failed on {self.name}: {last[:300]}", "run it with --debug, or over plain ssh")
 
     # -- the shared connection -------------------------------------------------------------------

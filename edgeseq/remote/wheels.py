@@ -21,6 +21,8 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tempfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from ..errors import RemoteError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same files make the same wheel, byte for byte
 _SKIP_META = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+_GATHERING = threading.Lock()  # compare's devices gather in threads: one at a time fills the folder
 
 
 def platform_tag(python: list[int] | tuple[int, ...], platform: str) -> str:
@@ -49,6 +52,11 @@ def wheelhouse_dir(tag: str) -> Path:
 
 def gather(probe: dict[str, Any], extras: list[str], host: str) -> Path:
     """The folder of dependency wheels for the device `probe` describes, for edgeseq with `extras`."""
+    with _GATHERING:
+        return _gather(probe, extras, host)
+
+
+def _gather(probe: dict[str, Any], extras: list[str], host: str) -> Path:
     tag = platform_tag(probe["python"], probe["platform"])
     out = wheelhouse_dir(tag)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +116,8 @@ def edgeseq_wheel() -> Path:
     out = cache_root() / "remote-wheels" / "edgeseq"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"edgeseq-{version}-py3-none-any.whl"
-    _write_wheel(path, info, files)
+    with _GATHERING:
+        _write_wheel(path, info, files)
     return path
 
 
@@ -190,9 +199,11 @@ def _write_wheel(path: Path, meta_dir: str, files: dict[str, bytes]) -> None:
         info = zipfile.ZipInfo(f"{meta_dir}/RECORD", _EPOCH)
         info.external_attr = 0o644 << 16
         z.writestr(info, "\n".join(record) + "\n")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")  # a concurrent writer has its own
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
 
 
 def _norm(name: str) -> str:
