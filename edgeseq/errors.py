@@ -76,6 +76,12 @@ class InputError(EdgeseqError):
     exit_code = 10
 
 
+class RemoteError(EdgeseqError):
+    """A remote device (`--on ssh://...`) that cannot be reached, logged into, installed on or run on."""
+
+    exit_code = 13
+
+
 def require(module: str, extra: str) -> None:
     """Raise MissingDependencyError naming the pip extra when `module` cannot be imported."""
     import importlib.util

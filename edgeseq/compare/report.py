@@ -75,10 +75,10 @@ def headline(rows: list[ProfileResult], info: dict[str, dict[str, Any]]) -> tupl
     kinds = {info[r["artifact"]]["kind"] for r in ok}
     out = []
     mode = "encoder-decoder vs decoder-only" if kinds == {"encoder-decoder", "decoder-only"} else "vs the first model"
-    by_case: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for r in ok:
-        by_case.setdefault((r["format"], r["weights"], r["input_len"]), []).append(r)
-    for (fmt, weights, n), group in by_case.items():
+    by_case: dict[tuple[str, str, int, Any], list[dict[str, Any]]] = {}
+    for r in ok:  # pairs on one device only (`on`: the device of compare --on, absent here)
+        by_case.setdefault((r["format"], r["weights"], r["input_len"], r.get("on")), []).append(r)
+    for (fmt, weights, n, _), group in by_case.items():
         if mode.startswith("encoder"):
             pairs = [(a, b) for a in group if a["kind"] == "encoder-decoder" for b in group if b["kind"] == "decoder-only"]
         else:
