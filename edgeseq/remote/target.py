@@ -115,7 +115,7 @@ class Target:
                                    f"listens on port {self.port or 22}: ssh -p {self.port or 22} {self.login} true")
             if "Host key verification failed" in stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
                 return RemoteError(f"{self.name}'s host key is unknown or changed", "connect once with plain "
-                                   f"`ssh` to check and accept it (edgeseq never accepts host keys itself)")
+                                   "`ssh` to check and accept it (edgeseq never accepts host keys itself)")
             if any(p in stderr for p in _AUTH):
                 return RemoteError(f"login to {self.address} refused: {last}", "edgeseq logs in with keys only "
                                    "(BatchMode): ssh-copy-id the key, load it in ssh-agent, or name it in "
