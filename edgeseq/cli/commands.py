@@ -320,6 +320,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     if not a.no_plots:
         require("matplotlib", "compare")
     suite = load_suite(a.suite) if a.suite else Suite()
+    suite = suite.on(a.device or suite.device)  # the suite's settings for that device (per_device)
     given = {"formats": _words(a.formats), "weights": _words(a.weights), "input_lens": a.input_lens,
              "output_len": a.output_len, "reps": a.reps, "warmup": a.warmup, "parity_steps": a.parity_steps,
              "time_limit": a.time_limit, "device": a.device, "engine": a.engine, "threads": a.threads,

@@ -6,7 +6,7 @@ file's. Every field is checked here, before anything is exported or timed.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class Suite:
     threads: int | None = 2
     parity_steps: int = 32
     time_limit: float | None = None  # seconds per point (warm-up + reps); past it the point is a timeout
+    # per device class, the fields that change when the suite runs there (`--device gpu`: the GPU engine and
+    # the lengths a GPU takes); `on(device)` applies them, and the command line still wins over them
+    per_device: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +78,19 @@ class Suite:
                 raise UsageError(f"suite '{self.name}': {what}", "fix the suite file or the command-line option")
         return self
 
+    def on(self, device: str) -> "Suite":
+        """This suite as it runs on `device` (cpu | gpu | npu, with or without a vendor): its per_device
+        entry for that device class applied, the device set."""
+        if not isinstance(self.per_device, dict) or not all(isinstance(v, dict) for v in self.per_device.values()):
+            raise UsageError(f"suite '{self.name}': per_device must map a device class to fields",
+                             "e.g. per_device: {gpu: {engine: torch-compile, input_lens: [512, 1024]}}")
+        over = dict(self.per_device.get(device.partition(":")[0].lower()) or {})
+        bad = sorted(set(over) - set(_FIELDS) | set(over) & set(_FIXED))
+        if bad:
+            raise UsageError(f"suite '{self.name}': per_device cannot set {', '.join(bad)}",
+                             f"fields it can set: {', '.join(f for f in _FIELDS if f not in _FIXED)}")
+        return replace(self, **_lists(over), device=device)
+
     def pairs(self) -> list[tuple[str, str]]:
         """(format, weights) combinations that exist: onnx has fp32 only, openvino compresses."""
         from ..export.formats import spec
@@ -106,10 +122,14 @@ def load_suite(name_or_path: str) -> Suite:
     if unknown:
         raise UsageError(f"{path}: unknown field(s) {', '.join(unknown)}", f"fields: {', '.join(_FIELDS)}")
     data.setdefault("name", path.stem)
-    for key in ("models", "formats", "weights", "input_lens"):
-        if key in data and not isinstance(data[key], list):
-            data[key] = [data[key]]
-    return Suite(**data)
+    return Suite(**_lists(data))
+
+
+def _lists(data: dict[str, Any]) -> dict[str, Any]:
+    """Suite fields given as one value where a list is due, as lists."""
+    return {k: [v] if k in ("models", "formats", "weights", "input_lens") and not isinstance(v, list) else v
+            for k, v in data.items()}
 
 
 _FIELDS = [f.name for f in fields(Suite)]
+_FIXED = ("name", "models", "device", "per_device")  # what per_device cannot change

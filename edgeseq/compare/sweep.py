@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Any, Callable
 from ..artifact import manifest as mf
 from ..console import console
 from ..errors import EdgeseqError, ExportError
+from ..export import source_only
 from ..export.formats import spec as format_spec
 from ..profile.result import ProfileResult
 from ..profile.runner import ProfileConfig, check_cases, iter_profile
 from ..profile.store import ResultStore
+from ..reference import NAMES as PYTORCH
 from .suite import Suite
 
 RESULTS = "results.jsonl"
@@ -62,19 +65,29 @@ def slug(source: str) -> str:
 
 
 def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps: int,
-                    say: Callable[[str], None], lengths: tuple[list[int], int] | None = None) -> Path:
+                    say: Callable[[str], None], lengths: tuple[list[int], int] | None = None,
+                    engine: str | None = None) -> Path:
     """The artifact for (source, format, weights): an artifact directory as given, a finished
     export under OUT/artifacts reused, or a new export in a child process. `lengths` (input
     lengths, output length) sizes a static-shape format: each input length becomes a bucket, so
-    no point is padded."""
+    no point is padded. For a PyTorch `engine` (which reads no graphs), a source-only artifact
+    (export/source_only.py) instead of an export."""
     if is_artifact(source):
         return Path(source)
-    target = out / "artifacts" / f"{slug(source)}-{fmt}-{weights}"
+    pytorch = engine in PYTORCH
+    target = out / "artifacts" / (f"{slug(source)}-{source_only.FORMAT}" if pytorch else
+                                  f"{slug(source)}-{fmt}-{weights}")
     try:
         mf.read(target)
         return target
     except EdgeseqError:
         pass
+    if pytorch:
+        assert engine is not None
+        say(f"writing the manifest of {source} for {engine} (no graphs: it rebuilds the model from the source)")
+        shutil.rmtree(target, ignore_errors=True)
+        source_only.write(source, target, engine)
+        return target
     log = out / "logs" / f"{target.name}.export.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"exporting {source} to {fmt} ({weights}); log: {log}")
@@ -120,7 +133,7 @@ def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | Non
 
         try:
             art = ensure_artifact(source, fmt, weights, out, suite.parity_steps, say,
-                                  (suite.input_lens, suite.output_len))
+                                  (suite.input_lens, suite.output_len), suite.engine)
             m = mf.read(art)
         except EdgeseqError as e:
             for n in todo:
@@ -146,7 +159,8 @@ def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | Non
             for r in iter_profile(art, _config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
                 n = int(r.input_len or 0)
                 measured.add(n)
-                r.format, r.weights = fmt, weights  # as planned (an artifact directory's own, read from it)
+                # as planned (an artifact directory's own, read from it); a source-only artifact says so
+                r.format, r.weights = (m.format if m.format == source_only.FORMAT else fmt), weights
                 r.extra.update(source=source, point=keys[n])
                 store.add(r)  # status: ok or timeout
         except EdgeseqError as e:

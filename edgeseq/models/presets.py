@@ -69,8 +69,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # so that timing can follow its Figure 1(a) (512..8192 input tokens).
     "paper-encdec-330m": dict(model_type="paper-encdec", num_encoder_layers=20, num_layers=10, max_positions=8192),
     # the same block shape, decoder-only; 31 layers give 329,793,792 parameters (0.7% fewer), the
-    # closest match (the paper does not publish its decoder-only baseline's configuration)
-    "paper-deconly-330m": dict(model_type="paper-deconly", num_encoder_layers=0, num_layers=31, max_positions=8192),
+    # closest match (the paper does not publish its decoder-only baseline's configuration). Its cache holds the
+    # prompt and the output: 8256 positions take Figure 1(a)'s 8192-token input with 64 new tokens
+    "paper-deconly-330m": dict(model_type="paper-deconly", num_encoder_layers=0, num_layers=31, max_positions=8256),
     # the quick suite's match for SmolLM2-135M: SmolLM2's width (576, MLP 4x), the paper's head layout (6 query / 3
     # key-value heads of 64) and 2:1 encoder:decoder depth, 22/11 layers being the depth whose count comes closest
     "paper-encdec-135m": dict(model_type="paper-encdec", hidden_size=576, intermediate_size=2304,

@@ -16,8 +16,10 @@ def open_runner(artifact: Path, manifest: Any, device: str = "cpu", engine: str 
                 options: Any = None) -> Any:
     """The backend for `engine`: a PyTorch engine for one of NAMES, else the registry's engine
     (runtimes.open_backend). Callers that take a user's --engine open through here."""
-    from ..runtimes import BackendOptions, open_backend
+    from ..runtimes import BackendOptions, default_engine, open_backend
 
+    if engine is None and default_engine(manifest) in NAMES:  # a source-only artifact (export/source_only.py)
+        engine = default_engine(manifest)
     if engine not in NAMES:
         return open_backend(artifact, manifest, device, engine, options)
     if engine == COMPILED:

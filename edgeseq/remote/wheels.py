@@ -107,7 +107,13 @@ def edgeseq_wheel() -> Path:
     files = {f"edgeseq/{p.relative_to(pkg).as_posix()}": p.read_bytes() for p in sorted(pkg.rglob("*"))
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     info = f"edgeseq-{version}.dist-info"
-    meta = re.sub(r"(?m)^Version: .*$", f"Version: {version}", dist.read_text("METADATA") or "")
+    # METADATA of an installed wheel; PKG-INFO of an egg-info a source build leaves beside the checkout
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    if "\nName:" not in "\n" + text:
+        raise RemoteError(f"edgeseq's installed metadata ({dist.locate_file('')}) names no package, so no wheel "
+                          "of it can be made", "reinstall edgeseq (pip install -e .), or remove a stale "
+                          "edgeseq.egg-info from the working directory")
+    meta = re.sub(r"(?m)^Version: .*$", f"Version: {version}", text)
     files[f"{info}/METADATA"] = meta.encode()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgeseq\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     entry = dist.read_text("entry_points.txt")

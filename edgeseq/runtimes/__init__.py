@@ -77,9 +77,9 @@ def open_backend(artifact: Path, manifest: Manifest, device: str = "cpu", engine
             console.result(f"edgeseq: {device}: {default_engine(manifest)} has none here; using --engine {engine}")
     s = registry.spec(engine)
     if manifest.format not in s.formats:
-        readers = registry.readers(manifest.format)
+        readers = registry.readers(manifest.format) or ["torch-compile", "torch"]  # a source-only artifact
         raise ArtifactError(f"engine {engine} cannot run a {manifest.format} artifact",
-                            f"use --engine {' or '.join(readers) or '?'} or export with --format {s.formats[0]}")
+                            f"use --engine {' or '.join(readers)} or export with --format {s.formats[0]}")
     name = s.backend
     if manifest.static:
         if s.static_backend is None:
