@@ -27,7 +27,9 @@ HERE = Path(__file__).resolve()
 
 
 def hf_worker(a: argparse.Namespace) -> None:
-    """Time transformers generate() with a streamer that stamps each new token id."""
+    """Time transformers generate() with a streamer that stamps each new token id. `--device cuda`,
+    `--precision bf16|f16` (the model's parameters cast) and `--static` (generate's static cache, whose
+    decode forward transformers compiles itself) give the GPU baseline of benchmarks/gpu_check.sh."""
     import torch
     import transformers
     from tokenizers import Tokenizer
@@ -39,9 +41,11 @@ def hf_worker(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     spec = resolve(a.source, seed=0)
-    model = spec.model.eval()
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.precision]
+    model = spec.model.eval().to(a.device, dtype)
     tok = Tokenizer.from_file(str(Path(a.artifact) / "tokenizer.json"))
-    ids = torch.tensor([prompt_ids(tok, a.input_len, spec.dims.vocab_size)])
+    ids = torch.tensor([prompt_ids(tok, a.input_len, spec.dims.vocab_size)], device=a.device)
+    extra = {"cache_implementation": "static"} if a.static else {}
 
     class Stamp(BaseStreamer):
         def __init__(self) -> None:
@@ -50,12 +54,13 @@ def hf_worker(a: argparse.Namespace) -> None:
             self.skip = True  # generate() first puts the prompt (decoder-only) or the start token
 
         def put(self, value: torch.Tensor) -> None:
+            token = int(value.reshape(-1)[0])  # on a GPU: waits until the token exists
             t = time.perf_counter()
             if self.skip:
                 self.skip = False
                 return
             self.times.append(t)
-            self.ids.append(int(value.reshape(-1)[0]))
+            self.ids.append(token)
 
         def end(self) -> None:
             pass
@@ -66,15 +71,18 @@ def hf_worker(a: argparse.Namespace) -> None:
         with torch.inference_mode():
             t0 = time.perf_counter()
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=s, do_sample=False,
-                           num_beams=1, max_new_tokens=a.output_len, min_new_tokens=a.output_len)
+                           num_beams=1, max_new_tokens=a.output_len, min_new_tokens=a.output_len, **extra)
         assert len(s.times) == a.output_len, len(s.times)
         if r >= a.warmup:
             gaps = [y - x for x, y in zip(s.times, s.times[1:])]
             rows.append({"ttft_ms": (s.times[0] - t0) * 1e3, "tpot_ms": statistics.median(gaps) * 1e3,
                          "decode_tok_s": (len(s.times) - 1) / (s.times[-1] - s.times[0])})
-    print(json.dumps({"tool": "transformers eager", "versions": {"torch": torch.__version__,
-                      "transformers": transformers.__version__}, "gen_ids": s.ids,
-                      **_medians(rows), "samples": rows}))
+    tool = "transformers static cache (compiled by generate)" if a.static else "transformers eager"
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    # generate compiles the decode forward itself (CUDA and a static cache): whether it did, not assumed
+    compiled = hasattr(model, "_compiled_call")
+    print(json.dumps({"tool": tool, "device": a.device, "precision": a.precision, "versions": versions,
+                      "compiled_by_generate": compiled, "gen_ids": s.ids, **_medians(rows), "samples": rows}))
 
 
 def edgeseq_worker(a: argparse.Namespace) -> None:
@@ -177,6 +185,8 @@ def main() -> None:
     p.add_argument("--engine-option", action="append", default=None, help=argparse.SUPPRESS)
     p.add_argument("--source", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)  # hf worker: cpu | cuda
+    p.add_argument("--static", action="store_true", help=argparse.SUPPRESS)  # hf worker: generate's static cache
     a = p.parse_args()
     if a.worker:
         (hf_worker if a.worker == "hf" else edgeseq_worker)(a)
