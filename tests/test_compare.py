@@ -155,6 +155,38 @@ def test_shipped_suites() -> None:
     assert sorted(p.name for p in root.glob("*.yaml")) == sorted(f"{n}.yaml" for n in suite_names())
 
 
+def test_a_suite_on_a_device_takes_its_per_device_fields(tmp_path: Path) -> None:
+    from edgeseq.errors import UsageError
+
+    paper = load_suite("paper")
+    gpu = paper.on("gpu:cuda").validate()
+    assert (gpu.device, gpu.engine, gpu.precision, gpu.threads) == ("gpu:cuda", "torch-compile", "bf16", None)
+    assert gpu.input_lens == [512, 1024, 2048, 4096, 8192] and gpu.models == paper.models
+    cpu = paper.on("cpu")
+    assert (cpu.engine, cpu.input_lens) == (None, [128, 512, 1024, 2048])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [a, b]\nper_device: {gpu: {models: [c, d]}}\n")
+    with pytest.raises(UsageError, match="per_device cannot set models"):
+        load_suite(str(bad)).on("gpu")
+    bad.write_text("models: [a, b]\nper_device: {gpu: 3}\n")
+    with pytest.raises(UsageError, match="per_device must map a device class to fields"):
+        load_suite(str(bad)).on("gpu")
+
+
+def test_a_sweep_on_a_pytorch_engine_writes_source_only_artifacts(hf_dirs: dict[str, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "compare", str(hf_dirs["llama"]), str(hf_dirs["t5"]), "--engine", "torch-compile",
+                           "--engine-option", "compile=0", "--input-lens", "8", *FAST, "--out", str(out), "--no-plots")
+    assert code == 0, err
+    arts = sorted(p.name for p in (out / "artifacts").iterdir())
+    assert len(arts) == 2 and all(a.endswith("-source") for a in arts)
+    assert {p.name for p in (out / "artifacts" / arts[0]).iterdir()} == {"edgeseq.json", "tokenizer.json"}
+    rows = json.loads((out / "results.json").read_text())["points"]
+    assert [(r["format"], r["engine"], r["status"]) for r in rows] == [("source", "torch-compile", "ok")] * 2
+    assert "parity not passed" not in err  # the PyTorch engines run the source, not graphs a parity check covers
+
+
 def test_ctrl_c_keeps_finished_points_and_the_next_run_finishes(paper_artifacts: dict[str, Path], tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:

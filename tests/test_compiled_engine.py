@@ -156,6 +156,22 @@ def test_logits_left_on_the_device_decode_the_same(artifacts: dict[str, Path], c
     assert lazy.generate(PROMPTS, config=cfg).sequences == host.generate(PROMPTS, config=cfg).sequences
 
 
+def test_source_only_artifact_runs_on_the_pytorch_engines(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    from edgeseq.errors import ArtifactError
+    from edgeseq.export import source_only
+
+    art = tmp_path / "src"
+    m = source_only.write(str(hf_dirs["llama"]), art, "torch-compile")
+    assert m.format == "source" and sorted(p.name for p in art.iterdir()) == ["edgeseq.json", "tokenizer.json"]
+    model = edgeseq.load(art, engine_options=EAGER)  # its manifest names the engine
+    assert model.backend.engine == "torch-compile"
+    assert model.generate("hello", max_new_tokens=5).ids == edgeseq.load(art, engine="torch").generate(
+        "hello", max_new_tokens=5).ids
+    with pytest.raises(ArtifactError, match="cannot run a source artifact") as e:
+        edgeseq.load(art, engine="onnxruntime")
+    assert "--engine torch-compile or torch" in (e.value.hint or "")
+
+
 def test_bad_options_and_precision_name_the_fix(artifacts: dict[str, Path]) -> None:
     with pytest.raises(UsageError, match="weights='int4' is not one of float, int8") as e:
         edgeseq.load(artifacts["llama"], engine="torch-compile", engine_options={"weights": "int4"})
