@@ -116,7 +116,8 @@ def test_profile_json_records_the_effective_options(artifacts: dict[str, Path], 
                  "--warmup", "0", "--no-bandwidth", "--engine-option", "kv_buffer=0", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     opts = doc["results"][0]["engine_options"]
-    assert opts == {"huge_pages": None, "kv_buffer": False, "flush_denormals": True, "prepack": True}
+    assert opts == {"huge_pages": None, "kv_buffer": False, "flush_denormals": True, "prepack": True,
+                    "device_cache": None}
     assert doc["protocol"]["engine_options"] == {"kv_buffer": "0"}
 
 

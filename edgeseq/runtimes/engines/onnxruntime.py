@@ -47,6 +47,9 @@ class OnnxRuntimeOptions(EngineOptions):
     prepack: bool = field(default=True, metadata={
         "help": "repack matmul weights at load into the kernels' layout; False keeps one copy of the weights "
                 "(less memory, slower matmuls: docs/performance.md)"})
+    device_cache: bool | None = field(default=None, metadata={
+        "help": "keep the KV cache as OrtValues on the provider's device, bound each step (IO binding), only the "
+                "logits copied to the host; default: on GPU providers (CUDA, TensorRT)"})
 
 
 ENGINE = EngineSpec(
@@ -187,6 +190,7 @@ class _Sessions:
                            for f, r in reports.items()}}
 
 
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")  # their memory is the GPU's
 MIN_CAPACITY = 256  # cache positions a request's first buffers hold (SmolLM2-135M: 46 kB a position)
 PER_TOKEN = {"input_ids", "attention_mask", "position_ids", "logits_index"}  # step inputs that change every token
 
@@ -245,7 +249,10 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         self._outputs = {n: [o.name for o in s.get_outputs()] for n, s in self.sessions.items()}
         self._inputs = {n: {i.name for i in s.get_inputs()} for n, s in self.sessions.items()}
         step = "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
-        wanted = self.engine_options.kv_buffer
+        gpu = self.provider in GPU_PROVIDERS
+        self.device_cache = gpu if self.engine_options.device_cache is None else self.engine_options.device_cache
+        self.ort_device = ("cuda", 0) if gpu else ("cpu", 0)  # where the cache's OrtValues live
+        wanted = self.engine_options.kv_buffer and not self.device_cache
         if wanted and self.provider == "CPUExecutionProvider" \
                 and "GroupQueryAttention" in self.manifest.components[step].contrib_ops:
             self._in_place = step
@@ -267,6 +274,10 @@ class OnnxRuntimeBackend(_Sessions, StepBackend):
         return dict(zip(self._outputs[component], outs))
 
     def cache_form(self) -> CacheForm[Any]:
+        if self.device_cache:
+            from .ort_device import DeviceValues
+
+            return DeviceValues(self)
         return BoundBuffers(self) if self._in_place else super().cache_form()
 
     def placement(self) -> dict[str, Any]:
