@@ -19,7 +19,7 @@ from conftest import LITERT_MISSING, cache_walk
 from edgeseq.accuracy import TOLERANCE
 from edgeseq.artifact import manifest as mf
 from edgeseq.errors import InputError
-from edgeseq.runtimes import open_backend
+from edgeseq.reference import open_runner
 from edgeseq.runtimes.base import BackendOptions
 
 
@@ -53,6 +53,9 @@ class Pair:
 PAIRS = [
     Pair("onnxruntime", "arrays", "artifacts", extra={"kv_buffer": False}),
     Pair("onnxruntime", "buffers", "artifacts", extra={"kv_buffer": True}),
+    Pair("onnxruntime", "device-values", "artifacts", extra={"device_cache": True}),  # a GPU's default, on the CPU
+    # the compiled PyTorch engine's leased slots, eager here (tests/test_compiled_engine.py compiles them)
+    Pair("torch-compile", "device-slots", "artifacts", extra={"compile": False, "min_bucket": 16}),
     Pair("openvino", "arrays", "ov_ir", extra={"precision": "f32", "stateful": False}, missing=_ov_missing),
     Pair("openvino", "state", "ov_ir", extra={"precision": "f32", "paged": False}, missing=_ov_missing),
     # encoder-decoder steps keep the state form: paged attention is decoder-only
@@ -84,7 +87,7 @@ def reference(artifacts: dict[str, Path]) -> Callable[[str], list[np.ndarray]]:
     def walk(family: str) -> list[np.ndarray]:
         if family not in done:
             m = mf.read(artifacts[family])
-            b = open_backend(artifacts[family], m, "cpu", "onnxruntime", BackendOptions(engine_options={"kv_buffer": False}))
+            b = open_runner(artifacts[family], m, "cpu", "onnxruntime", BackendOptions(engine_options={"kv_buffer": False}))
             done[family] = cache_walk(b, m)
         return done[family]
 
@@ -107,7 +110,7 @@ def test_cache_form_walk(pair: Pair, family: str, request: pytest.FixtureRequest
     m = mf.read(d)
     options = dict(pair.extra)  # the engine's typed options, plus the common precision setting
     precision = options.pop("precision", "f32")
-    b = open_backend(d, m, pair.device, pair.engine, BackendOptions(precision=precision, engine_options=options))
+    b = open_runner(d, m, pair.device, pair.engine, BackendOptions(precision=precision, engine_options=options))
     assert b.kv_cache.name == pair.form, f"{pair.engine} picked {type(b.kv_cache).__name__}"
     described = (b.placement() or {}).get("kv_cache")
     assert (described is None) == (pair.form in ("arrays", "slots")), described  # the held forms say what they are

@@ -378,6 +378,7 @@ class CompiledBackend(TorchBackend):
             if opts.compile else "eager"
         out["cuda_graphs"] = "per (batch, cache bucket, cross length)" if self.graphs else "off"
         out["cache_buckets"] = [list(k) for k in self.pool.held()]
+        out.update(self._cache_placement())
         out["note"] = ("PyTorch (torch-compile engine): the exporters' step modules rebuilt from the source, "
                        "with a preallocated device cache; none of the artifact's graphs run")
         return out
