@@ -58,7 +58,7 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
             continue
         try:
             art = sweep.ensure_artifact(source, fmt, weights, out, suite.parity_steps, say,
-                                        (suite.input_lens, suite.output_len))
+                                        (suite.input_lens, suite.output_len), suite.engine)
             mf.read(art)
             jobs.append((source, fmt, weights, art, None))
         except EdgeseqError as e:
