@@ -29,6 +29,31 @@ def _load(path: Path) -> Any:
         return None
 
 
+def host_facts() -> dict[str, Any]:
+    """The GPU, its driver, torch and CUDA versions, the CPU: what the figures depend on."""
+    import platform
+    import subprocess
+
+    import torch
+
+    facts: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda, "cpu": platform.processor()
+                             or platform.machine(), "python": platform.python_version()}
+    if torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name(0)
+        try:
+            facts["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                             capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            facts["driver"] = "?"
+    try:
+        import triton
+
+        facts["triton"] = triton.__version__
+    except ImportError:
+        facts["triton"] = None
+    return facts
+
+
 def main(out: Path) -> int:
     rows: list[dict[str, Any]] = []
     for f in sorted(out.glob("torch-compile-*.json")):
@@ -64,7 +89,10 @@ def main(out: Path) -> int:
                       f"decode {r['decode_tok_s']:>7.0f} tok/s")
             else:
                 print(f"  in={r['input_len']:>5} {str(r['model']):<40} {r['status']}")
-    (out / "summary.json").write_text(json.dumps({"rows": rows, "paper": paper_rows, "goals": GOALS}, indent=1))
+    facts = host_facts()
+    print("host:", ", ".join(f"{k} {v}" for k, v in facts.items()))
+    (out / "summary.json").write_text(json.dumps({"host": facts, "rows": rows, "paper": paper_rows, "goals": GOALS},
+                                                 indent=1))
     print(f"\nwrote {out / 'summary.json'}; goals met: {'all' if met_all and rows else 'not all'}")
     return 0
 
