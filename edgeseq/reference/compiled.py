@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..runtimes.base import State, StepBackend
+from ..runtimes.base import State, StepBackend, step_name
 from ..runtimes.cache import CacheForm
 from ..runtimes.options import EngineOptions
 from ..runtimes.static import free_slots
@@ -177,11 +177,10 @@ class CompiledBackend(TorchBackend):
         steps = [c.module for c in comps]
         if opts.weights == "int8":
             int8_linears([spec.model, *steps], self.dtype)
-        cast_parameters(spec.model, self.dtype)
-        for s in steps:
-            cast_parameters(s, self.dtype)
+        for root in (spec.model, *steps):  # the steps share the model's layers; a step may hold more
+            cast_parameters(root, self.dtype)
         self._place(spec, comps)
-        step = self.step_component
+        step = self.step_component = step_name(self.manifest)
         self._inputs[step] = [*self._inputs[step][:3], "logits_index", *self._inputs[step][3:]]
         d = self.manifest.dims
         cache = self.manifest.components[step].cache_inputs
@@ -197,10 +196,6 @@ class CompiledBackend(TorchBackend):
         self.precision = asked + (" (int8 weight-only linears)" if opts.weights == "int8" else "")
         if self.manifest.quantization:
             self.precision += f" (source weights, not the artifact's {self.manifest.quantization})"
-
-    @property
-    def step_component(self) -> str:
-        return "decoder" if self.manifest.kind == "decoder-only" else "decoder_step"
 
     def _component_call(self, name: str, kv: Any) -> Any:
         """A plain function of tensors for one component; the step's also takes the logits positions (or
