@@ -77,7 +77,7 @@ EOF
 
 if [ "${TESTS:-1}" = 1 ] && "$PY" -c "import pytest, onnx, onnxscript, onnxruntime" 2>/dev/null; then
     step "pytest: the torch engines on CUDA (tiny models; the ONNX exports the fixtures make run on the CPU)"
-    timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_compiled_engine.py tests/test_torch_engine.py \
+    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_compiled_engine.py tests/test_torch_engine.py \
         -k "cuda" || fail "pytest -k cuda"
 else
     step "pytest step skipped (TESTS=0, or pytest / onnx / onnxscript / onnxruntime missing)"
@@ -94,12 +94,12 @@ done
 
 step "edgeseq torch-compile vs transformers' static cache: in $INPUT_LEN / out $OUTPUT_LEN, batch 1"
 for p in $PRECISIONS; do
-    timeout 200 "$PY" -m edgeseq profile "${ARTS[@]}" --engine torch-compile --device "$GPU_DEVICE" \
+    timeout 150 "$PY" -m edgeseq profile "${ARTS[@]}" --engine torch-compile --device "$GPU_DEVICE" \
         --precision "$p" --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" --reps "$REPS" --warmup "$WARMUP" \
         --no-bandwidth --json "$OUT/torch-compile-$p.json" || fail "profile torch-compile $p"
     for art in "${ARTS[@]}"; do
         m=$(basename "$art")
-        timeout 120 "$PY" benchmarks/vs_transformers.py --worker hf --source "preset:$m" --artifact "$art" \
+        timeout 75 "$PY" benchmarks/vs_transformers.py --worker hf --source "preset:$m" --artifact "$art" \
             --device "$HF_DEVICE" --precision "$p" --static --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" \
             --reps "$REPS" --warmup "$WARMUP" --threads "$(nproc)" > "$OUT/transformers-$m-$p.json" \
             || fail "transformers static cache $m $p"
@@ -111,7 +111,7 @@ if [ "${PAPER:-1}" = 1 ]; then
     step "edgeseq compare --suite paper --device $GPU_DEVICE"
     lens=()
     [ -n "${PAPER_LENS:-}" ] && lens=(--input-lens "$PAPER_LENS")
-    timeout 240 "$PY" -m edgeseq compare --suite paper --device "$GPU_DEVICE" --out "$OUT/paper-gpu" \
+    timeout 210 "$PY" -m edgeseq compare --suite paper --device "$GPU_DEVICE" --out "$OUT/paper-gpu" \
         --no-bandwidth --no-plots --reps 3 "${lens[@]}" || fail "compare --suite paper --device $GPU_DEVICE"
 fi
 
