@@ -320,7 +320,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     todo = sweep.pending(suite, store)
     console.say(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
                 f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}")
-    bw = None if a.no_bandwidth else copy_gb_s(threads=suite.threads or 2)
+    # on a Ray cluster each node measures its own bandwidth (the rows' host facts), so none is measured here
+    bw = None if a.no_bandwidth or a.ray is not None else copy_gb_s(threads=suite.threads or 2)
+    disconnect = None
+    if a.ray is not None and todo:
+        from ..compare import ray_sweep
+
+        disconnect = ray_sweep.connect(a.ray or None)
     interrupted = False
     try:
         with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=console.err,
@@ -330,11 +336,17 @@ def cmd_compare(a: argparse.Namespace) -> int:
                 if not console.quiet:
                     bar.write(msg, file=console.err)
 
-            sweep.run(suite, out, store, bw, bar, say=say)
+            if disconnect is not None:
+                ray_sweep.run(suite, out, store, not a.no_bandwidth, bar, say=say)
+            else:
+                sweep.run(suite, out, store, bw, bar, say=say)
     except KeyboardInterrupt:  # the store holds every point finished before the interrupt
         interrupted = True
         console.result(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command "
                        "to resume")
+    finally:
+        if disconnect is not None:
+            disconnect()
     rows = sweep.rows_for(suite, store)
     if not rows:
         return 130 if interrupted else 1
