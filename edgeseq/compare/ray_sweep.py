@@ -29,12 +29,19 @@ from .suite import Suite
 
 LOST_TRIES = 3  # a point whose worker or node died is sent this many times before it is recorded failed
 NO_NODE_S = 60.0  # points left with no live node for this long are recorded failed
+REST_S = 15.0  # a node that lost a point gets no other for this long (the cluster may not know it is dead yet)
+PROBE_WAIT_S = 30.0  # the first points wait this long at most for every node's facts, so all nodes share the sweep
 Item = tuple[sweep.Target, int]  # a point: its target and input length
 
 
 def connect(address: str | None) -> Callable[[], None]:
     """Join the Ray cluster at `address`, or start a local Ray runtime (this machine, loopback only)
     when None; returns the function that disconnects (and stops a local runtime)."""
+    if address is None:
+        # Ray's own switch for single-machine runtimes (read when ray is imported): every server on the
+        # loopback address; and no usage report leaves the machine
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
     except ImportError as e:
@@ -42,9 +49,6 @@ def connect(address: str | None) -> Callable[[], None]:
                                      "pip install 'edgeseq[ray]' (here and on every node)") from e
     quiet: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
-        # Ray's own switch for single-machine runtimes: every server on the loopback address
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(include_dashboard=False, **quiet)
     else:
         try:
@@ -86,11 +90,13 @@ class _Sweep:
         self.progress, self.say, self.shared, self.dispatched = progress, say, shared, dispatched
         self.threads = (suite.threads or 2) if bandwidth else None
         self.queue: deque[Item] = deque()
-        self.lost: Counter[Item] = Counter()
+        self.started = time.monotonic()
+        self.lost: Counter[str] = Counter()  # point key -> times its worker or node died under it
         self.arts: dict[int, tuple[str, str, Any]] = {}  # id(target) -> driver path, digest, packed ref
         self.pending: dict[Any, tuple[str, Any]] = {}  # ref -> what it is ("export" | "facts" | "point") and its item
         self.facts: dict[str, dict[str, Any] | None] = {}  # node id -> its facts (None while measured)
         self.busy: dict[str, Any] = {}  # node id -> the ref of its point
+        self.resting: dict[str, float] = {}  # node id -> when it may get a point again, after it lost one
         self.export_fn = ray.remote(num_cpus=1, max_retries=2, num_returns=2)(ray_nodes.export)
         self.facts_fn = ray.remote(max_retries=0)(ray_nodes.host_facts)
         self.point_fn = ray.remote(max_retries=0, max_calls=1)(ray_nodes.point)  # a fresh process per point
@@ -159,9 +165,11 @@ class _Sweep:
         """One point to each idle node whose facts are in, holding every CPU of that node."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        if time.monotonic() - self.started < PROBE_WAIT_S and any(self.facts.get(n) is None for n in live):
+            return
         for node, cpus in live.items():
             facts = self.facts.get(node)
-            if not self.queue or facts is None or node in self.busy:
+            if not self.queue or facts is None or node in self.busy or self.resting.get(node, 0) > time.monotonic():
                 continue
             t, n = item = self.queue.popleft()
             path, want, packed = self.arts[id(t)]
@@ -203,9 +211,10 @@ class _Sweep:
             if isinstance(got, errors.RayTaskError):
                 self._fail(item, _line(got))
             elif isinstance(got, BaseException):  # the worker or the node died: the point goes again
-                self.lost[item] += 1
                 t, n = item
-                if self.lost[item] < LOST_TRIES:
+                self.lost[t.keys[n]] += 1
+                self.resting[node] = time.monotonic() + REST_S
+                if self.lost[t.keys[n]] < LOST_TRIES:
                     self.queue.appendleft(item)
                     self.say(f"lost {t.source} {t.fmt} {t.weights} in={n} ({type(got).__name__}): sent again")
                 else:
