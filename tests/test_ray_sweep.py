@@ -141,3 +141,20 @@ def test_a_node_killed_mid_sweep_loses_only_its_point(paper_artifacts: dict[str,
                                                     "edgeseq.json").is_file()
     assert "object store" in {r["artifact_via"] for r in rows}
 
+
+
+def test_an_address_nobody_answers_and_a_missing_ray_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["compare", "preset:a", "preset:b", "--out", str(tmp_path / "r"), *FAST]
+    assert main([*args, "--ray", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: no Ray cluster answers at 127.0.0.1:{port}" in err and "hint: start one with `ray start" in err
+    assert "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    assert main([*args, "--ray"]) == 5
+    assert "hint: pip install 'edgeseq[ray]'" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def connect(address: str | None) -> Callable[[], None]:
     if address is None:
         ray.init(include_dashboard=False, **quiet)
     else:
+        _reachable(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -246,3 +247,18 @@ def _line(e: Any) -> str:
     """An error (a Ray error wraps the task's traceback) as one line: its last non-empty line."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[-1] if lines else type(e).__name__
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a HOST:PORT that does not answer at once (Ray itself keeps retrying for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # `auto` or a ray:// client address: Ray resolves and reports those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UsageError(f"no Ray cluster answers at {address} ({e.strerror or type(e).__name__})",
+                         "start one with `ray start --head --port PORT` on the head node, check the address "
+                         "and the firewall, or drop the address for a local runtime") from e
