@@ -64,9 +64,14 @@ def unpack(data: bytes, dest: Path) -> Path:
     return dest
 
 
+class NeedsBytes(Exception):
+    """The node has no copy of the artifact and none was sent: the driver sends the point again with one."""
+
+
 def arrive(path: str, want: str, box: list[Any], shared: bool) -> tuple[Path, str]:
     """The artifact on this node and how it came: the driver's own directory where this node sees it
-    (`shared`), else this node's cache, else the packed bytes from the object store (box[0])."""
+    (`shared`), else this node's cache, else the packed bytes from the object store (box[0]; an empty
+    box raises NeedsBytes)."""
     import ray
 
     here = Path(path)
@@ -80,6 +85,8 @@ def arrive(path: str, want: str, box: list[Any], shared: bool) -> tuple[Path, st
             return cached, "node cache"
         except ArtifactError:
             pass  # altered since: fetch it again
+    if not box:
+        raise NeedsBytes(path)
     unpack(ray.get(box[0]), cached)
     if digest(cached) != want:
         raise ArtifactError(f"the artifact that reached {socket.gethostname()} is not the one sent",
@@ -116,9 +123,10 @@ def export(source: str, fmt: str, weights: str, parity_steps: int, lengths: tupl
 
 
 def point(suite: Suite, t: Target, n: int, path: str, want: str, box: list[Any], shared: bool,
-          facts: dict[str, Any]) -> ProfileResult:
+          facts: dict[str, Any]) -> ProfileResult | None:
     """Profile input length `n` of target `t` on this node: the stored row, measured or failed, with
-    this node's host facts; its artifact is named by the driver's `path`, so rows match a local sweep's."""
+    this node's host facts (its artifact named by the driver's `path`, so rows match a local sweep's);
+    None when the node needs the artifact's bytes (`box` empty and no copy here)."""
     try:
         art, via = arrive(path, want, box, shared)
         rows = list(iter_profile(art, config(suite, [n]), None, facts.get("bandwidth_gb_s"),
@@ -132,5 +140,7 @@ def point(suite: Suite, t: Target, n: int, path: str, want: str, box: list[Any],
         r = failed(suite, t, n, e.message)
     except MemoryError:
         r = failed(suite, t, n, "out of memory")
+    except NeedsBytes:
+        return None
     r.extra["host"] = facts
     return r

@@ -93,7 +93,7 @@ class _Sweep:
         self.queue: deque[Item] = deque()
         self.started = time.monotonic()
         self.lost: Counter[str] = Counter()  # point key -> times its worker or node died under it
-        self.arts: dict[int, tuple[str, str, Any]] = {}  # id(target) -> driver path, digest, packed ref
+        self.arts: dict[int, tuple[str, str, Any]] = {}  # id(target) -> driver path, digest, packed ref or None
         self.pending: dict[Any, tuple[str, Any]] = {}  # ref -> what it is ("export" | "facts" | "point") and its item
         self.facts: dict[str, dict[str, Any] | None] = {}  # node id -> its facts (None while measured)
         self.busy: dict[str, Any] = {}  # node id -> the ref of its point
@@ -141,7 +141,7 @@ class _Sweep:
             self.pending[err] = ("export", (t, data))
             self.say(f"exporting {t.source} to {t.fmt} ({t.weights}) on the cluster")
             return
-        self._ready(t, here, self.ray.put(ray_nodes.pack(here)))
+        self._ready(t, here, None)  # packed into the object store only when a node cannot see it
 
     def _ready(self, t: sweep.Target, art: Path, packed: Any) -> None:
         m = mf.read(art)
@@ -175,7 +175,8 @@ class _Sweep:
             t, n = item = self.queue.popleft()
             path, want, packed = self.arts[id(t)]
             ref = self.point_fn.options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(
-                node, soft=False)).remote(self.suite, t, n, path, want, [packed], self.shared, facts)
+                node, soft=False)).remote(self.suite, t, n, path, want, [] if packed is None else [packed],
+                                          self.shared, facts)
             self.pending[ref], self.busy[node] = ("point", (node, item)), ref
             if self.dispatched:
                 self.dispatched(node, t, n)
@@ -220,6 +221,11 @@ class _Sweep:
                     self.say(f"lost {t.source} {t.fmt} {t.weights} in={n} ({type(got).__name__}): sent again")
                 else:
                     self._fail(item, f"its Ray worker died {LOST_TRIES} times ({type(got).__name__})")
+            elif got is None:  # the node cannot see the driver's directory: send it the bytes
+                path, want, packed = self.arts[id(item[0])]
+                if packed is None:
+                    self.arts[id(item[0])] = (path, want, self.ray.put(ray_nodes.pack(Path(path))))
+                self.queue.appendleft(item)
             else:
                 self._add(got)
 
