@@ -102,6 +102,37 @@ def test_points_spread_over_both_nodes_and_the_rows_match_a_local_sweep(
     assert (tmp_path / "ray" / "results.jsonl").read_text().splitlines() == lines
 
 
+
+def test_ctrl_c_keeps_the_finished_points_and_the_next_run_measures_the_rest(
+        paper_artifacts: dict[str, Path], cluster: Any, tmp_path: Path) -> None:
+    import ray
+
+    from edgeseq.compare import Suite, ray_sweep, sweep
+
+    suite = Suite(models=[str(paper_artifacts["paper-encdec"]), str(paper_artifacts["paper-deconly"])],
+                  input_lens=[8, 32], output_len=4, reps=1, warmup=0).validate()
+    out, sent = tmp_path / "r", []
+
+    def interrupt_on_the_third(node: str, t: sweep.Target, n: int) -> None:
+        sent.append(node)
+        if len(sent) == 3:  # sent when a node came free: at least one point has finished
+            raise KeyboardInterrupt
+
+    try:
+        ray_sweep.connect(cluster.address)
+        with pytest.raises(KeyboardInterrupt):
+            ray_sweep.run(suite, out, sweep.open_store(out), bandwidth=False, dispatched=interrupt_on_the_third)
+        kept = (out / "results.jsonl").read_text().splitlines()
+        assert 1 <= len(kept) <= 2 and all(json.loads(x)["status"] == "ok" for x in kept)
+        store = sweep.open_store(out)
+        assert sweep.pending(suite, store) == 4 - len(kept)
+        ray_sweep.run(suite, out, store, bandwidth=False)
+    finally:
+        ray.shutdown()
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert lines[:len(kept)] == kept and len(lines) == 4  # the finished points were not measured again
+    assert sweep.pending(suite, sweep.open_store(out)) == 0
+
 def test_a_node_killed_mid_sweep_loses_only_its_point(paper_artifacts: dict[str, Path], cluster: Any,
                                                       tmp_path: Path) -> None:
     """A third node is killed (raylet and workers, SIGKILL) as soon as it is handed a point; that point
