@@ -120,14 +120,16 @@ class _Sweep:
                             self._fail(self.queue.popleft(), "no live Ray node was left to run it")
                 else:
                     alone_since = None
-                done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0) if self.pending \
-                    else ([], [])
+                if not self.pending:  # points wait for a node to rest or to appear
+                    time.sleep(0.5)
+                    continue
+                done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=1.0)
                 for ref in done:
-                    self._finished(ref, live)
+                    self._finished(ref)
         finally:
             for ref, (kind, _) in self.pending.items():  # Ctrl-C or an error: what finished is in the store
-                if kind != "export":
-                    self.ray.cancel(ref, force=True)
+                # an export is interrupted, not killed, so that its child process is ended with it
+                self.ray.cancel(ref, force=kind != "export")
 
     def _start(self, t: sweep.Target) -> None:
         """Queue the target's points: its artifact here already, or after its export task."""
@@ -181,7 +183,7 @@ class _Sweep:
             if self.dispatched:
                 self.dispatched(node, t, n)
 
-    def _finished(self, ref: Any, live: dict[str, int]) -> None:
+    def _finished(self, ref: Any) -> None:
         kind, what = self.pending.pop(ref)
         errors = self.ray.exceptions
         if kind == "export":
