@@ -210,3 +210,35 @@ def test_ctrl_c_keeps_finished_points_and_the_next_run_finishes(paper_artifacts:
     code, _, _ = run_cli(capsys, "compare", *arts, "--input-lens", "8,16", "--out", str(out), "--no-plots", *FAST)
     assert code == 0 and len(_lines(out / "results.jsonl")) == 4
     assert json.loads((out / "results.json").read_text())["complete"] is True
+
+
+def test_rows_of_different_hosts_are_grouped_and_never_set_against_each_other(
+        paper_artifacts: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows recorded by cluster nodes (`compare --ray`) carry their host's facts; two kinds of host give
+    two tables and ratios within each kind only."""
+    from edgeseq.compare import report, sweep
+    from edgeseq.profile.result import RunHeader
+
+    arts = [str(paper_artifacts["paper-encdec"]), str(paper_artifacts["paper-deconly"])]
+    out = tmp_path / "r"
+    assert run_cli(capsys, "compare", *arts, "--input-lens", "8,32", "--out", str(out), "--no-plots", *FAST)[0] == 0
+    suite = Suite(models=arts, input_lens=[8, 32], output_len=4, reps=1, warmup=0).validate()
+    rows = sweep.rows_for(suite, sweep.open_store(out))
+    for r in rows:  # the 8-token points on one kind of host, the 32-token points on another
+        cpu = "CPU A" if r.input_len == 8 else "CPU B"
+        r.extra["host"] = {"cpu": cpu, "cores": 4, "hostname": f"box-{cpu[-1]}", "node_id": f"{cpu[-1]}" * 8,
+                           "bandwidth_gb_s": 10.0}
+    (tmp_path / "grouped").mkdir()
+    done = report.write(suite, rows, tmp_path / "grouped", RunHeader.here(), plots=False)
+    index = (tmp_path / "grouped" / "index.md").read_text()
+    assert "### CPU A, 4 cores" in index and "### CPU B, 4 cores" in index and "grouped by kind of host" in index
+    tables = index[index.index("## Measurements"):]
+    assert tables.index("### CPU A") < tables.index("| encoder-decoder | 8 |") < tables.index("### CPU B") \
+        < tables.index("| encoder-decoder | 32 |")
+    assert [(r["input_len"], r["host"]) for r in done.sections["ratios"]] == [(8, "CPU A, 4 cores"),
+                                                                            (32, "CPU B, 4 cores")]
+    assert done.sections["hosts"]["CPU A, 4 cores"]["nodes"] == ["box-A (AAAAAAAA)"]
+    assert report.summary_lines(done)[0].endswith("on CPU A, 4 cores")
+    # rows of one process (no host facts): one table, as before
+    plain = (out / "index.md").read_text()
+    assert "###" not in plain and "Ray node" not in plain

@@ -141,7 +141,7 @@ def test_compare_passes_delegate_and_options_to_the_profile(monkeypatch: pytest.
     from edgeseq.compare import Suite, sweep
 
     suite = Suite(models=["a", "b"], delegate="/lib/d.so", engine_options={"paged": "0"})
-    cfg = sweep._config(suite, [8])
+    cfg = sweep.config(suite, [8])
     assert cfg.delegate == "/lib/d.so" and cfg.engine_options == {"paged": "0"}
     plain = Suite(models=["a", "b"])
     # a suite without them keeps the point keys of earlier stores

@@ -327,13 +327,22 @@ def cmd_compare(a: argparse.Namespace) -> int:
              "precision": a.precision, "delegate": a.delegate,
              "engine_options": parse_pairs(a.engine_option) or None, "models": a.models or None}
     suite = replace(suite, **{k: v for k, v in given.items() if v is not None}).validate()
+    on = remote_targets(a.on)
+    if on and a.ray is not None:
+        raise UsageError("--on and --ray are two ways to spread a sweep: use one",
+                         "--on ssh://... for devices over SSH, --ray for the nodes of a Ray cluster")
     out = Path(a.out)
     store = sweep.open_store(out)
-    on = remote_targets(a.on)
     todo = on_sweep.pending(suite, store, on) if on else sweep.pending(suite, store)
     console.say(f"compare '{suite.name}': {len(suite.models)} models x {len(suite.pairs())} format/weights x "
                 f"{len(suite.input_lens)} input lengths, {todo} point(s) to measure -> {out}")
-    bw = None if a.no_bandwidth or on else copy_gb_s(threads=suite.threads or 2)  # --on: measured there
+    # --on and --ray: each device or node measures its own bandwidth (the rows' host facts), none here
+    bw = None if a.no_bandwidth or on or a.ray is not None else copy_gb_s(threads=suite.threads or 2)
+    disconnect = None
+    if a.ray is not None and todo:
+        from ..compare import ray_sweep
+
+        disconnect = ray_sweep.connect(a.ray or None)
     interrupted = False
     try:
         with tqdm(total=todo * (suite.warmup + suite.reps), desc="compare", unit="run", file=console.err,
@@ -346,12 +355,17 @@ def cmd_compare(a: argparse.Namespace) -> int:
             if on:
                 with connection(*on):
                     on_sweep.run_on(on, suite, out, store, bar, say, bandwidth=not a.no_bandwidth)
+            elif disconnect is not None:
+                ray_sweep.run(suite, out, store, not a.no_bandwidth, bar, say=say)
             else:
                 sweep.run(suite, out, store, bw, bar, say=say)
     except KeyboardInterrupt:  # the store holds every point finished before the interrupt
         interrupted = True
         console.result(f"\ninterrupted: finished points are kept in {out / sweep.RESULTS}; run the same command "
                        "to resume")
+    finally:
+        if disconnect is not None:
+            disconnect()
     rows = on_sweep.rows_for(suite, store, on) if on else sweep.rows_for(suite, store)
     if not rows:
         return 130 if interrupted else 1

@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     c.add_argument("--no-bandwidth", action="store_true", help="skip the memory-bandwidth measurement")
     _on_arg(c, "measure every point", several=True)
+    c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the sweep on a Ray cluster (needs edgeseq[ray]): each export and each profile point is a "
+                   "Ray task, a point holds every CPU of its node, every row records its node's host facts. "
+                   "ADDRESS: the head's HOST:PORT (or auto); without it, a local Ray runtime on this machine")
     _runtime_args(c, None, suite=True)
 
     dv = sub.add_parser("devices", help="list engines and devices on this host, and what each missing one needs")

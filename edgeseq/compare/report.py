@@ -29,6 +29,29 @@ def series(row: ProfileResult) -> str:
     return f"{row.get('label') or row['source']} / {row['format']} {row['weights']}"
 
 
+def host_label(row: ProfileResult) -> str | None:
+    """The kind of host a row was measured on (CPU model and cores), for rows a cluster node recorded
+    (`compare --ray`); None for rows measured by this process."""
+    h = row.get("host")
+    return f"{h.get('cpu', '?')}, {h.get('cores', '?')} cores" if isinstance(h, dict) else None
+
+
+def hosts(rows: list[ProfileResult]) -> dict[str, dict[str, Any]]:
+    """Per kind of host: its nodes (host name and node id) and their measured bandwidths."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        label = host_label(r)
+        if label is None or r["status"] != "ok":
+            continue
+        h = out.setdefault(label, {"nodes": [], "bandwidth_gb_s": []})
+        name = f"{r['host'].get('hostname', '?')} ({str(r['host'].get('node_id', ''))[:8]})"
+        if name not in h["nodes"]:
+            h["nodes"].append(name)
+            if r["host"].get("bandwidth_gb_s"):
+                h["bandwidth_gb_s"].append(r["host"]["bandwidth_gb_s"])
+    return out
+
+
 def models(rows: list[ProfileResult]) -> dict[str, dict[str, Any]]:
     """Per artifact: kind, parameters, size, tokenizer and the arithmetic at each measured length."""
     out: dict[str, dict[str, Any]] = {}
@@ -75,10 +98,10 @@ def headline(rows: list[ProfileResult], info: dict[str, dict[str, Any]]) -> tupl
     kinds = {info[r["artifact"]]["kind"] for r in ok}
     out = []
     mode = "encoder-decoder vs decoder-only" if kinds == {"encoder-decoder", "decoder-only"} else "vs the first model"
-    by_case: dict[tuple[str, str, int, Any], list[dict[str, Any]]] = {}
-    for r in ok:  # pairs on one device only (`on`: the device of compare --on, absent here)
-        by_case.setdefault((r["format"], r["weights"], r["input_len"], r.get("on")), []).append(r)
-    for (fmt, weights, n, _), group in by_case.items():
+    by_case: dict[tuple[str, str, int, Any, str | None], list[dict[str, Any]]] = {}
+    for r in ok:  # pairs on one device (`on`: compare --on's) and one kind of host (compare --ray's nodes) only
+        by_case.setdefault((r["format"], r["weights"], r["input_len"], r.get("on"), host_label(r)), []).append(r)
+    for (fmt, weights, n, _, host), group in by_case.items():
         if mode.startswith("encoder"):
             pairs = [(a, b) for a in group if a["kind"] == "encoder-decoder" for b in group if b["kind"] == "decoder-only"]
         else:
@@ -91,7 +114,7 @@ def headline(rows: list[ProfileResult], info: dict[str, dict[str, Any]]) -> tupl
                         "ttft_a_ms": a["ttft_ms"], "ttft_b_ms": b["ttft_ms"],
                         "ttft_lower": _round(1 - a["ttft_ms"] / b["ttft_ms"]),
                         "decode_ratio": _round(a["decode_tok_s"] / b["decode_tok_s"]),
-                        "e2e_ratio": _round(b["e2e_ms"] / a["e2e_ms"])})
+                        "e2e_ratio": _round(b["e2e_ms"] / a["e2e_ms"]), **({"host": host} if host else {})})
     return out, mode
 
 
@@ -118,7 +141,7 @@ def write(suite: Any, rows: list[ProfileResult], out: Path, header: RunHeader, c
     report = RunReport(header, rows, complete, results_key="points", sections={
         "suite": suite.as_dict(), "warnings": warnings, "ratio_mode": mode,
         "models": {k: {kk: vv for kk, vv in v.items() if kk != "manifest"} for k, v in info.items()},
-        "ratios": ratios})
+        "ratios": ratios, **({"hosts": hosts(rows)} if hosts(rows) else {})})
     report.write_json(out / "results.json")
     images = []
     if plots:
@@ -134,7 +157,8 @@ def summary_lines(report: RunReport) -> list[str]:
     return [f"{r['format']} {r['weights']} in={r['input_len']}: {r['a']} ({params_text(r.get('params_a'))} params) "
             f"vs {r['b']} ({params_text(r.get('params_b'))} params): TTFT {lower_text(r['ttft_lower'])}, decode "
             f"{_fmt(r['decode_ratio'], '{:.2f}x')}, end-to-end {_fmt(r['e2e_ratio'], '{:.2f}x')} "
-            f"[{size_text(r.get('size_gap'))}]" for r in report.sections["ratios"]]
+            f"[{size_text(r.get('size_gap'))}]" + (f" on {r['host']}" if r.get("host") else "")
+            for r in report.sections["ratios"]]
 
 
 def lower_text(x: float) -> str:
@@ -168,17 +192,17 @@ def markdown(report: RunReport, images: list[str]) -> str:
                   f"{lower_text(r['ttft_lower'])} | {_fmt(r['decode_ratio'], '{:.2f}x')} | "
                   f"{_fmt(r['e2e_ratio'], '{:.2f}x')} | {size_text(r.get('size_gap'))} |" for r in doc["ratios"]]
         lines.append("")
-    lines += ["## Measurements", "",
-              "| model / format weights | kind | in | TTFT ms | TPOT ms | decode tok/s | e2e ms | peak RSS MB "
-              "| size MB | GFLOP to 1st token | GFLOP/token | MB read/token | parity |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in ok:
-        f = r.get("flops") or {}
-        lines.append(f"| {series(r)} | {r['kind']} | {r['input_len']} | {r['ttft_ms']:.1f} | {r['tpot_ms']:.2f} | "
-                     f"{r['decode_tok_s']:.1f} | {r['e2e_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['artifact_bytes'] / 1e6:.0f} | {_fmt(f.get('first_token', math.nan) / 1e9, '{:.3g}')} | "
-                     f"{_fmt(f.get('per_token', math.nan) / 1e9, '{:.3g}')} | "
-                     f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} |")
+    lines.append("## Measurements")
+    groups = doc.get("hosts") or {}
+    if groups:  # rows from Ray nodes: which, and grouped when the kinds of host differ
+        lines += ["", f"Measured on {sum(len(h['nodes']) for h in groups.values())} Ray node(s)"
+                  + (", grouped by kind of host (ratios set rows of one kind against each other):"
+                     if len(groups) > 1 else ":")]
+        lines += [f"- {label}: {', '.join(h['nodes'])}" + (f"; copy bandwidth {', '.join(map(str, h['bandwidth_gb_s']))} "
+                  "GB/s" if h["bandwidth_gb_s"] else "") for label, h in groups.items()]
+    for label in list(groups) if len(groups) > 1 else [None]:
+        lines += ([""] + [f"### {label}"] if label else []) + ["", *_TABLE_HEAD]
+        lines += [_table_row(r) for r in ok if label is None or host_label(r) == label]
     lines += ["", "GFLOP counts linear layers and attention (2 per multiply-add), from the manifest's recorded "
               "weights per graph; MB read/token = weights one decode step reads + its KV cache (float32) at the "
               "mean position. Peak RSS: the process's peak for the point, the larger of its load's and its generation's "
@@ -207,3 +231,17 @@ def markdown(report: RunReport, images: list[str]) -> str:
     if images:
         lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     return report.markdown(f"edgeseq compare: {s['name']}", lines)
+
+
+_TABLE_HEAD = ["| model / format weights | kind | in | TTFT ms | TPOT ms | decode tok/s | e2e ms | peak RSS MB "
+               "| size MB | GFLOP to 1st token | GFLOP/token | MB read/token | parity |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def _table_row(r: ProfileResult) -> str:
+    f = r.get("flops") or {}
+    return (f"| {series(r)} | {r['kind']} | {r['input_len']} | {r['ttft_ms']:.1f} | {r['tpot_ms']:.2f} | "
+            f"{r['decode_tok_s']:.1f} | {r['e2e_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['artifact_bytes'] / 1e6:.0f} | {_fmt(f.get('first_token', math.nan) / 1e9, '{:.3g}')} | "
+            f"{_fmt(f.get('per_token', math.nan) / 1e9, '{:.3g}')} | "
+            f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} |")

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +65,14 @@ def slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", source.removeprefix("preset:")).strip("-") or "model"
 
 
+def artifact_dir(out: Path, source: str, fmt: str, weights: str, engine: str | None = None) -> Path:
+    """Where the sweep keeps its export of (source, format, weights); for a PyTorch `engine`, the
+    source-only artifact every format and weights share."""
+    if engine in PYTORCH:
+        return out / "artifacts" / f"{slug(source)}-{source_only.FORMAT}"
+    return out / "artifacts" / f"{slug(source)}-{fmt}-{weights}"
+
+
 def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps: int,
                     say: Callable[[str], None], lengths: tuple[list[int], int] | None = None,
                     engine: str | None = None) -> Path:
@@ -75,8 +84,7 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     if is_artifact(source):
         return Path(source)
     pytorch = engine in PYTORCH
-    target = out / "artifacts" / (f"{slug(source)}-{source_only.FORMAT}" if pytorch else
-                                  f"{slug(source)}-{fmt}-{weights}")
+    target = artifact_dir(out, source, fmt, weights, engine)
     try:
         mf.read(target)
         return target
@@ -109,8 +117,60 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
 
 def pending(suite: Suite, store: ResultStore) -> int:
     """How many of the suite's points are not finished in `store`."""
-    return sum(1 for src, f, w in plan(suite) for n in suite.input_lens
-               if not store.finished(point_key(suite, src, f, w, n)))
+    return sum(len(t.keys) for t in targets(suite, store))
+
+
+@dataclass
+class Target:
+    """One artifact to measure and its points not finished yet (input length -> point key)."""
+    source: str
+    fmt: str
+    weights: str
+    keys: dict[int, str]
+
+
+def targets(suite: Suite, store: ResultStore) -> list[Target]:
+    """The plan's artifacts that still have points to measure, in plan order (shared by the local and
+    the Ray sweep, so both measure the same points under the same keys)."""
+    out = []
+    for source, fmt, weights in plan(suite):
+        keys = {n: point_key(suite, source, fmt, weights, n) for n in suite.input_lens}
+        todo = {n: k for n, k in keys.items() if not store.finished(k)}
+        if todo:
+            out.append(Target(source, fmt, weights, todo))
+    return out
+
+
+def failed(suite: Suite, t: Target, n: int, error: str) -> ProfileResult:
+    """The stored row of a point that did not run; the next run tries it again."""
+    return ProfileResult(status="failed", input_len=n, output_len=suite.output_len, format=t.fmt, weights=t.weights,
+                         extra={"source": t.source, "point": t.keys[n], "error": error})
+
+
+def screen(suite: Suite, art: Path, m: mf.Manifest, t: Target) -> tuple[list[int], dict[int, str]]:
+    """The target's input lengths that can run on this artifact, and why each other one cannot."""
+    if m.audio:  # one window of audio in, whatever the input length: no sweep to make
+        return [], {n: "a speech model's input is audio, not --input-lens tokens: profile it with "
+                       f"`edgeseq profile {art} --audio FILE`" for n in t.keys}
+    runnable, refused = [], {}
+    for n in t.keys:
+        try:
+            check_cases(m, config(suite, [n]), str(art))
+            runnable.append(n)
+        except EdgeseqError as e:
+            refused[n] = e.message
+    return runnable, refused
+
+
+def stamp(r: ProfileResult, t: Target) -> ProfileResult:
+    """A measured row as the sweep stores it: format and weights as planned (an artifact directory's
+    own, read from it; a source-only artifact's stay `source`), the model source and the point key."""
+    n = int(r.input_len or 0)
+    r.weights = t.weights
+    if r.format != source_only.FORMAT:  # a source-only artifact's rows say so
+        r.format = t.fmt
+    r.extra.update(source=t.source, point=t.keys[n])
+    return r
 
 
 def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | None, progress: Any = None,
@@ -118,51 +178,32 @@ def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | Non
     """Measure every point of `suite` not already finished in `store` (OUT/results.jsonl); each
     finished point is added to it at once."""
     out.mkdir(parents=True, exist_ok=True)
-    for source, fmt, weights in plan(suite):
-        keys = {n: point_key(suite, source, fmt, weights, n) for n in suite.input_lens}
-        todo = [n for n in suite.input_lens if not store.finished(keys[n])]
-        if not todo:
-            continue
-
+    for t in targets(suite, store):
         def fail(n: int, error: str) -> None:
-            store.add(ProfileResult(status="failed", input_len=n, output_len=suite.output_len, format=fmt,
-                                    weights=weights, extra={"source": source, "point": keys[n], "error": error}))
+            store.add(failed(suite, t, n, error))
             if progress is not None:
                 progress.update(suite.warmup + suite.reps)
-            say(f"failed: {source} {fmt} {weights} in={n}: {error}")
+            say(f"failed: {t.source} {t.fmt} {t.weights} in={n}: {error}")
 
         try:
-            art = ensure_artifact(source, fmt, weights, out, suite.parity_steps, say,
+            art = ensure_artifact(t.source, t.fmt, t.weights, out, suite.parity_steps, say,
                                   (suite.input_lens, suite.output_len), suite.engine)
             m = mf.read(art)
         except EdgeseqError as e:
-            for n in todo:
+            for n in t.keys:
                 fail(n, e.message)
             continue
-        if m.audio:  # one window of audio in, whatever the input length: no sweep to make
-            for n in todo:
-                fail(n, "a speech model's input is audio, not --input-lens tokens: profile it with "
-                        f"`edgeseq profile {art} --audio FILE`")
-            continue
-        runnable = []
-        for n in todo:
-            try:
-                check_cases(m, _config(suite, [n]), str(art))
-                runnable.append(n)
-            except EdgeseqError as e:
-                fail(n, e.message)
+        runnable, refused = screen(suite, art, m, t)
+        for n, why in refused.items():
+            fail(n, why)
         if not runnable:
             continue
         tick = (lambda: progress.update(1)) if progress is not None else None
         measured: set[int] = set()
         try:
-            for r in iter_profile(art, _config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
-                n = int(r.input_len or 0)
-                measured.add(n)
-                # as planned (an artifact directory's own, read from it); a source-only artifact says so
-                r.format, r.weights = (m.format if m.format == source_only.FORMAT else fmt), weights
-                r.extra.update(source=source, point=keys[n])
-                store.add(r)  # status: ok or timeout
+            for r in iter_profile(art, config(suite, runnable), tick, bandwidth_gb_s, time_limit_s=suite.time_limit):
+                measured.add(int(r.input_len or 0))
+                store.add(stamp(r, t))  # status: ok or timeout
         except EdgeseqError as e:
             for n in runnable:
                 if n not in measured:
@@ -173,7 +214,8 @@ def run(suite: Suite, out: Path, store: ResultStore, bandwidth_gb_s: float | Non
                     fail(n, "out of memory")
 
 
-def _config(suite: Suite, lens: list[int]) -> ProfileConfig:
+def config(suite: Suite, lens: list[int]) -> ProfileConfig:
+    """The profile protocol of `suite` for these input lengths."""
     return ProfileConfig(input_lens=lens, output_lens=[suite.output_len], warmup=suite.warmup, reps=suite.reps,
                          threads=suite.threads, device=suite.device, engine=suite.engine,
                          precision=suite.precision, delegate=suite.delegate,
