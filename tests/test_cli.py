@@ -38,7 +38,7 @@ def test_export_generate_profile_end_to_end(hf_dirs: dict[str, Path], tmp_path: 
 
 def test_devices_lists_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "devices")
-    assert code == 0 and "onnxruntime  cpu" in out and "npu:qnn" in out
+    assert code == 0 and "onnxruntime   cpu" in out and "npu:qnn" in out
 
 
 @pytest.mark.parametrize("args, code, message", [

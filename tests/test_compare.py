@@ -120,6 +120,7 @@ def test_size_labels() -> None:
     (["compare", "a", "b", "--input-lens", "0"], "input lengths must be positive"),
     (["compare", "a", "b", "--output-len", "1"], "output_len must be an integer >= 2"),
     (["compare", "--suite", "nope"], "no suite 'nope'"),
+    (["compare", "a", "b", "--on", "ssh://root@127.0.0.1:1", "--ray"], "--on and --ray are two ways"),
 ])
 def test_bad_compare_input_is_one_clear_line(args: list[str], says: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:

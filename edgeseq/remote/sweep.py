@@ -79,7 +79,7 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
                     say(f"{t.name}: checking edgeseq there")
                     remote = install.ensure(t, extras)
                 assert art is not None
-                argv = run.profile_argv(sweep._config(suite, todo), suite.time_limit, bandwidth)
+                argv = run.profile_argv(sweep.config(suite, todo), suite.time_limit, bandwidth)
                 say(f"{t.name}: profiling {art.name} at {','.join(map(str, todo))} tokens")
                 report, _ = run.profile(remote, [art], argv)
             except EdgeseqError as e:
