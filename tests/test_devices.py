@@ -8,11 +8,11 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import DeviceError
-from edgeseq.reference import device_rows as reference_rows, torch_runner
+from edgeseq.reference import NAMES as PYTORCH, device_rows as reference_rows, torch_runner
 from edgeseq.runtimes import registry
 from edgeseq.runtimes.devices import parse, rows, table
 
-# every engine's rows, and the PyTorch reference's (not an engine, runnable with --engine torch)
+# every engine's rows, and the PyTorch engines' (not engines of the registry: --engine torch / torch-compile)
 ROWS = table() + list(reference_rows())
 
 
@@ -31,7 +31,7 @@ def test_rows_by_vendor() -> None:
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"{r.engine}-{r.device}-{r.vendor or 'default'}")
 def test_generate_on_each_device_row(row, artifacts: dict[str, Path], request: pytest.FixtureRequest) -> None:
-    module = torch_runner if row.engine == "torch" else registry.declared_module(row.engine)
+    module = torch_runner if row.engine in PYTORCH else registry.declared_module(row.engine)
     why = module.probe(row)
     if why is not None:
         pytest.skip(f"{row.engine} {row.device}:{row.vendor}: {why}")
