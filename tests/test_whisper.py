@@ -109,6 +109,18 @@ def test_onnx_greedy_beam_and_timestamps_match_transformers(en_src: Path, en_onn
     assert all(0.0 <= s.start <= s.end <= 9.0 for s in stamped.segments)
 
 
+def test_torch_compile_transcribes_as_the_onnx_graphs(en_onnx: Path) -> None:
+    """The torch-compile engine (eager here: its slots, leases and the encoder's exact cross length) on a
+    speech model: the same ids as ONNX Runtime greedy, with beams and with timestamps."""
+    ort = edgeseq.load(en_onnx)
+    pt = edgeseq.load(en_onnx, engine="torch-compile", engine_options={"compile": False, "min_bucket": 8})
+    for kw in ({}, {"num_beams": 3}, {"timestamps": True}):
+        assert pt.transcribe(SPEECH, max_new_tokens=NEW, **kw).ids == ort.transcribe(SPEECH, max_new_tokens=NEW,
+                                                                                    **kw).ids, kw
+    crosses = {cross for _, _, cross in pt.backend.pool.held()}
+    assert crosses == {pt.manifest.audio["encoder_positions"]}  # one 30 s window: exact, not rounded up
+
+
 @pytest.mark.parametrize("fmt,target", [("openvino", "cpu"), ("tflite", "cpu"), ("onnx", "npu")])
 def test_other_formats_export_and_match_transformers(en_src: Path, tmp_path: Path, fmt: str, target: str) -> None:
     from edgeseq.export.pipeline import export
