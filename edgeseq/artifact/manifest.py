@@ -204,7 +204,7 @@ def _check_file(d: Path, name: str, info: dict[str, Any], full: bool) -> None:
     if f.stat().st_size != info.get("bytes"):
         raise ArtifactError(f"{f} has {f.stat().st_size} bytes, the manifest says {info.get('bytes')}: "
                             "truncated or replaced", hint)
-    if full and info.get("sha256") and _sha256(f) != info["sha256"]:
+    if full and info.get("sha256") and sha256(f) != info["sha256"]:
         raise ArtifactError(f"{f} does not match the SHA-256 in the manifest: altered or corrupted", hint)
     if not full and info.get("quick_sha256") and _quick_sha256(f) != info["quick_sha256"]:
         raise ArtifactError(f"{f} does not match the manifest (first/last MiB differ): altered or replaced", hint)
@@ -225,10 +225,17 @@ def hash_into(h: Any, path: Path) -> None:
             h.update(chunk)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """A file's full SHA-256, hex."""
     h = hashlib.sha256()
     hash_into(h, path)
     return h.hexdigest()
+
+
+def identity(directory: str | Path) -> str:
+    """An artifact's identity: the SHA-256 of its manifest, which holds every file's SHA-256 (the key of
+    the caches that hold copies of it: compare --ray's nodes, --on's devices)."""
+    return sha256(Path(directory) / MANIFEST)
 
 
 def _quick_sha256(path: Path, span: int = 1 << 20) -> str:
@@ -245,4 +252,4 @@ def _quick_sha256(path: Path, span: int = 1 << 20) -> str:
 
 
 def file_record(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path), "quick_sha256": _quick_sha256(path)}
+    return {"bytes": path.stat().st_size, "sha256": sha256(path), "quick_sha256": _quick_sha256(path)}

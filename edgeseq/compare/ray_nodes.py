@@ -7,7 +7,6 @@ driver's directory (shared storage) or holds the same artifact in its cache copi
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -34,7 +33,7 @@ def node_cache() -> Path:
 def digest(art: Path) -> str | None:
     """SHA-256 of the artifact's manifest, which holds every file's SHA-256: the artifact's identity."""
     try:
-        return hashlib.sha256((art / mf.MANIFEST).read_bytes()).hexdigest()
+        return mf.identity(art)
     except OSError:
         return None
 

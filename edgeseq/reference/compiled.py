@@ -339,11 +339,11 @@ class CompiledBackend(TorchBackend):
         third = pos if self.manifest.kind == "decoder-only" else state.encoder_mask
         slots = np.arange(start, start + t, dtype=np.int64)
         with self._context():
-            # copies with plain strides (a [B, 1] view of positions has a zero one, which would recompile)
-            feeds = [self._tensor(np.array(x)) for x in (ids, mask, third, slots)]
             if t == 1 and picks is None:
-                logits = self._decode(buffers, feeds)
+                logits = self._decode(buffers, (ids, mask, third, slots))
             else:
+                # positions copied: a [B, T] view of them may carry a zero stride, which would recompile
+                feeds = [self._tensor(x) for x in (ids, mask, np.array(third), slots)]
                 p = None if picks is None else self._tensor(picks)
                 logits = self._calls[self.step_component](*feeds[:3], p, feeds[3], *buffers.past, *buffers.cross)
                 if t > 1 and self.cuda:
@@ -354,15 +354,18 @@ class CompiledBackend(TorchBackend):
             return DeviceLogits(logits.clone() if self.graphs else logits)
         return logits.float().cpu().numpy()
 
-    def _decode(self, buffers: Any, feeds: list[Any]) -> Any:
-        """One token per row: through the buffers' replay (a CUDA graph on CUDA), made at the first decode."""
+    def _decode(self, buffers: Any, arrays: tuple[np.ndarray, ...]) -> Any:
+        """One token per row: through the buffers' replay (a CUDA graph on CUDA), made at the first decode.
+        The host arrays are copied straight into the replay's static tensors on the device."""
+        import torch
+
         from .slot_pool import Replay
 
-        step = self._calls[self.step_component]
         if buffers.replay is None:
-            buffers.replay = Replay(lambda i, m, t, s, *c: step(i, m, t, None, s, *c), buffers, tuple(feeds),
-                                    self.graphs)
-        return buffers.replay(*feeds)
+            step = self._calls[self.step_component]
+            buffers.replay = Replay(lambda i, m, t, s, *c: step(i, m, t, None, s, *c), buffers,
+                                    [a.shape for a in arrays], self.torch_device, self.graphs)
+        return buffers.replay(*(torch.from_numpy(a) for a in arrays))
 
     def placement(self) -> dict[str, Any]:
         opts: CompileOptions = self.engine_options

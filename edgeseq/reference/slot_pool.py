@@ -104,14 +104,17 @@ class Replay:
     the same keys and values again. Elsewhere (`graph=False`) each call runs the step on the static
     tensors: the same bookkeeping, without the capture."""
 
-    def __init__(self, step: Step, buffers: Buffers, inputs: tuple[torch.Tensor, ...], graph: bool) -> None:
+    def __init__(self, step: Step, buffers: Buffers, shapes: list[tuple[int, ...]], device: torch.device,
+                 graph: bool) -> None:
         self.step, self.buffers, self.graph = step, buffers, graph
-        self.static = tuple(t.clone() for t in inputs)
+        with torch.inference_mode():  # int64 ids, mask, positions or encoder mask, slots; plain strides
+            self.static = tuple(torch.zeros(s, dtype=torch.int64, device=device) for s in shapes)
         self.out: torch.Tensor | None = None
         self.cuda_graph: Any = None
         self.replays = 0
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Run the step on `inputs` (host or device tensors of the static shapes), copied in first."""
         for dst, src in zip(self.static, inputs):
             dst.copy_(src, non_blocking=True)
         args = (*self.static, *self.buffers.past, *self.buffers.cross)

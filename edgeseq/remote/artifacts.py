@@ -3,7 +3,6 @@ SHA-256 (the manifest holds every file's hash, so the same key means the same fi
 resumable and every file is checked against the manifest's SHA-256 on arrival (copy.py)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +14,7 @@ from .install import Remote, check_space
 
 def key(artifact: str | Path) -> str:
     """The cache key of an artifact: its manifest's SHA-256, shortened."""
-    return hashlib.sha256((Path(artifact) / mf.MANIFEST).read_bytes()).hexdigest()[:24]
+    return mf.identity(artifact)[:24]
 
 
 def ensure(remote: Remote, artifact: str | Path,
@@ -29,7 +28,7 @@ def ensure(remote: Remote, artifact: str | Path,
             raise ArtifactError(f"{d}'s manifest has no SHA-256 for {name}, so its copy could not be checked",
                                 "re-export the artifact with this edgeseq")
         files[name] = (d / name, info["sha256"])
-    files[mf.MANIFEST] = (d / mf.MANIFEST, hashlib.sha256((d / mf.MANIFEST).read_bytes()).hexdigest())
+    files[mf.MANIFEST] = (d / mf.MANIFEST, mf.identity(d))
     final = f"{remote.cache}/artifacts/{key(d)}"
     size = sum(p.stat().st_size for p, _ in files.values())
     check_space(remote.target, remote.probe, size, f"copying {d.name}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..artifact.manifest import sha256
 from ..errors import RemoteError
 from . import wheels
 from .copy import CopyStats, push
@@ -71,14 +72,14 @@ def ensure(target: Target, extras: list[str] = ()) -> Remote:  # type: ignore[as
     probe = target.agent("probe", target.cache)
     check_python(target, probe)
     wheel = wheels.edgeseq_wheel()
-    sha = _sha256(wheel)
+    sha = sha256(wheel)
     have = probe.get("installed") or {}
     venv_python = f"{probe['venv']}/bin/python"
     if have.get("sha256") == sha and set(extras) <= set(have.get("extras", [])):
         return Remote(target, venv_python, probe)
     extras = sorted(set(extras) | (set(have.get("extras", [])) if have.get("sha256") else set()))
     house = wheels.gather(probe, extras, target.name)
-    files = {p.name: (p, _sha256(p)) for p in sorted(house.glob("*.whl"))}
+    files = {p.name: (p, sha256(p)) for p in sorted(house.glob("*.whl"))}
     size = sum(p.stat().st_size for p, _ in files.values()) + wheel.stat().st_size
     check_space(target, probe, size * FREE_FACTOR, "installing edgeseq")
     stats = push(target, files, f"{probe['cache']}/wheels/{wheels.platform_tag(probe['python'], probe['platform'])}-"
@@ -105,14 +106,6 @@ def _install_error(target: Target, probe: dict[str, Any], got: dict[str, Any], e
                            "install its venv module there (Debian/Ubuntu: apt install python3-venv)")
     py = ".".join(str(x) for x in probe["python"][:2])
     return wheels.wheel_error(out, extras, target.name, probe["platform"], py)
-
-
-def _sha256(path: Path) -> str:
-    from ..artifact.manifest import hash_into
-
-    h = hashlib.sha256()
-    hash_into(h, path)
-    return h.hexdigest()
 
 
 def _digest(files: dict[str, tuple[Path, str]]) -> str:
