@@ -45,11 +45,11 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
             if progress is not None:
                 progress.update(per_point)
 
-    def fail(t: Target, source: str, fmt: str, weights: str, n: int, error: str) -> None:
-        add(ProfileResult(status="failed", input_len=n, output_len=suite.output_len, format=fmt, weights=weights,
-                          extra={"source": source, "point": point_key(suite, t, source, fmt, weights, n),
-                                 "on": t.url, "error": error}))
-        say(f"failed on {t.name}: {source} {fmt} {weights} in={n}: {error}")
+    def fail(t: Target, point: sweep.Target, n: int, error: str) -> None:
+        row = sweep.failed(suite, point, n, error)
+        row.extra["on"] = t.url
+        add(row)
+        say(f"failed on {t.name}: {point.source} {point.fmt} {point.weights} in={n}: {error}")
 
     jobs: list[tuple[str, str, str, Path | None, str | None]] = []  # exports first, here, one at a time
     for source, fmt, weights in sweep.plan(suite):
@@ -69,7 +69,9 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
     def device(t: Target) -> None:
         remote: install.Remote | None = None
         for source, fmt, weights, art, error in jobs:
-            todo = [n for n in suite.input_lens if not store.finished(point_key(suite, t, source, fmt, weights, n))]
+            keys = {n: point_key(suite, t, source, fmt, weights, n) for n in suite.input_lens}
+            point = sweep.Target(source, fmt, weights, {n: k for n, k in keys.items() if not store.finished(k)})
+            todo = list(point.keys)
             if not todo:
                 continue
             try:
@@ -84,12 +86,10 @@ def run_on(targets: list[Target], suite: Suite, out: Path, store: ResultStore, p
                 report, _ = run.profile(remote, [art], argv)
             except EdgeseqError as e:
                 for n in todo:
-                    fail(t, source, fmt, weights, n, e.message)
+                    fail(t, point, n, e.message)
                 continue
             for r in report.results:
-                n = int(r.input_len or 0)
-                r.format, r.weights = fmt, weights
-                r.extra.update(source=source, point=point_key(suite, t, source, fmt, weights, n))
+                sweep.stamp(r, point)
                 if len(targets) > 1:  # the report's series: one per device
                     r.label = f"{r.label} @ {t.name if len({x.name for x in targets}) == len(targets) else t.url}"
                 add(r)
