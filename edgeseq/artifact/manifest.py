@@ -62,6 +62,9 @@ class Manifest:
     # speech models: sampling rate, mel settings, window length and the prompt's special tokens
     # (models/families/whisper.py); None = the encoder reads token ids
     audio: dict[str, Any] | None = None
+    # files a native app runtime loads beside edgeseq's (export --native): runtime name -> {"files": [...],
+    # "check": its greedy tokens against edgeseq's own engine on the parity prompt} (export/native/)
+    native: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -94,7 +97,7 @@ class Manifest:
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
             optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static",
-                                                  "target", "audio")
+                                                  "target", "audio", "native")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
         except (KeyError, TypeError, AttributeError, ValueError) as e:

@@ -25,7 +25,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         shape = StaticShape(**given)
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
                keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
-               target=a.target, ort_kernels=a.ort_kernels)
+               target=a.target, ort_kernels=a.ort_kernels, native=tuple(dict.fromkeys(a.native)))
     if a.quiet:  # the result; the steps said it otherwise
         console.result(f"wrote {a.out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)")
     return 0 if m.parity.get("status") != "failed" else 8

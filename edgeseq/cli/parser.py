@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-ort-kernels", dest="ort_kernels", action="store_false",
                    help="onnx: plain attention instead of ONNX Runtime's fused kernel (a graph OpenVINO and other "
                    "ONNX readers run)")
+    e.add_argument("--native", action="append", default=[], metavar="RUNTIME",
+                   help="also write the files a native app runtime loads the artifact with, and check its greedy "
+                   "tokens against edgeseq's (repeatable): ortgenai (onnxruntime-genai), ovgenai (openvino.genai), "
+                   "litertlm (LiteRT-LM); run them with --engine RUNTIME")
     e.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     e.add_argument("--parity-steps", type=int, default=32,

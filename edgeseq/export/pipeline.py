@@ -22,11 +22,13 @@ def _say(msg: str, quiet: bool) -> None:
 
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
            keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32",
-           shape: Any = None, target: str = "cpu", ort_kernels: bool = True) -> mf.Manifest:
+           shape: Any = None, target: str = "cpu", ort_kernels: bool = True,
+           native: tuple[str, ...] = ()) -> mf.Manifest:
     """`shape` (steps.static.StaticShape) sets the prompt / output limits and buckets of a static
     format (tflite) or target (npu); None takes its defaults. `target="npu"`: static graphs an NPU
     compiles (ONNX for Qualcomm HTP), with the NPU's weight formats. `ort_kernels=False` (onnx):
-    plain attention instead of ONNX Runtime's fused kernel, a graph other ONNX readers run."""
+    plain attention instead of ONNX Runtime's fused kernel, a graph other ONNX readers run. `native`:
+    runtimes (export/native/) whose files are written into the artifact too, each checked there."""
     fmt = formats.spec(format)
     if target not in mf.TARGETS:
         raise UsageError(f"unknown --target '{target}'", f"targets: {', '.join(mf.TARGETS)}")
@@ -60,6 +62,10 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
                          f"formats, not {format}",
                          f"drop them, or export with --format {' / '.join(statics)} or --target npu")
     exporter = formats.exporter(format, target)  # checks the packages exporting needs (names the pip extra)
+    if native:
+        from . import native as native_files
+
+        native_files.validate(list(native), format, target=target)
     getattr(exporter, "check_weights", lambda w: None)(weights)
     if static and shape is None:
         from ..steps.static import StaticShape
@@ -73,7 +79,9 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         _say(f"[1/4] loading {source}", quiet)
         with muffled(f"loading {source}"):  # torch / transformers import and weight-loading lines
             spec = resolve(source, seed=seed)
-        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options)
+        if native:
+            native_files.validate(list(native), format, spec.kind, target)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options, native)
         if m.parity["status"] == "failed" and not keep_failed:
             p, enc = m.parity, m.parity.get("encoder") or {}
             what = f"max |logits diff| {p['max_abs_diff']:.3g} vs tolerance {p['tolerance']:.3g}; token mismatches " \
@@ -81,6 +89,12 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
             if enc.get("status") == "failed":  # a speech encoder judged on its own output
                 what = f"the encoder's output differs by {enc['max_abs_diff']:.3g} (tolerance {enc['tolerance']:.3g}); {what}"
             raise ParityError(f"parity check failed: {what}",
+                              "report this with the model config; --keep-failed keeps the artifact marked failed")
+        failed = [n for n, r in m.native.items() if r["check"]["status"] == "failed"]
+        if failed and not keep_failed:
+            r = m.native[failed[0]]["check"]
+            raise ParityError(f"{failed[0]} generates other tokens than {r['against']} from this artifact: first "
+                              f"difference at step {r['first_mismatch']} of {r['steps']}",
                               "report this with the model config; --keep-failed keeps the artifact marked failed")
         place.commit(tmp, out, overwrite)
     _say(f"wrote {out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)", quiet)
@@ -99,7 +113,8 @@ def _static_info(spec: Any, shape: Any, comps: list[Any]) -> dict[str, Any]:
 
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
-           target: str, seed: int = 0, options: dict[str, Any] | None = None) -> mf.Manifest:
+           target: str, seed: int = 0, options: dict[str, Any] | None = None,
+           native: tuple[str, ...] = ()) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
@@ -150,6 +165,14 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
              f"tokens agree: {p['tokens_agree']}{enc}", quiet)
     else:
         m.parity = {"status": "skipped", "reason": "--parity-steps 0"}
+    for name in native:
+        from . import native as native_files
+
+        _say(f"      --native {name}: writing its files and checking its greedy tokens against edgeseq's", quiet)
+        m.native[name] = native_files.write(name, tmp, m)
+        c = m.native[name]["check"]
+        _say(f"      {name}: {len(m.native[name]['files'])} file(s); check {c['status']}"
+             + (f" ({c['reason']})" if c.get("reason") else ""), quiet)
     _say("[4/4] writing manifest", quiet)
     m.files = {f.name: mf.file_record(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     m.write(tmp)  # last: a directory with a manifest is a finished export

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EdgeseqError, InputError
+from ..errors import EdgeseqError, InputError, UsageError
 from ..resources import check_budget, check_fits, estimate, kv_bytes
 from ..runtimes.base import State, StepBackend
 from .config import GenerationConfig
@@ -217,6 +217,11 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
     logits before each choice, given the decoder-side ids so far (Whisper's timestamp rules).
     Rows are checked when this is called, not at the first step."""
     check_rows(backend, rows, cfg, features)
+    if getattr(backend, "native", False):  # a native runtime runs its own loop (runtimes/native.py)
+        if features is not None or rules is not None:
+            raise UsageError(f"engine {backend.engine} runs text prompts only through edgeseq",
+                             "use edgeseq's own engine for speech (drop --engine)")
+        return backend.steps(rows, cfg, gen, timings, deadline, halted)  # type: ignore[attr-defined, no-any-return]
     return _steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)
 
 

@@ -1,0 +1,98 @@
+"""`export --native NAME`: the files a native app runtime needs to load an edgeseq artifact, written
+into the artifact beside edgeseq's own, and checked there.
+
+Every module in this package that declares `NATIVE = NativeSpec(...)` is one runtime; it defines
+`write(directory, manifest) -> list[str]` (the files it wrote into the artifact folder being
+exported, which already holds the graphs, the tokenizer and a passed parity check). After writing,
+`check` opens the folder on the runtime's engine (runtimes/engines/NAME.py) and compares its greedy
+tokens on the parity prompt with edgeseq's own engine's; the result goes into the manifest's
+`native` section and a mismatch fails the export as a parity failure does.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...artifact.manifest import Manifest
+from ...declarations import Declared
+from ...errors import MissingDependencyError, UsageError
+
+CHECK_STEPS = 32  # greedy tokens compared, as the parity check's default
+
+
+@dataclass(frozen=True)
+class NativeSpec:
+    name: str  # --native NAME; also the engine (runtimes/engines/NAME.py) that runs the result
+    formats: tuple[str, ...]  # artifact formats it can bundle
+    kinds: tuple[str, ...]  # model kinds it can bundle (decoder-only, encoder-decoder)
+    package: str | None  # the importable library writing needs (None: plain files)
+    install: str  # what brings it: a pip command naming the extra
+    runtime: str  # the runtime, for messages (e.g. "onnxruntime-genai")
+    rank: int = 50
+
+
+_TABLE = Declared("edgeseq.export.native", "NATIVE", NativeSpec, "native runtime",
+                  "a new one is a module in edgeseq/export/native/ that declares NATIVE = NativeSpec(...)")
+
+
+def names() -> list[str]:
+    return list(_TABLE.found())
+
+
+def spec(name: str) -> NativeSpec:
+    return _TABLE.get(name)
+
+
+def validate(names_: list[str], format: str, kind: str | None = None, target: str = "cpu") -> None:
+    """Refuse, before the model loads, a --native the export cannot make (`kind` None: not known yet)."""
+    for name in names_:
+        s = spec(name)
+        if format not in s.formats or target != "cpu":
+            raise UsageError(f"--native {name} needs --format {' or '.join(s.formats)} (target cpu), "
+                             f"not --format {format}" + (f" --target {target}" if target != "cpu" else ""),
+                             f"export with --format {s.formats[0]}, or drop --native {name}")
+        if kind is not None and kind not in s.kinds:
+            raise UsageError(f"--native {name}: {s.runtime} does not run {kind} models through edgeseq",
+                             f"it runs {' and '.join(s.kinds)} models; drop --native {name}")
+        if s.package and importlib.util.find_spec(s.package) is None:
+            raise MissingDependencyError(f"--native {name} needs the Python package '{s.package}', which is not "
+                                         "installed", s.install)
+
+
+def write(name: str, directory: Path, manifest: Manifest) -> dict[str, Any]:
+    """Write runtime `name`'s files into `directory` and check them; the manifest's record of it."""
+    files = _TABLE.module(name).write(directory, manifest)
+    return {"files": sorted(files), "runtime": spec(name).runtime, "check": check(name, directory, manifest)}
+
+
+def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STEPS) -> dict[str, Any]:
+    """Greedy tokens of the runtime against edgeseq's own engine on the parity prompt (the same ids)."""
+    from ...accuracy import prompt_ids
+    from ...generate.config import GenerationConfig
+    from ...generate.loop import run
+    from ...runtimes import BackendOptions, open_backend
+
+    ids = prompt_ids((directory / "tokenizer.json").read_text(), manifest.kind, manifest.generation,
+                     int(manifest.dims["vocab_size"]))
+    cfg = GenerationConfig(max_new_tokens=steps, ignore_eos=True).validate()
+    options = BackendOptions(precision="f32")
+    own = open_backend(directory, manifest, "cpu", None, options)
+    want, _ = run(own, [ids], cfg, manifest.generation)
+    del own
+    try:
+        theirs = open_backend(directory, manifest, "cpu", name, options)
+    except MissingDependencyError as e:  # files written, runtime absent here: checked at load instead
+        return {"status": "skipped", "reason": e.message}
+    got, _ = run(theirs, [ids], cfg, manifest.generation)
+    agree = next((i for i, (a, b) in enumerate(zip(got[0], want[0])) if a != b), None)
+    return {"status": "passed" if agree is None and len(got[0]) == len(want[0]) else "failed", "steps": steps,
+            "engine": name, "against": own_engine(manifest), "first_mismatch": agree,
+            "tokens": got[0][:8], "expected": want[0][:8]}
+
+
+def own_engine(manifest: Manifest) -> str:
+    from ...runtimes import default_engine
+
+    return default_engine(manifest)
