@@ -65,6 +65,9 @@ class Manifest:
     # files a native app runtime loads beside edgeseq's (export --native): runtime name -> {"files": [...],
     # "check": its greedy tokens against edgeseq's own engine on the parity prompt} (export/native/)
     native: dict[str, Any] = field(default_factory=dict)
+    # a quantized artifact's quality against the PyTorch model it comes from, on a budget of the built-in
+    # texts (quality/evaluate.py at_export): perplexity, KL divergence, top-1 and greedy agreement
+    quality: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -97,7 +100,7 @@ class Manifest:
             comps = {k: ComponentInfo(**v) for k, v in data["components"].items()}
             fields = {k: data[k] for k in ("format", "engine", "kind", "model", "dims", "generation")}
             optional = {k: data[k] for k in ("dtype", "quantization", "parity", "tools", "files", "created", "static",
-                                                  "target", "audio", "native")
+                                                  "target", "audio", "native", "quality")
                         if k in data}
             return cls(components=comps, schema_version=version, **fields, **optional)
         except (KeyError, TypeError, AttributeError, ValueError) as e:

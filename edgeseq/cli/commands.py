@@ -25,7 +25,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         shape = StaticShape(**given)
     m = export(a.model, a.out, format=a.format, overwrite=a.overwrite, parity_steps=a.parity_steps,
                keep_failed=a.keep_failed, seed=a.seed, quiet=a.quiet, weights=a.weights, shape=shape,
-               target=a.target, ort_kernels=a.ort_kernels, native=tuple(dict.fromkeys(a.native)))
+               target=a.target, ort_kernels=a.ort_kernels, native=tuple(dict.fromkeys(a.native)), quality_tokens=a.quality_tokens)
     if a.quiet:  # the result; the steps said it otherwise
         console.result(f"wrote {a.out} ({sum(f['bytes'] for f in m.files.values()) / 1e6:.1f} MB)")
     return 0 if m.parity.get("status") != "failed" else 8
@@ -404,5 +404,23 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "transcribe": cmd_transcribe,
+def cmd_eval(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..profile.result import write_json
+    from ..quality import EvalConfig, evaluate
+    from ..quality.report import text
+
+    cfg = EvalConfig(reference=a.reference, tokens=a.tokens, prompts=a.prompts, steps=a.steps,
+                     sets=tuple(s.strip() for s in a.sets.split(",") if s.strip()), engine=a.engine,
+                     threads=a.threads).validate()
+    with tqdm(total=cfg.tokens, desc="eval", unit="tok", disable=console.quiet, file=console.err) as bar:
+        r = evaluate(a.artifact, cfg, progress=lambda n: bar.update(n - bar.n))
+    console.result(text(r), stderr=False)
+    if a.json_path:
+        write_json(r, a.json_path)
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "verify": cmd_verify, "export": cmd_export, "generate": cmd_generate, "transcribe": cmd_transcribe,
             "profile": cmd_profile, "devices": cmd_devices, "demo": cmd_demo, "compare": cmd_compare, "cache": cmd_cache}

@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--parity-steps", type=int, default=32,
                    help="greedy decode steps compared with PyTorch (default: 32; 0 skips, recorded as skipped)")
     e.add_argument("--keep-failed", action="store_true", help="keep an artifact that fails parity, marked failed")
+    e.add_argument("--quality-tokens", type=int, default=256, help="a quantized (non-fp32) export is scored against "
+                   "PyTorch on this many tokens of the built-in texts (KL divergence, top-1 agreement, perplexity; "
+                   "`edgeseq eval` for the full set), recorded in the manifest and shown by profile and compare "
+                   "(default: 256; 0 skips)")
     e.add_argument("--seed", type=int, default=0, help="seed for preset random weights (default: 0)")
 
     g = sub.add_parser("generate", help="generate text from an artifact, streaming tokens",
@@ -248,6 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "compiles again.")
     ca.add_argument("--clear", nargs="?", const="all", default=None, metavar="ENGINE",
                     help="delete the cache of ENGINE (openvino, litert, qnn) or, without a name, all of it")
+
+    ev = sub.add_parser("eval", help="quality against the float reference: perplexity, KL divergence, top-1 and "
+                        "greedy agreement", description="Score ARTIFACT on edgeseq's built-in English prose and chat "
+                        "texts, teacher-forced, against its float reference (the PyTorch model it was exported from, "
+                        "or another artifact of the same tokenizer): perplexity, KL divergence of the next-token "
+                        "distribution (mean and 99th percentile), top-1 agreement, and where free greedy "
+                        "generation first departs from the reference's.")
+    ev.add_argument("artifact", help="artifact directory")
+    ev.add_argument("--reference", default="source", help="source (default: the PyTorch model the artifact was "
+                    "exported from, float32) or an artifact directory of the same model, e.g. its fp32 export")
+    ev.add_argument("--tokens", type=int, default=2048, help="target tokens scored (default: 2048, about the whole "
+                    "prose set plus part of the chat set)")
+    ev.add_argument("--prompts", type=int, default=5, help="free greedy runs compared (default: 5)")
+    ev.add_argument("--steps", type=int, default=64, help="new tokens per greedy run (default: 64)")
+    ev.add_argument("--sets", default="prose,chat", help="text sets: prose, chat (default: both; chat needs the "
+                    "artifact's chat template)")
+    ev.add_argument("--engine", default=None, help="engine that runs ARTIFACT (default: its own)")
+    ev.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the engine's)")
+    ev.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures as JSON")
 
     v = sub.add_parser("verify", help="check an artifact's files against the sizes and SHA-256 in its manifest",
                        description="Check every file of ARTIFACT against the size and full SHA-256 recorded at "

@@ -234,14 +234,15 @@ def markdown(report: RunReport, images: list[str]) -> str:
 
 
 _TABLE_HEAD = ["| model / format weights | kind | in | TTFT ms | TPOT ms | decode tok/s | e2e ms | peak RSS MB "
-               "| size MB | GFLOP to 1st token | GFLOP/token | MB read/token | parity |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "| size MB | GFLOP to 1st token | GFLOP/token | MB read/token | parity | KL | top-1 |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def _table_row(r: ProfileResult) -> str:
-    f = r.get("flops") or {}
+    f, q = r.get("flops") or {}, r.get("quality") or {}
     return (f"| {series(r)} | {r['kind']} | {r['input_len']} | {r['ttft_ms']:.1f} | {r['tpot_ms']:.2f} | "
             f"{r['decode_tok_s']:.1f} | {r['e2e_ms']:.0f} | {r['peak_rss_mb']:.0f} | "
             f"{r['artifact_bytes'] / 1e6:.0f} | {_fmt(f.get('first_token', math.nan) / 1e9, '{:.3g}')} | "
             f"{_fmt(f.get('per_token', math.nan) / 1e9, '{:.3g}')} | "
-            f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} |")
+            f"{r['napkin']['bytes_per_token'] / 1e6:.0f} | {r['parity']} | {_fmt(q.get('kl_mean', math.nan), '{:.3f}')} | "
+            f"{_fmt(q.get('top1_agreement', math.nan), '{:.0%}')} |")

@@ -23,12 +23,14 @@ def _say(msg: str, quiet: bool) -> None:
 def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool = False, parity_steps: int = 32,
            keep_failed: bool = False, seed: int = 0, quiet: bool = False, weights: str = "fp32",
            shape: Any = None, target: str = "cpu", ort_kernels: bool = True,
-           native: tuple[str, ...] = ()) -> mf.Manifest:
+           native: tuple[str, ...] = (), quality_tokens: int = 256) -> mf.Manifest:
     """`shape` (steps.static.StaticShape) sets the prompt / output limits and buckets of a static
     format (tflite) or target (npu); None takes its defaults. `target="npu"`: static graphs an NPU
     compiles (ONNX for Qualcomm HTP), with the NPU's weight formats. `ort_kernels=False` (onnx):
     plain attention instead of ONNX Runtime's fused kernel, a graph other ONNX readers run. `native`:
-    runtimes (export/native/) whose files are written into the artifact too, each checked there."""
+    runtimes (export/native/) whose files are written into the artifact too, each checked there.
+    `quality_tokens`: a quantized artifact is scored against the PyTorch model on this many tokens of the
+    built-in texts (quality/), recorded in the manifest; 0 skips it."""
     fmt = formats.spec(format)
     if target not in mf.TARGETS:
         raise UsageError(f"unknown --target '{target}'", f"targets: {', '.join(mf.TARGETS)}")
@@ -48,6 +50,9 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
     if not ort_kernels and "ort_kernels" not in fmt.options:
         raise UsageError(f"--no-ort-kernels applies to --format onnx, not {format}",
                          f"drop it: {format} graphs never use ONNX Runtime's own kernels")
+    if quality_tokens < 0:
+        raise UsageError(f"--quality-tokens must be >= 0, got {quality_tokens}",
+                         "pass 256 (the default); 0 skips the quality figures")
     if parity_steps < 0:
         raise UsageError(f"--parity-steps must be >= 0, got {parity_steps}",
                          "pass 32 (the default); 0 skips the check and the manifest records it as skipped")
@@ -81,7 +86,8 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
             spec = resolve(source, seed=seed)
         if native:
             native_files.validate(list(native), format, spec.kind, target)
-        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options, native)
+        m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options, native,
+                   quality_tokens)
         if m.parity["status"] == "failed" and not keep_failed:
             p, enc = m.parity, m.parity.get("encoder") or {}
             what = f"max |logits diff| {p['max_abs_diff']:.3g} vs tolerance {p['tolerance']:.3g}; token mismatches " \
@@ -114,7 +120,7 @@ def _static_info(spec: Any, shape: Any, comps: list[Any]) -> dict[str, Any]:
 
 def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, weights: str, shape: Any,
            target: str, seed: int = 0, options: dict[str, Any] | None = None,
-           native: tuple[str, ...] = ()) -> mf.Manifest:
+           native: tuple[str, ...] = (), quality_tokens: int = 0) -> mf.Manifest:
     from tqdm import tqdm
 
     from ..runtimes import BackendOptions, open_backend
@@ -165,6 +171,14 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
              f"tokens agree: {p['tokens_agree']}{enc}", quiet)
     else:
         m.parity = {"status": "skipped", "reason": "--parity-steps 0"}
+    if quality_tokens and weights != "fp32":
+        from ..quality.evaluate import at_export
+
+        _say(f"      quality: {weights} against PyTorch on {quality_tokens} tokens of the built-in texts", quiet)
+        m.quality = at_export(tmp, m, spec.tokenizer_json, quality_tokens)
+        q = m.quality
+        _say(f"      KL mean {q['kl_mean']:.4f} (p99 {q['kl_p99']:.4f}), top-1 {q['top1_agreement']:.1%}, "
+             f"perplexity {q['perplexity']:.2f} vs {q['reference_perplexity']:.2f}", quiet)
     for name in native:
         from . import native as native_files
 

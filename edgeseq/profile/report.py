@@ -22,6 +22,8 @@ COLUMNS = [  # (header, key or function, format)
     ("e2e ms", "e2e_ms", "{:.0f}"), ("load ms", "load_ms", "{:.0f}"), ("RSS MB", "peak_rss_mb", "{:.0f}"),
     ("size MB", lambda r: r.artifact_bytes / 1e6, "{:.1f}"), ("GB/s", lambda r: r.napkin.get("achieved_gb_s"), "{:.1f}"),
     ("parity", "parity", "{}"),
+    ("KL", lambda r: (r.quality or {}).get("kl_mean"), "{:.3f}"),
+    ("top-1", lambda r: (r.quality or {}).get("top1_agreement"), "{:.0%}"),
 ]
 
 

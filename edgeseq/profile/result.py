@@ -45,6 +45,7 @@ class ProfileResult:
     weights: str | None = None
     quantization: str | None = None
     parity: str | None = None
+    quality: dict[str, Any] | None = None  # the manifest's quality figures (a quantized artifact against PyTorch)
     threads: int | None = None
     warmup: int | None = None
     reps: int | None = None

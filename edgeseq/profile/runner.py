@@ -272,7 +272,7 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
         precision=backend.precision,
         engine_options=backend.engine_options.as_dict(),  # the effective settings, defaults included
         weights=m.quantization or "fp32", quantization=m.quantization,
-        parity=m.parity.get("status"), threads=cfg.threads, input_len=in_len, output_len=out_len, batch=batch,
+        parity=m.parity.get("status"), quality=quality_summary(m.quality), threads=cfg.threads, input_len=in_len, output_len=out_len, batch=batch,
         warmup=cfg.warmup, reps=cfg.reps, load_ms=round(backend.load_ms, 2), first_run_ms=round(first_run_ms, 2),
         huge_pages=backend.huge_pages,
         artifact_bytes=sum(f["bytes"] for f in m.files.values()) + (p / mf.MANIFEST).stat().st_size,
@@ -280,6 +280,14 @@ def _result(p: Path, m: mf.Manifest, backend: Any, cfg: ProfileConfig, in_len: i
         gen_head=gen_ids[:8])
     res.napkin = napkin(m, in_len, out_len, batch, res.decode_tok_s, bw)
     return res
+
+
+def quality_summary(q: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a profile row carries of an artifact's quality figures (quality/): the all-sets summary."""
+    if not q:
+        return None
+    keep = ("tokens", "perplexity", "reference_perplexity", "kl_mean", "kl_p99", "top1_agreement")
+    return {**{k: q[k] for k in keep if k in q}, "greedy_agreement": (q.get("greedy") or {}).get("token_agreement")}
 
 
 def napkin(m: mf.Manifest, in_len: int, out_len: int, batch: int, tok_s: float, bw: float | None) -> dict[str, Any]:
