@@ -412,7 +412,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..quality.report import text
 
     cfg = EvalConfig(reference=a.reference, tokens=a.tokens, prompts=a.prompts, steps=a.steps,
-                     sets=tuple(s.strip() for s in a.sets.split(",") if s.strip()), engine=a.engine,
+                     sets=tuple(s.strip() for s in a.sets.split(",") if s.strip()), engine=a.engine, device=a.device,
                      threads=a.threads).validate()
     with tqdm(total=cfg.tokens, desc="eval", unit="tok", disable=console.quiet, file=console.err) as bar:
         r = evaluate(a.artifact, cfg, progress=lambda n: bar.update(n - bar.n))

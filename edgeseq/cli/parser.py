@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sets", default="prose,chat", help="text sets: prose, chat (default: both; chat needs the "
                     "artifact's chat template)")
     ev.add_argument("--engine", default=None, help="engine that runs ARTIFACT (default: its own)")
+    ev.add_argument("--device", default="cpu", help="device that runs ARTIFACT: cpu (default), gpu, npu (the "
+                    "reference always runs on the CPU)")
     ev.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the engine's)")
     ev.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write the figures as JSON")
 
