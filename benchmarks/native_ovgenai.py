@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--optimum", default="/tmp/edgeseq-memory",
                    help="holds optimum-ov-smollm2-135m-instruct-{fp32,int4} (optimum-cli export openvino)")
     p.add_argument("--hf", default="/tmp/edgeseq-memory/smollm2-135m-instruct-hf", help="its tokenizer.json")
-    p.add_argument("--shared-peers", default=str(ROOT.parent / "shared" / "peers"))
+    p.add_argument("--shared-peers", default="/work/shared/peers", help="the shared peer scripts")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
