@@ -65,6 +65,7 @@ def main() -> None:
                    help="holds optimum-ov-smollm2-135m-instruct-{fp32,int4} (optimum-cli export openvino)")
     p.add_argument("--hf", default="/tmp/edgeseq-memory/smollm2-135m-instruct-hf", help="its tokenizer.json")
     p.add_argument("--shared-peers", default="/work/shared/peers", help="the shared peer scripts")
+    p.add_argument("--weights", default=",".join(WEIGHTS), help="comma list of " + ", ".join(WEIGHTS))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
@@ -75,7 +76,7 @@ def main() -> None:
     protocol = ["--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
                 "--warmup", str(a.warmup), "--threads", str(a.threads)]
     rows = []
-    for weights in WEIGHTS:
+    for weights in a.weights.split(","):
         art = Path(a.work) / f"smollm2-{weights}"
         if not (art / "openvino_model.xml").exists():
             sys.exit(f"{art}: export it first: edgeseq export {SOURCE} --format openvino --weights {weights} "
