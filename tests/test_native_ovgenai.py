@@ -92,3 +92,15 @@ def test_refusals(native: dict[str, Path], hf_dirs: dict[str, Path], artifacts: 
         export(str(hf_dirs["t5"]), tmp_path / "t5", format="openvino", quiet=True, native=("ovgenai",))
     with pytest.raises(ArtifactError, match="cannot run a onnx artifact"):  # the engine reads --format openvino only
         edgeseq.load(artifacts["llama"], engine="ovgenai")
+
+
+def test_sliding_window_models_are_refused(tmp_path: Path) -> None:
+    """LLMPipeline's default (paged) attention reads every key: a windowed layer's tokens differ from the
+    third on (measured when the refusal was off), so the export refuses instead of failing its check."""
+    from family_checks import DECODERS, save_tiny
+
+    from edgeseq.export.pipeline import export
+
+    src = save_tiny(DECODERS["qwen2-windowed"], tmp_path / "hf")
+    with pytest.raises(UsageError, match="sliding-window"):
+        export(str(src), tmp_path / "art", format="openvino", quiet=True, native=("ovgenai",))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...artifact.manifest import Manifest
-from ...errors import ArtifactError
+from ...errors import ArtifactError, UsageError
 from . import NativeSpec
 from .ov_weights import share_weights
 
@@ -37,6 +37,10 @@ def write(directory: Path, manifest: Manifest) -> list[str]:
     if manifest.kind != "decoder-only" or comp is None:
         raise ArtifactError(f"--native ovgenai: openvino.genai's LLMPipeline runs decoder-only models; "
                             f"this artifact is {manifest.kind}", "drop --native ovgenai")
+    if manifest.dims.get("sliding_window"):
+        raise UsageError("--native ovgenai: openvino.genai's default attention on CPU (paged) attends to every "
+                         "key, so this model's sliding-window layers would read past their window",
+                         "drop --native ovgenai for this model; edgeseq's openvino engine runs it")
     import openvino as ov
 
     model = ov.Core().read_model(directory / comp.file)
