@@ -114,8 +114,8 @@ def table(rows: list[dict]) -> None:
                                                       f"{res['ttft_ms'] / base['ttft_ms']:.2f}x"]
             same = "-" if "gen_ids" not in res or "gen_ids" not in own else \
                 ("yes" if res["gen_ids"] == own["gen_ids"] else "no")
-            print(f"| {r['weights']} | {label} | {res.get('precision')} | {res['ttft_ms']:.1f} | {res['tpot_ms']:.2f} | "
-                  f"{res['decode_tok_s']:.1f} | {vs[0]} | {vs[1]} | {same} |")
+            print(f"| {r['weights']} | {label} | {res.get('precision')} | {res['ttft_ms']:.1f} | "
+                  f"{res['tpot_ms']:.2f} | {res['decode_tok_s']:.1f} | {vs[0]} | {vs[1]} | {same} |")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ ENGINE = EngineSpec(
 
 def probe(row: devices.DeviceRow) -> str | None:
     try:
-        import openvino_genai  # noqa: F401
+        import openvino_genai  # noqa: F401  (the probe: is it importable)
     except ImportError:
         return "openvino-genai is not installed"
     return None
