@@ -30,9 +30,11 @@ def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
     out = []
     for engine in registry.readers(m.format):
         try:
-            engine_module(engine)
+            module = engine_module(engine)
         except EdgeseqError:  # not installed here: not a candidate
             continue
+        if getattr(getattr(module, registry.spec(engine).backend, None), "native", False):
+            continue  # a native runtime runs its own loop: no logits to judge (runtimes/native.py)
         out += [(engine, p) for p in registry.spec(engine).precisions]
     return out
 
