@@ -78,7 +78,7 @@ def test_artifact_without_bundle_is_refused(tmp_path: Path, bundled: Path) -> No
     m["native"] = {}
     m["files"].pop("model.litertlm")
     (plain / "edgeseq.json").write_text(json.dumps(m))
-    r = cli("generate", str(plain), "--engine", "litertlm", "--prompt", "hi", "--max-new-tokens", "2")
+    r = cli("generate", str(plain), "hi", "--engine", "litertlm", "--max-new-tokens", "2")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "re-export with --format tflite --native litertlm" in r.stderr
 
