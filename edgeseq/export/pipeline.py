@@ -183,7 +183,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
         from . import native as native_files
 
         _say(f"      --native {name}: writing its files and checking its greedy tokens against edgeseq's", quiet)
-        m.native[name] = native_files.write(name, tmp, m)
+        m.native[name] = native_files.write(name, tmp, m, comps)
         c = m.native[name]["check"]
         _say(f"      {name}: {len(m.native[name]['files'])} file(s); check {c['status']}"
              + (f" ({c['reason']})" if c.get("reason") else ""), quiet)
