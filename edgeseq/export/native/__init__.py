@@ -2,7 +2,7 @@
 into the artifact beside edgeseq's own, and checked there.
 
 Every module in this package that declares `NATIVE = NativeSpec(...)` is one runtime; it defines
-`write(directory, manifest) -> list[str]` (the files it wrote into the artifact folder being
+`write(directory, manifest, components) -> list[str]` (the files it wrote into the artifact folder being
 exported, which already holds the graphs, the tokenizer and a passed parity check). After writing,
 `check` opens the folder on the runtime's engine (runtimes/engines/NAME.py) and compares its greedy
 tokens on the parity prompt with edgeseq's own engine's; the result goes into the manifest's
@@ -32,8 +32,6 @@ class NativeSpec:
     runtime: str  # the runtime, for messages (e.g. "onnxruntime-genai")
     rank: int = 50
     text: bool = False  # the runtime streams text, not ids: its tokens are compared as the text they decode to
-    steps: bool = False  # write() also takes the export's step components (a runtime whose graph contract
-    #                      differs converts the same step modules again, wrapped in its signatures)
 
 
 _TABLE = Declared("edgeseq.export.native", "NATIVE", NativeSpec, "native runtime",
@@ -64,11 +62,10 @@ def validate(names_: list[str], format: str, kind: str | None = None, target: st
                                          "installed", s.install)
 
 
-def write(name: str, directory: Path, manifest: Manifest, components: list[Any] | None = None) -> dict[str, Any]:
+def write(name: str, directory: Path, manifest: Manifest, components: list[Any]) -> dict[str, Any]:
     """Write runtime `name`'s files into `directory` and check them; the manifest's record of it.
-    `components`: the export's step components, passed to runtimes whose spec asks for them (`steps`)."""
-    module = _TABLE.module(name)
-    files = module.write(directory, manifest, components) if spec(name).steps else module.write(directory, manifest)
+    `components`: the export's step modules (a runtime whose graph contract differs converts them again)."""
+    files = _TABLE.module(name).write(directory, manifest, components)
     return {"files": sorted(files), "runtime": spec(name).runtime, "check": check(name, directory, manifest)}
 
 

@@ -27,7 +27,7 @@ from ...errors import ExportError, UsageError
 from . import NativeSpec
 
 NATIVE = NativeSpec(name="litertlm", formats=("tflite",), kinds=("decoder-only",), package="litert_lm_builder",
-                    install="pip install 'edgeseq[litertlm]' -c constraints.txt", runtime="LiteRT-LM", steps=True,
+                    install="pip install 'edgeseq[litertlm]' -c constraints.txt", runtime="LiteRT-LM",
                     text=True)
 
 BUNDLE = "model.litertlm"
@@ -62,7 +62,7 @@ class LiteRtLmStep(nn.Module):
         return result
 
 
-def write(directory: Path, manifest: Manifest, components: list[Any] | None = None) -> list[str]:
+def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[str]:
     if manifest.kind != "decoder-only" or not components:
         raise UsageError("--native litertlm bundles decoder-only --format tflite exports",
                          "LiteRT-LM runs decoder-only LLMs; drop --native litertlm")

@@ -32,7 +32,8 @@ GENERATION = "generation_config.json"
 FILES = (MODEL, TOKENIZER, DETOKENIZER, GENERATION)  # what the engine needs to find (with their .bin files)
 
 
-def write(directory: Path, manifest: Manifest) -> list[str]:
+def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[str]:
+    """openvino.genai's files, made from the artifact's own decoder IR (the step modules are not needed)."""
     comp = manifest.components.get("decoder")
     if manifest.kind != "decoder-only" or comp is None:
         raise ArtifactError(f"--native ovgenai: openvino.genai's LLMPipeline runs decoder-only models; "
