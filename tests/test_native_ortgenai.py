@@ -52,6 +52,10 @@ def test_export_writes_checked_files_that_share_the_weights(native: dict[str, Pa
     assert (art / "decoder.ortgenai.onnx").stat().st_size < (art / "decoder.onnx").stat().st_size * 1.1
     if case == "llama-int4":
         assert "MatMulNBits" in {n.op_type for n in graph.graph.node}
+    search = json.loads((art / "genai_config.json").read_text())["search"]
+    # a cache appended in place where GroupQueryAttention makes every present (llama), else grown by Concat (gpt2)
+    assert search["past_present_share_buffer"] == ("GroupQueryAttention" in m.components["decoder"].contrib_ops)
+    assert search["past_present_share_buffer"] == (case != "gpt2")
     config = json.loads((art / "genai_config.json").read_text())["model"]
     assert config["decoder"]["filename"] == "decoder.ortgenai.onnx"
     assert config["decoder"]["num_hidden_layers"] == m.dims["num_layers"]
@@ -67,6 +71,26 @@ def test_greedy_tokens_equal_onnxruntime_engine(native: dict[str, Path], case: s
     got = model.generate_ids(ids, max_new_tokens=32, ignore_eos=True)
     assert got.ids == want.ids and len(got.ids[0]) == 32
     assert len(got.timings.token_ms) == 32 and got.timings.token_ms == sorted(got.timings.token_ms)
+
+
+def test_an_app_loop_with_the_config_defaults_gets_the_same_tokens(native: dict[str, Path]) -> None:
+    """What an app's own loop does (the C example): no search options, so the shared cache buffer holds
+    the config's max_length (the model's context) positions, more than the request fills."""
+    import onnxruntime_genai as og
+
+    ids = [5, 17, 42, 99, 7, 300, 12, 64]
+    want = edgeseq.load(native["llama"]).generate_ids([ids], max_new_tokens=20, ignore_eos=True).ids[0]
+    model = og.Model(str(native["llama"]))
+    generator = og.Generator(model, og.GeneratorParams(model))
+    generator.append_tokens(np.asarray([ids], np.int32))
+    got = []
+    while len(got) < 20 and not generator.is_done():
+        generator.generate_next_token()
+        got.append(int(generator.get_next_tokens()[0]))
+    del generator
+    eos = set(mf.read(native["llama"]).generation["eos_token_ids"])
+    cut = next((i + 1 for i, t in enumerate(want) if t in eos), len(want))  # it stops at EOS by itself
+    assert got == want[:cut]
 
 
 def test_stop_ids_end_the_run_and_sampling_is_seeded(native: dict[str, Path]) -> None:

@@ -35,17 +35,18 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 
 def write(directory: Path, manifest: Manifest) -> list[str]:
     comp = manifest.components["decoder"]
-    graph = last_token_graph(directory, comp.file, int(manifest.dims["vocab_size"]))
+    graph, in_place = last_token_graph(directory, comp.file, int(manifest.dims["vocab_size"]))
     names = {d["name"] for d in comp.inputs}
-    (directory / CONFIG).write_text(json.dumps(genai_config(manifest, graph, names), indent=2) + "\n")
+    (directory / CONFIG).write_text(json.dumps(genai_config(manifest, graph, names, in_place), indent=2) + "\n")
     (directory / TOKENIZER_CONFIG).write_text(
         json.dumps(tokenizer_config(directory / "tokenizer.json", manifest), indent=2) + "\n")
     return [CONFIG, TOKENIZER_CONFIG] + ([graph] if graph != comp.file else [])
 
 
-def last_token_graph(directory: Path, file: str, vocab: int) -> str:
-    """`file` rewritten so that it takes no logits_index and returns logits [batch, 1, vocab]; the name of
-    the graph onnxruntime-genai loads (`file` itself where it already has that contract)."""
+def last_token_graph(directory: Path, file: str, vocab: int) -> tuple[str, bool]:
+    """`file` rewritten so that it takes no logits_index and returns logits [batch, 1, vocab]: the name of
+    the graph onnxruntime-genai loads (`file` itself where it already has that contract), and whether
+    GroupQueryAttention makes every present (then the cache can be a buffer it appends to in place)."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -55,10 +56,13 @@ def last_token_graph(directory: Path, file: str, vocab: int) -> str:
     logits = next((o for o in g.output if o.name == "logits"), None)
     if logits is None:
         raise ExportError(f"{file} has no 'logits' output", "re-export the artifact with this edgeseq")
+    presents = {o.name for o in g.output if o.name.startswith("present.")}
+    by_gqa = {o for n in g.node if n.op_type == "GroupQueryAttention" for o in n.output[1:3]}
+    in_place = bool(presents) and presents <= by_gqa
     picks = [i for i in g.input if i.name == "logits_index"]
     rank = len(logits.type.tensor_type.shape.dim)
     if not picks and rank == 3:
-        return file
+        return file, in_place
     for i in picks:  # [-1]: the last position of every row (Gather takes negative indices)
         g.input.remove(i)
         g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "logits_index"))
@@ -71,10 +75,10 @@ def last_token_graph(directory: Path, file: str, vocab: int) -> str:
         g.output.insert(0, helper.make_tensor_value_info("logits", logits.type.tensor_type.elem_type,
                                                          ["batch", 1, vocab]))
     onnx.save(model, str(directory / GRAPH))
-    return GRAPH
+    return GRAPH, in_place
 
 
-def genai_config(manifest: Manifest, graph: str, inputs: set[str]) -> dict[str, Any]:
+def genai_config(manifest: Manifest, graph: str, inputs: set[str], in_place: bool) -> dict[str, Any]:
     d, gen = manifest.dims, manifest.generation
     eos = list(gen.get("eos_token_ids") or [])
     pad = gen.get("pad_token_id")
@@ -105,9 +109,10 @@ def genai_config(manifest: Manifest, graph: str, inputs: set[str]) -> dict[str, 
             "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "max_length": int(d["max_positions"]),
             "min_length": 0, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0,
             "length_penalty": 1.0, "no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "early_stopping": True,
-            # edgeseq's graph returns past + new positions as each present (it does not write into a buffer
-            # of the full length), so the cache is not shared between past and present
-            "past_present_share_buffer": False,
+            # GroupQueryAttention graphs: the cache is one buffer of max_length positions per layer that the
+            # kernel appends to in place, as edgeseq's own ONNX Runtime engine runs it (no per-step copy);
+            # plain attention (Concat) returns past + new positions as a new present each step
+            "past_present_share_buffer": in_place,
         },
     }
 
