@@ -1,7 +1,8 @@
 """edgeseq's ONNX artifact on onnxruntime-genai against onnxruntime-genai's own builder output.
 
 Rows per precision (fp32, int4), SmolLM2-135M-Instruct real weights, one run:
-  (a) edgeseq's artifact on edgeseq's onnxruntime engine (edgeseq's loop)
+  (a) edgeseq's artifact on edgeseq's onnxruntime engine (edgeseq's loop); for int4 both edgeseq's int4
+      (float32 compute) and w4a8 (int8 activations, what the builder's int4 computes with)
   (b) the same artifact on engine ortgenai (onnxruntime-genai's Generator loop, edgeseq's clock)
   (c) onnxruntime-genai's builder output run by shared/peers/peer_ortgenai.py (its own clock)
 Protocol (shared/peers'): batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads,
@@ -24,6 +25,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 SOURCE = "smollm2-135m-instruct"
+# the builder's precision -> edgeseq's --weights compared with it: the builder's int4 computes with int8
+# activations (MatMulNBits accuracy_level 4), which is edgeseq's w4a8; edgeseq's int4 computes in float32
+PAIRS = {"fp32": ("fp32",), "int4": ("int4", "w4a8")}
 
 
 def edgeseq_worker(a: argparse.Namespace) -> None:
@@ -38,7 +42,8 @@ def edgeseq_worker(a: argparse.Namespace) -> None:
     cfg = ProfileConfig(input_lens=[a.input_len], output_lens=[a.output_len], warmup=a.warmup, reps=a.reps,
                         threads=a.threads, engine=a.engine)
     r = profile_artifact(a.artifact, cfg)[0]
-    peer_args = argparse.Namespace(prompt="text", in_len=a.input_len, tokenizer=str(Path(a.artifact) / "tokenizer.json"),
+    peer_args = argparse.Namespace(prompt="text", in_len=a.input_len,
+                                   tokenizer=str(Path(a.artifact) / "tokenizer.json"),
                                    model=a.artifact)
     model = edgeseq.load(a.artifact, engine=a.engine, threads=a.threads)
     ids = C.prompt_ids(peer_args)
@@ -102,17 +107,19 @@ def main() -> None:
              "--warmup", str(a.warmup), "--threads", str(a.threads), "--shared-peers", a.shared_peers]
     rows = []
     for weights in a.weights.split(","):
-        art = ensure_export(Path(a.work), weights)
         builder = a.builder.format(weights=weights)
-        tools = {}
-        for engine in ("onnxruntime", "ortgenai"):
-            tools[f"edgeseq artifact on {engine}"] = run(
-                [sys.executable, str(HERE), "--worker", "--engine", engine, "--artifact", str(art), *proto], env)
+        tools, arts = {}, {}
+        for own in PAIRS[weights]:
+            arts[own] = art = ensure_export(Path(a.work), own)
+            for engine in ("onnxruntime", "ortgenai"):
+                tools[f"edgeseq {own} artifact on {engine}"] = run(
+                    [sys.executable, str(HERE), "--worker", "--engine", engine, "--artifact", str(art), *proto], env)
         tools["onnxruntime-genai builder output"] = run(
             [sys.executable, str(Path(a.shared_peers) / "peer_ortgenai.py"), "--model", builder,
              "--tokenizer", str(art / "tokenizer.json"), "--in-len", str(a.input_len), "--out-len",
              str(a.output_len), "--reps", str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads)], env)
-        rows.append({"weights": weights, "artifact": str(art), "builder": builder, "tools": tools})
+        rows.append({"weights": weights, "artifacts": {k: str(v) for k, v in arts.items()}, "builder": builder,
+                     "tools": tools})
     save(a, rows)
     table(rows)
 

@@ -26,12 +26,15 @@ STEPS = 32
 
 def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
     """(engine, precision) for every installed engine that reads the artifact's format, at each
-    compute precision the engine declares."""
+    compute precision the engine declares. Native runtimes (runtimes/native.py) are not candidates: they
+    return tokens, not logits to check, and their check is the export's (--native)."""
     out = []
     for engine in registry.readers(m.format):
         try:
-            engine_module(engine)
+            module = engine_module(engine)
         except EdgeseqError:  # not installed here: not a candidate
+            continue
+        if getattr(getattr(module, registry.spec(engine).backend), "native", False):
             continue
         out += [(engine, p) for p in registry.spec(engine).precisions]
     return out
