@@ -6,7 +6,9 @@ Rows per precision (fp32, int4), SmolLM2-135M-Instruct real weights, one run:
   (b) the same artifact on engine ortgenai (onnxruntime-genai's Generator loop, edgeseq's clock)
   (c) onnxruntime-genai's builder output run by shared/peers/peer_ortgenai.py (its own clock)
 Protocol (shared/peers'): batch 1, 128 prompt tokens, 64 forced new tokens, greedy, 2 threads,
-1 warm-up + 5 timed runs, medians; every row in its own process. (a) and (b) are timed by `edgeseq
+1 warm-up + 5 timed runs, medians; every row in its own process. Rows run round-robin in --rounds
+rounds (default 3: each process 1 warm-up + 2 timed runs, medians over all 6), so that a slow spell of
+this shared machine lands on every row. (a) and (b) are timed by `edgeseq
 profile`'s runner; each also generates once from the peer's prompt ids, so the greedy ids of all three
 rows can be compared. The artifacts are exported with --native ortgenai into --work when absent.
 
@@ -18,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +98,8 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="rows run round-robin; each round ceil(reps / rounds) "
+                   "timed runs after its warm-up, medians over all")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", help=argparse.SUPPRESS)
     p.add_argument("--artifact", help=argparse.SUPPRESS)
@@ -103,33 +108,55 @@ def main() -> None:
         edgeseq_worker(a)
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    proto = ["--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(a.reps),
+    per_round = -(-a.reps // a.rounds)
+    proto = ["--input-len", str(a.input_len), "--output-len", str(a.output_len), "--reps", str(per_round),
              "--warmup", str(a.warmup), "--threads", str(a.threads), "--shared-peers", a.shared_peers]
-    rows = []
+    rows, commands = [], {}
     for weights in a.weights.split(","):
         builder = a.builder.format(weights=weights)
-        tools, arts = {}, {}
-        for own in PAIRS[weights]:
-            arts[own] = art = ensure_export(Path(a.work), own)
+        arts = {own: ensure_export(Path(a.work), own) for own in PAIRS[weights]}
+        for own, art in arts.items():
             for engine in ("onnxruntime", "ortgenai"):
-                tools[f"edgeseq {own} artifact on {engine}"] = run(
-                    [sys.executable, str(HERE), "--worker", "--engine", engine, "--artifact", str(art), *proto], env)
-        tools["onnxruntime-genai builder output"] = run(
-            [sys.executable, str(Path(a.shared_peers) / "peer_ortgenai.py"), "--model", builder,
-             "--tokenizer", str(art / "tokenizer.json"), "--in-len", str(a.input_len), "--out-len",
-             str(a.output_len), "--reps", str(a.reps), "--warmup", str(a.warmup), "--threads", str(a.threads)], env)
+                commands[(weights, f"edgeseq {own} artifact on {engine}")] = [
+                    sys.executable, str(HERE), "--worker", "--engine", engine, "--artifact", str(art), *proto]
+        commands[(weights, "onnxruntime-genai builder output")] = [
+            sys.executable, str(Path(a.shared_peers) / "peer_ortgenai.py"), "--model", builder,
+            "--tokenizer", str(next(iter(arts.values())) / "tokenizer.json"), "--in-len", str(a.input_len),
+            "--out-len", str(a.output_len), "--reps", str(per_round), "--warmup", str(a.warmup),
+            "--threads", str(a.threads)]
         rows.append({"weights": weights, "artifacts": {k: str(v) for k, v in arts.items()}, "builder": builder,
-                     "tools": tools})
+                     "tools": {}})
+    # round-robin, order rotated each round: a slow spell of a shared machine lands on every row
+    runs: dict[tuple[str, str], list[dict]] = {k: [] for k in commands}
+    keys = list(commands)
+    for r in range(a.rounds):
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            runs[key].append(run(commands[key], env))
+            print(f"round {r + 1}/{a.rounds}: {key[0]} {key[1]} done", file=sys.stderr, flush=True)
+    for row in rows:
+        row["tools"] = {tool: merged(got) for (weights, tool), got in runs.items() if weights == row["weights"]}
     save(a, rows)
     table(rows)
+
+
+def merged(results: list[dict]) -> dict:
+    """One row from its rounds: medians over every timed run of every round, samples kept."""
+    bad = [r for r in results if "error" in r]
+    if bad:
+        return bad[0]
+    samples = {k: [x for r in results for x in r["samples"][k]] for k in ("ttft_ms", "tpot_ms", "decode_tok_s")}
+    out = dict(results[-1], samples=samples, rounds=len(results),
+               same_ids_every_round=len({r["gen_sha"] for r in results}) == 1)
+    out.update({k: statistics.median(v) for k, v in samples.items()})
+    return out
 
 
 def save(a: argparse.Namespace, rows: list[dict]) -> None:
     from edgeseq.profile.bandwidth import copy_gb_s
     from edgeseq.profile.result import RunHeader
 
-    header = RunHeader.here(copy_gb_s(threads=a.threads), {k: getattr(a, k) for k in
-                                                            ("input_len", "output_len", "reps", "warmup", "threads")})
+    keys = ("input_len", "output_len", "reps", "warmup", "threads", "rounds")
+    header = RunHeader.here(copy_gb_s(threads=a.threads), {k: getattr(a, k) for k in keys})
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({**header.to_dict(), "results": rows}, indent=2))
     print(header.host_line())

@@ -96,7 +96,10 @@ def genai_config(manifest: Manifest, graph: str, inputs: set[str], in_place: boo
             "vocab_size": int(d["vocab_size"]),
             "decoder": {
                 "filename": graph,
-                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                # subnormal floats computed as zero, as edgeseq's ONNX Runtime engine does (on x86 each one
+                # costs a microcode assist); ONNX Runtime sets it on its pool's threads
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": [],
+                                    "session.set_denormal_as_zero": "1"},
                 "head_size": int(d["head_dim"]), "hidden_size": int(d["hidden_size"]),
                 "num_attention_heads": int(d["num_heads"]), "num_hidden_layers": int(d["num_layers"]),
                 "num_key_value_heads": int(d["num_kv_heads"]),

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import ArtifactError, DeviceError, UsageError, first_line
 from .. import devices
+from ..host import fpenv
 from ..native import NativeBackend
 from ..registry import EngineSpec
 
@@ -28,7 +29,7 @@ ENGINE = EngineSpec(
     name="ortgenai", backend="OrtGenAiBackend", package="onnxruntime_genai", install=INSTALL,
     formats=("onnx",), rank=60,  # never the default for ONNX: only artifacts exported --native ortgenai
     weights_resident=(("fp32", 1.2), ("*", 1.5)),
-    devices=(devices.DeviceRow("ortgenai", "cpu", "", "cpu", INSTALL),))
+    devices=(devices.DeviceRow("ortgenai", "cpu", "", "CPU provider", INSTALL),))
 
 
 def probe(row: devices.DeviceRow) -> str | None:
@@ -79,6 +80,9 @@ class OrtGenAiBackend(NativeBackend):
             raise ArtifactError(f"onnxruntime-genai cannot load {self.artifact}: {first_line(e)}",
                                 "re-export with --native ortgenai using this edgeseq") from e
         self.og = og
+        # the calling thread runs its share of each step too: subnormals flushed there as on the pool's
+        # threads (the config's session.set_denormal_as_zero), only while onnxruntime-genai runs
+        self._fp = fpenv.EngineEnv(True)
         self.vocab = int(self.manifest.dims["vocab_size"])
         self.max_length = int(self.manifest.dims["max_positions"])
 
@@ -104,11 +108,11 @@ class OrtGenAiBackend(NativeBackend):
         generator = og.Generator(self.model, params)
         ends = set(stop)
         try:
-            generator.append_tokens(np.asarray([ids], np.int32))  # runs the prompt (prefill)
+            self._fp.run(generator.append_tokens, np.asarray([ids], np.int32))  # runs the prompt (prefill)
             for _ in range(cfg.max_new_tokens):
                 if generator.is_done():
                     return
-                generator.generate_next_token()
+                self._fp.run(generator.generate_next_token)
                 token = int(generator.get_next_tokens()[0])
                 yield token
                 if token in ends:
