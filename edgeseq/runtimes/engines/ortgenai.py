@@ -80,6 +80,8 @@ class OrtGenAiBackend(NativeBackend):
             raise ArtifactError(f"onnxruntime-genai cannot load {self.artifact}: {first_line(e)}",
                                 "re-export with --native ortgenai using this edgeseq") from e
         self.og = og
+        if self.manifest.quantization in ("w4a8", "w8a8", "w8a8-token"):  # int8 activations, as in the ORT engine
+            self.precision = "int8"
         # the calling thread runs its share of each step too: subnormals flushed there as on the pool's
         # threads (the config's session.set_denormal_as_zero), only while onnxruntime-genai runs
         self._fp = fpenv.EngineEnv(True)
