@@ -119,5 +119,9 @@ class OrtGenAiBackend(NativeBackend):
                 yield token
                 if token in ends:
                     return
+        except RuntimeError as e:  # onnxruntime-genai's own errors (a session run failing), as one line
+            raise ArtifactError(f"onnxruntime-genai failed on {self.artifact.name}: {first_line(e)}",
+                                "run it on edgeseq's own engine (drop --engine), or re-export with --native "
+                                "ortgenai using this edgeseq") from e
         finally:
             del generator
