@@ -19,7 +19,7 @@ from edgeseq.runtimes import registry
 from edgeseq.runtimes.engines import onnxruntime as ort_engine, openvino as ov_engine
 from edgeseq.runtimes.options import EngineOptions, coerce, parse_pairs
 
-ENGINE_MODULES = {"onnxruntime", "openvino", "litert", "ovgenai", "litertlm"}  # the engine modules of runtimes/engines/
+ENGINE_MODULES = {"onnxruntime", "openvino", "litert", "ovgenai", "litertlm", "ortgenai"}  # runtimes/engines/
 
 
 def test_every_engine_module_is_declared() -> None:

@@ -26,7 +26,8 @@ STEPS = 32
 
 def candidates(m: mf.Manifest) -> list[tuple[str, str]]:
     """(engine, precision) for every installed engine that reads the artifact's format, at each
-    compute precision the engine declares."""
+    compute precision the engine declares. Native runtimes (runtimes/native.py) are not candidates: they
+    return tokens, not logits to check, and their check is the export's (--native)."""
     out = []
     for engine in registry.readers(m.format):
         try:
