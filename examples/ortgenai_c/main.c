@@ -1,12 +1,13 @@
 /* generate: open an edgeseq artifact (exported with --native ortgenai) in onnxruntime-genai and
  * continue a prompt greedily, the way an app embeds it.
  *
- *   generate [--threads N] [--ids] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]
+ *   generate [--threads N] [--ids] [--ignore-eos] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]
  *
  * PROMPT is text (tokenized by the runtime's tokenizer, from the artifact's tokenizer files), or
  * with --ids a list of token ids ("1 2 3" or "1,2,3"). Prints the new token ids on one line, then
- * their text. Stops at MAX_NEW_TOKENS (default 32) or at the model's end-of-sequence token. Any error
- * is one line on stderr and exit status 1. */
+ * their text. Stops at MAX_NEW_TOKENS (default 32) or at the model's end-of-sequence token (never,
+ * with --ignore-eos: the end token is then never chosen, a forced length as in benchmarks). Any
+ * error is one line on stderr and exit status 1. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +50,15 @@ static long parse_ids(const char* text, int32_t* ids, long capacity) {
 }
 
 int main(int argc, char** argv) {
-  int threads = 0, as_ids = 0, arg = 1;
+  int threads = 0, as_ids = 0, ignore_eos = 0, arg = 1;
   for (; arg < argc && strncmp(argv[arg], "--", 2) == 0; arg++) {
     if (strcmp(argv[arg], "--ids") == 0) as_ids = 1;
+    else if (strcmp(argv[arg], "--ignore-eos") == 0) ignore_eos = 1;
     else if (strcmp(argv[arg], "--threads") == 0 && arg + 1 < argc) threads = atoi(argv[++arg]);
     else break;
   }
   if (argc - arg < 2 || argc - arg > 3) {
-    fprintf(stderr, "usage: %s [--threads N] [--ids] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--threads N] [--ids] [--ignore-eos] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]\n", argv[0]);
     return 2;
   }
   const char* folder = argv[arg];
@@ -64,6 +66,12 @@ int main(int argc, char** argv) {
   long max_new = argc - arg == 3 ? strtol(argv[arg + 2], NULL, 10) : 32;
   if (max_new < 1 || max_new > MAX_IDS) {
     fprintf(stderr, "error: MAX_NEW_TOKENS must be 1..%d, not %s\n", MAX_IDS, argv[arg + 2]);
+    return 2;
+  }
+  static int32_t prompt_ids[MAX_IDS], new_ids[MAX_IDS];
+  long n_prompt = 0, n_new = 0;
+  if (as_ids && (n_prompt = parse_ids(prompt, prompt_ids, MAX_IDS)) < 0) {
+    fprintf(stderr, "error: --ids wants token ids such as \"1 2 3\", not \"%s\"\n", prompt);
     return 2;
   }
 
@@ -75,9 +83,7 @@ int main(int argc, char** argv) {
   OgaGeneratorParams* params = NULL;
   OgaGenerator* generator = NULL;
   const char* text = NULL;
-  static int32_t prompt_ids[MAX_IDS], new_ids[MAX_IDS];
   const int32_t* ids = prompt_ids;
-  long n_prompt = 0, n_new = 0;
 
   /* The folder's genai_config.json names the graph, its inputs and the cache layout. */
   CHECK(OgaCreateConfig(folder, &config));
@@ -90,23 +96,21 @@ int main(int argc, char** argv) {
   CHECK(OgaCreateModelFromConfig(config, &model));
   CHECK(OgaCreateTokenizer(model, &tokenizer));
 
-  if (as_ids) {
-    n_prompt = parse_ids(prompt, prompt_ids, MAX_IDS);
-    if (n_prompt < 0) {
-      fprintf(stderr, "error: --ids wants token ids such as \"1 2 3\", not \"%s\"\n", prompt);
-      status = 2;
-      goto done;
-    }
-  } else {
+  if (!as_ids) {
+    /* BOS as the model's tokenizer adds it (the runtime's default adds no special token). */
+    const char* keys[] = {"add_special_tokens"};
+    const char* values[] = {"true"};
+    CHECK(OgaUpdateTokenizerOptions(tokenizer, keys, values, 1));
     CHECK(OgaCreateSequences(&encoded));
     CHECK(OgaTokenizerEncode(tokenizer, prompt, encoded));
     n_prompt = (long)OgaSequencesGetSequenceCount(encoded, 0);
     ids = OgaSequencesGetSequenceData(encoded, 0);
   }
 
-  /* Greedy search; max_length counts the prompt too. */
+  /* Greedy search; max_length counts the prompt too, and no end token is chosen before min_length. */
   CHECK(OgaCreateGeneratorParams(model, &params));
   CHECK(OgaGeneratorParamsSetSearchNumber(params, "max_length", (double)(n_prompt + max_new)));
+  if (ignore_eos) CHECK(OgaGeneratorParamsSetSearchNumber(params, "min_length", (double)(n_prompt + max_new)));
   CHECK(OgaGeneratorParamsSetSearchBool(params, "do_sample", false));
   CHECK(OgaCreateGenerator(model, params, &generator));
   CHECK(OgaGenerator_AppendTokens(generator, ids, (size_t)n_prompt));

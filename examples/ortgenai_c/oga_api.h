@@ -46,6 +46,10 @@ void OgaDestroyModel(OgaModel* model);
 /* Tokenizer (reads the tokenizer files in the model folder) and token sequences */
 OgaResult* OgaCreateTokenizer(const OgaModel* model, OgaTokenizer** out);
 void OgaDestroyTokenizer(OgaTokenizer* tokenizer);
+/* Options by name, e.g. "add_special_tokens" = "true" (off by default): add the BOS token where the
+ * folder's tokenizer_config.json says add_bos_token, as the model's own tokenizer does. */
+OgaResult* OgaUpdateTokenizerOptions(OgaTokenizer* tokenizer, const char* const* keys, const char* const* values,
+                                     size_t count);
 OgaResult* OgaCreateSequences(OgaSequences** out);
 void OgaDestroySequences(OgaSequences* sequences);
 OgaResult* OgaTokenizerEncode(const OgaTokenizer* tokenizer, const char* text, OgaSequences* sequences);
