@@ -90,8 +90,17 @@ def test_c_example_text_prompt_tokenizes_as_edgeseq(binary: Path, artifact: Path
     assert [int(t) for t in done.stdout.split("\n", 1)[0].split()] == want
 
 
-def test_c_example_wrong_folder_is_one_line_error(binary: Path, tmp_path: Path) -> None:
-    done = run_example(binary, str(tmp_path / "no-such-artifact"), "hello", "4")
-    assert done.returncode != 0 and done.stdout == ""
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0 and done.stdout == "", done.stdout
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "genai_config.json" in lines[0], done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def test_c_example_wrong_folder_is_one_line_error(binary: Path, tmp_path: Path) -> None:
+    assert "genai_config.json" in one_line_error(run_example(binary, str(tmp_path / "no-such-artifact"), "hello", "4"))
+
+
+def test_c_example_runtime_error_is_one_line(binary: Path, artifact: Path) -> None:
+    """An id outside the vocabulary fails inside onnxruntime: its own log stays quiet, the API's error is the line."""
+    assert "Gather" in one_line_error(run_example(binary, "--ids", str(artifact), "3 5000000", "4"))

@@ -85,14 +85,14 @@ int main(int argc, char** argv) {
   const char* text = NULL;
   const int32_t* ids = prompt_ids;
 
-  /* The folder's genai_config.json names the graph, its inputs and the cache layout. */
+  /* The folder's genai_config.json names the graph, its inputs and the cache layout; session options
+   * are overlaid on it: threads, and onnxruntime's own log quiet (its errors come back as OgaResult). */
   CHECK(OgaCreateConfig(folder, &config));
-  if (threads > 0) {
-    char json[160];
-    snprintf(json, sizeof json,
-             "{\"model\": {\"decoder\": {\"session_options\": {\"intra_op_num_threads\": %d}}}}", threads);
-    CHECK(OgaConfigOverlay(config, json));
-  }
+  char json[200];
+  int n = snprintf(json, sizeof json, "{\"model\": {\"decoder\": {\"session_options\": {\"log_severity_level\": 4");
+  if (threads > 0) n += snprintf(json + n, sizeof json - n, ", \"intra_op_num_threads\": %d", threads);
+  snprintf(json + n, sizeof json - n, "}}}}");
+  CHECK(OgaConfigOverlay(config, json));
   CHECK(OgaCreateModelFromConfig(config, &model));
   CHECK(OgaCreateTokenizer(model, &tokenizer));
 
