@@ -77,13 +77,15 @@ def test_c_example_matches_edgeseq_engine(binary: Path, artifact: Path) -> None:
     assert text.strip(), "the example prints the new tokens' text after their ids"
 
 
-def test_c_example_text_prompt_tokenizes_as_edgeseq(binary: Path, artifact: Path) -> None:
+@pytest.mark.parametrize("text", ["the quick brown fox jumps over the lazy dog", "<s>the quick brown fox"])
+def test_c_example_text_prompt_tokenizes_as_edgeseq(binary: Path, artifact: Path, text: str) -> None:
     """A text prompt goes through the runtime's tokenizer (the artifact's tokenizer files) to the
-    same prompt ids as edgeseq's, hence the same greedy continuation."""
+    same prompt ids as edgeseq's, hence the same greedy continuation: BOS added once, also where the
+    prompt starts with it (as a chat template's does)."""
     import edgeseq
 
-    text = "the quick brown fox jumps over the lazy dog"
     model = edgeseq.load(artifact)
+    assert model.encode(text)[:2] == [3, 420], "the test tokenizer's BOS (3) then 'the' (420)"
     want = model.generate_ids([model.encode(text)], max_new_tokens=STEPS, ignore_eos=True).ids[0]
     done = run_example(binary, "--ignore-eos", str(artifact), text, str(STEPS))
     assert done.returncode == 0, done.stderr

@@ -105,6 +105,11 @@ int main(int argc, char** argv) {
     CHECK(OgaTokenizerEncode(tokenizer, prompt, encoded));
     n_prompt = (long)OgaSequencesGetSequenceCount(encoded, 0);
     ids = OgaSequencesGetSequenceData(encoded, 0);
+    /* A prompt that starts with the BOS text (a chat template's) would get a second one; keep one, as
+     * edgeseq's encode does. */
+    int32_t bos;
+    CHECK(OgaTokenizerGetBosTokenId(tokenizer, &bos));
+    if (n_prompt > 1 && ids[0] == bos && ids[1] == bos) ids++, n_prompt--;
   }
 
   /* Greedy search; max_length counts the prompt too, and no end token is chosen before min_length. */

@@ -50,6 +50,7 @@ void OgaDestroyTokenizer(OgaTokenizer* tokenizer);
  * folder's tokenizer_config.json says add_bos_token, as the model's own tokenizer does. */
 OgaResult* OgaUpdateTokenizerOptions(OgaTokenizer* tokenizer, const char* const* keys, const char* const* values,
                                      size_t count);
+OgaResult* OgaTokenizerGetBosTokenId(const OgaTokenizer* tokenizer, int32_t* out);
 OgaResult* OgaCreateSequences(OgaSequences** out);
 void OgaDestroySequences(OgaSequences* sequences);
 OgaResult* OgaTokenizerEncode(const OgaTokenizer* tokenizer, const char* text, OgaSequences* sequences);
