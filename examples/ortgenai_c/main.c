@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
     else break;
   }
   if (argc - arg < 2 || argc - arg > 3) {
-    fprintf(stderr, "usage: %s [--threads N] [--ids] [--ignore-eos] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]\n", argv[0]);
+    fprintf(stderr, "usage: %s [--threads N] [--ids] [--ignore-eos] ARTIFACT_DIR PROMPT [MAX_NEW_TOKENS]\n",
+            argv[0]);
     return 2;
   }
   const char* folder = argv[arg];
@@ -84,14 +85,15 @@ int main(int argc, char** argv) {
   OgaGenerator* generator = NULL;
   const char* text = NULL;
   const int32_t* ids = prompt_ids;
+  int32_t bos = 0;
+  char json[200];  /* the session options overlaid on genai_config.json */
+  int n = snprintf(json, sizeof json, "{\"model\": {\"decoder\": {\"session_options\": {\"log_severity_level\": 4");
+  if (threads > 0) n += snprintf(json + n, sizeof json - n, ", \"intra_op_num_threads\": %d", threads);
+  snprintf(json + n, sizeof json - n, "}}}}");
 
   /* The folder's genai_config.json names the graph, its inputs and the cache layout; session options
    * are overlaid on it: threads, and onnxruntime's own log quiet (its errors come back as OgaResult). */
   CHECK(OgaCreateConfig(folder, &config));
-  char json[200];
-  int n = snprintf(json, sizeof json, "{\"model\": {\"decoder\": {\"session_options\": {\"log_severity_level\": 4");
-  if (threads > 0) n += snprintf(json + n, sizeof json - n, ", \"intra_op_num_threads\": %d", threads);
-  snprintf(json + n, sizeof json - n, "}}}}");
   CHECK(OgaConfigOverlay(config, json));
   CHECK(OgaCreateModelFromConfig(config, &model));
   CHECK(OgaCreateTokenizer(model, &tokenizer));
@@ -107,7 +109,6 @@ int main(int argc, char** argv) {
     ids = OgaSequencesGetSequenceData(encoded, 0);
     /* A prompt that starts with the BOS text (a chat template's) would get a second one; keep one, as
      * edgeseq's encode does. */
-    int32_t bos;
     CHECK(OgaTokenizerGetBosTokenId(tokenizer, &bos));
     if (n_prompt > 1 && ids[0] == bos && ids[1] == bos) ids++, n_prompt--;
   }
