@@ -168,3 +168,16 @@ def test_refusals(artifacts: dict[str, Path], hf_dirs: dict[str, Path], tmp_path
     assert not (tmp_path / "t5").exists()
     code = main(["generate", str(artifacts["t5"]), "--engine", "ortgenai", "hi", "--max-new-tokens", "2"])
     _one_line_error(capsys, code, "encoder-decoder", "--engine onnxruntime")
+
+
+def test_compare_with_a_native_engine_exports_with_its_files(hf_dirs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    code = main(["compare", str(hf_dirs["llama"]), str(hf_dirs["gpt2"]), "--engine", "ortgenai", "--input-lens", "8", "--output-len", "4",
+                 "--reps", "1", "--warmup", "0", "--no-bandwidth", "--no-plots", "--parity-steps", "4",
+                 "--out", str(out)])
+    assert code == 0
+    arts = sorted((out / "artifacts").iterdir())
+    assert len(arts) == 2 and all(a.name.endswith("-onnx-fp32-ortgenai") for a in arts)
+    assert all(mf.read(a).native["ortgenai"]["check"]["status"] == "passed" for a in arts)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["engine"]) for r in rows] == [("ok", "ortgenai")] * 2

@@ -67,10 +67,18 @@ def slug(source: str) -> str:
 
 def artifact_dir(out: Path, source: str, fmt: str, weights: str, engine: str | None = None) -> Path:
     """Where the sweep keeps its export of (source, format, weights); for a PyTorch `engine`, the
-    source-only artifact every format and weights share."""
+    source-only artifact every format and weights share; for a native runtime's, an export with its files."""
     if engine in PYTORCH:
         return out / "artifacts" / f"{slug(source)}-{source_only.FORMAT}"
+    if engine in native_runtimes():  # an export with that runtime's files (--native)
+        return out / "artifacts" / f"{slug(source)}-{fmt}-{weights}-{engine}"
     return out / "artifacts" / f"{slug(source)}-{fmt}-{weights}"
+
+
+def native_runtimes() -> list[str]:
+    from ..export import native
+
+    return native.names()
 
 
 def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps: int,
@@ -101,6 +109,8 @@ def ensure_artifact(source: str, fmt: str, weights: str, out: Path, parity_steps
     say(f"exporting {source} to {fmt} ({weights}); log: {log}")
     cmd = [sys.executable, "-m", "edgeseq", "--verbose", "export", source, "--format", fmt, "--weights", weights,
            "--out", str(target), "--overwrite", "--parity-steps", str(parity_steps)]
+    if engine in native_runtimes():
+        cmd += ["--native", engine]
     if lengths and format_spec(fmt).static:
         ins, n_out = lengths
         cmd += ["--max-input", str(max(ins)), "--max-output", str(n_out),
