@@ -58,12 +58,15 @@ def main() -> None:
     peer = {r["weights"]: r["decode_tok_s"] for r in rows if r["row"].startswith("(c)")}
     print(f"{'row':48} {'weights':7} {'ttft ms':>8} {'tpot ms':>8} {'tok/s':>8} {'vs (c)':>7}")
     for r in rows:
-        ratio = r["decode_tok_s"] / peer[r["weights"]] if r["weights"] in peer else float("nan")
-        r["vs_c"] = ratio
-        print(f"{r['row']:48} {r['weights']:7} {r['ttft_ms']:8.1f} {r['tpot_ms']:8.2f} {r['decode_tok_s']:8.1f} {ratio:7.2f}")
+        ratio = r["decode_tok_s"] / peer[r["weights"]] if r["weights"] in peer else None
+        r["vs_c"] = None if ratio is None else round(ratio, 3)
+        print(f"{r['row']:48} {r['weights']:7} {r['ttft_ms']:8.1f} {r['tpot_ms']:8.2f} {r['decode_tok_s']:8.1f} "
+              f"{'-' if ratio is None else f'{ratio:.2f}':>7}")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"protocol": "128-token prompt, 64 forced new tokens, greedy, 1 warm-up + 5 timed, "
-                                           f"medians, {a.threads} threads", "rows": rows}, indent=1))
+                                           f"medians, {a.threads} threads",
+                               "command": " ".join(["benchmarks/native_litertlm.py", *sys.argv[1:]]), "rows": rows},
+                              indent=1))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import DeviceError
+from edgeseq.export import native
 from edgeseq.reference import NAMES as PYTORCH, device_rows as reference_rows, torch_runner
 from edgeseq.runtimes import registry
 from edgeseq.runtimes.devices import parse, rows, table
 
-# every engine's rows, and the PyTorch engines' (not engines of the registry: --engine torch / torch-compile)
-ROWS = table() + list(reference_rows())
+# every engine's rows, and the PyTorch engines' (not engines of the registry: --engine torch / torch-compile);
+# the native runtimes' rows (CPU only) need artifacts exported with --native: tests/test_native_*.py generate on them
+NATIVE = set(native.names())
+ROWS = [r for r in table() if r.engine not in NATIVE] + list(reference_rows())
 
 
 def test_parse() -> None:
