@@ -62,17 +62,22 @@ def main() -> int:
         r.update(variant=variant, format=fmt, seconds=round(time.perf_counter() - t, 1),
                  size_mb=round(sum(f.stat().st_size for f in art.iterdir() if f.is_file()) / 1e6, 1))
         rows.append(r)
+        write(a, rows)  # after every row: a stopped run keeps what finished
         g = r["greedy"]
         print(f"{variant:<18} {r['size_mb']:>7.1f} MB  ppl {r['perplexity']:8.3f} (ref {r['reference_perplexity']:.3f})"
               f"  KL {r['kl_mean']:.4f} p99 {r['kl_p99']:.4f}  top-1 {r['top1_agreement']:.1%}  greedy "
               f"{g['token_agreement']:.1%} first diff {g['first_divergence']}", flush=True)
+    write(a, rows)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def write(a: argparse.Namespace, rows: list[dict]) -> None:
     doc = {"model": a.model, "tokens": a.tokens, "prompts": a.prompts, "steps": a.steps, "threads": a.threads,
            "reference": "source (PyTorch float32)", "command": " ".join(["benchmarks/quality.py", *sys.argv[1:]]),
            "rows": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=2))
-    print(f"wrote {a.out}")
-    return 0
 
 
 if __name__ == "__main__":
