@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -106,15 +105,20 @@ def test_stop_ids_end_the_run_and_sampling_is_seeded(native: dict[str, Path]) ->
 
 def test_threads_set_the_runtime_intra_op_pool(native: dict[str, Path]) -> None:
     """ONNX Runtime's intra-op pool has threads - 1 workers (the caller is one): 4 threads add three more
-    workers than 1 does."""
-    def threads_after_load(n: int) -> int:
-        model = edgeseq.load(native["llama"], engine="ortgenai", threads=n)
-        count = len(os.listdir("/proc/self/task"))
-        del model
-        return count
+    workers than 1 does. Counted in a fresh process each, where no other test's threads come and go."""
+    import subprocess
+    import sys
 
     if not Path("/proc/self/task").is_dir():
         pytest.skip("no /proc here to count threads")
+    code = ("import os, sys, edgeseq; m = edgeseq.load(sys.argv[1], engine='ortgenai', threads=int(sys.argv[2])); "
+            "print(len(os.listdir('/proc/self/task')))")
+
+    def threads_after_load(n: int) -> int:
+        out = subprocess.run([sys.executable, "-c", code, str(native["llama"]), str(n)], capture_output=True,
+                             text=True, check=True).stdout
+        return int(out.strip().splitlines()[-1])
+
     one, four = threads_after_load(1), threads_after_load(4)
     assert four - one == 3
 

@@ -80,7 +80,7 @@ def test_report_ratios_and_formats(artifacts: dict[str, Path], tmp_path: Path) -
 # the keys a profile result has in the JSON reports (benchmark scripts and tests read them): the old ones plus
 # engine_options, the engine's typed options in effect
 RESULT_KEYS = {"artifact", "model", "label", "kind", "random_weights", "format", "engine", "device", "simulated",
-               "node_share", "placement", "precision", "engine_options", "weights", "quantization", "parity", "threads", "input_len",
+               "node_share", "placement", "precision", "engine_options", "weights", "quantization", "parity", "quality", "threads", "input_len",
                "output_len", "batch", "warmup", "reps", "load_ms", "first_run_ms", "huge_pages", "artifact_bytes",
                "tokenize_ms", "encode_ms", "prefill_ms", "ttft_ms", "tpot_ms", "decode_tok_s", "e2e_ms", "stats",
                "samples", "gen_head", "napkin", "status", "key", "peak_rss_mb", "memory", "rss_before_load_mb", "load_warm_ms"}

@@ -171,7 +171,7 @@ def _write(spec: Any, tmp: Path, format: str, parity_steps: int, quiet: bool, we
              f"tokens agree: {p['tokens_agree']}{enc}", quiet)
     else:
         m.parity = {"status": "skipped", "reason": "--parity-steps 0"}
-    if quality_tokens and weights != "fp32":
+    if quality_tokens and weights != "fp32" and not spec.audio:  # text models (speech: docs/speech.md's WER)
         from ..quality.evaluate import at_export
 
         _say(f"      quality: {weights} against PyTorch on {quality_tokens} tokens of the built-in texts", quiet)

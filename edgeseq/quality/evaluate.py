@@ -46,6 +46,9 @@ def open_pair(artifact: str | Path, cfg: EvalConfig) -> tuple[Any, Any]:
     from ..artifact import manifest as mf
 
     model = api.load(artifact, device=cfg.device, engine=cfg.engine, threads=cfg.threads)
+    if model.manifest.audio:
+        raise UsageError(f"eval scores text models; {artifact} is a speech model",
+                         "measure a speech model by its transcripts (word error rate: docs/speech.md)")
     if getattr(model.backend, "native", False):
         raise UsageError(f"eval needs every position's logits, which engine {model.backend.engine} does not return",
                          "evaluate the artifact on edgeseq's own engine (drop --engine); its native check compares "
