@@ -15,15 +15,9 @@ import numpy as np
 from ..runtimes.base import StepBackend
 from .config import GenerationConfig
 from .loop import Timings, banned_ids, check_rows, first_banned, forced_last, forced_prefix, now, start, stop_ids
-from .search import penalize_repeats
+from .search import log_softmax, penalize_repeats
 
 NEG = -1.0e9
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float32)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -59,7 +53,7 @@ def beam_search(backend: StepBackend, rows: list[list[int]], cfg: GenerationConf
     improvable = np.ones((b, groups), bool)
     cur = begin = history.shape[1]
     while True:
-        logp = _log_softmax(logits)
+        logp = log_softmax(logits)
         if cfg.repetition_penalty != 1.0:
             logp = penalize_repeats(logp, history, cfg.repetition_penalty)
         no = first if cur == begin else banned  # the first choice also avoids the begin-suppressed ids

@@ -71,3 +71,11 @@ def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Log-probabilities over the last axis, computed in `dtype` (float32 for search; float64 where small
+    differences between two distributions are the result, as in quality/metrics.py's KL divergence)."""
+    x = x.astype(dtype)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))

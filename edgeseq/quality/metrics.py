@@ -18,11 +18,7 @@ from typing import Any
 
 import numpy as np
 
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+from ..generate.search import log_softmax
 
 
 @dataclass
@@ -36,7 +32,7 @@ class Tally:
     def add(self, got: np.ndarray, ref: np.ndarray, targets: np.ndarray) -> None:
         """Logits [n, V] of the checked artifact and the reference before `targets` [n]."""
         v = min(got.shape[-1], ref.shape[-1])  # a padded vocabulary: compare the shared ids
-        lg, lr = log_softmax(got[:, :v]), log_softmax(ref[:, :v])
+        lg, lr = log_softmax(got[:, :v], np.float64), log_softmax(ref[:, :v], np.float64)
         rows = np.arange(len(targets))
         self.nll += (-lg[rows, targets]).tolist()
         self.nll_ref += (-lr[rows, targets]).tolist()
