@@ -218,10 +218,10 @@ def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, ge
     Rows are checked when this is called, not at the first step."""
     check_rows(backend, rows, cfg, features)
     if getattr(backend, "native", False):  # a native runtime runs its own loop (runtimes/native.py)
-        if features is not None or rules is not None:
-            raise UsageError(f"engine {backend.engine} runs text prompts only through edgeseq",
-                             "use edgeseq's own engine for speech (drop --engine)")
-        return backend.steps(rows, cfg, gen, timings, deadline, halted)  # type: ignore[attr-defined, no-any-return]
+        if rules is not None:
+            raise UsageError(f"engine {backend.engine} does not take Whisper's timestamp rules from edgeseq",
+                             "transcribe without --timestamps, or use edgeseq's own engine (drop --engine)")
+        return backend.steps(rows, cfg, gen, timings, deadline, halted, features)  # type: ignore[attr-defined, no-any-return]
     return _steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)
 
 

@@ -180,6 +180,11 @@ def transcribe(backend: StepBackend, tokenizer: Any, samples: np.ndarray, cfg: G
                          "drop --num-beams, or --timestamps")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}", "for example --batch-size 8")
+    if getattr(backend, "native", False):  # a native runtime (runtimes/native.py) takes one window at a time
+        batch_size = 1
+        if language is None and audio["tokens"].get("multilingual"):
+            raise UsageError(f"engine {backend.engine} does not detect the language through edgeseq",
+                             "pass --language, or use edgeseq's own engine (drop --engine)")
     t0 = time.perf_counter()
     rate, seconds = int(audio["sampling_rate"]), int(audio["chunk_seconds"])
     chunks = windows(samples, seconds=seconds, sampling_rate=rate)

@@ -70,26 +70,34 @@ def write(name: str, directory: Path, manifest: Manifest, components: list[Any])
 
 
 def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STEPS) -> dict[str, Any]:
-    """Greedy tokens of the runtime against edgeseq's own engine on the parity prompt (the same ids)."""
+    """Greedy tokens of the runtime against edgeseq's own engine on the parity prompt (the same ids; for
+    speech, the parity check's test signal with Whisper's decoder prompt)."""
     from ...accuracy import prompt_ids
     from ...generate.config import GenerationConfig
     from ...generate.loop import run
     from ...runtimes import BackendOptions, open_backend
 
-    ids = prompt_ids((directory / "tokenizer.json").read_text(), manifest.kind, manifest.generation,
-                     int(manifest.dims["vocab_size"]))
+    features = None
+    if manifest.audio:  # speech: the parity check's test signal, Whisper's decoder prompt
+        from ..parity import parity_features
+        from ...generate.speech import prompt
+
+        features, ids = parity_features(manifest.audio), prompt(manifest.audio["tokens"])
+    else:
+        ids = prompt_ids((directory / "tokenizer.json").read_text(), manifest.kind, manifest.generation,
+                         int(manifest.dims["vocab_size"]))
     if manifest.static:  # a static-shape artifact: within the limits it was compiled for, as parity does
         ids, steps = ids[: manifest.static["max_input"]], min(steps, manifest.static["max_output"])
     cfg = GenerationConfig(max_new_tokens=steps, ignore_eos=True).validate()
     options = BackendOptions(precision="f32")
     own = open_backend(directory, manifest, "cpu", None, options)
-    want, _ = run(own, [ids], cfg, manifest.generation)
+    want, _ = run(own, [ids], cfg, manifest.generation, features=features)
     del own
     try:
         theirs = open_backend(directory, manifest, "cpu", name, options)
     except MissingDependencyError as e:  # files written, runtime absent here: checked at load instead
         return {"status": "skipped", "reason": e.message}
-    got, _ = run(theirs, [ids], cfg, manifest.generation)
+    got, _ = run(theirs, [ids], cfg, manifest.generation, features=features)
     agree = next((i for i, (a, b) in enumerate(zip(got[0], want[0])) if a != b), None)
     passed = agree is None and len(got[0]) == len(want[0])
     extra: dict[str, Any] = {}

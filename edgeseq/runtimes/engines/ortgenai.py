@@ -88,14 +88,14 @@ class OrtGenAiBackend(NativeBackend):
         self.vocab = int(self.manifest.dims["vocab_size"])
         self.max_length = int(self.manifest.dims["max_positions"])
 
-    def check(self, cfg: Any, rows: list[list[int]]) -> None:
-        super().check(cfg, rows)
+    def check(self, cfg: Any, rows: list[list[int]], features: Any = None) -> None:
+        super().check(cfg, rows, features)
         total = len(rows[0]) + cfg.max_new_tokens
         if total > self.max_length:
             raise UsageError(f"prompt ({len(rows[0])}) + --max-new-tokens ({cfg.max_new_tokens}) passes the "
                              f"model's {self.max_length} positions", "shorten the prompt or --max-new-tokens")
 
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int]) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None) -> Iterator[int]:
         og = self.og
         total = len(ids) + cfg.max_new_tokens
         params = og.GeneratorParams(self.model)

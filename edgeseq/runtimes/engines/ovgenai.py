@@ -132,7 +132,7 @@ class OvGenAiBackend(NativeBackend):
             c.stop_token_ids = set()
         return c
 
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int]) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None) -> Iterator[int]:
         import numpy as np
         import openvino as ov
         import openvino_genai as ovg
