@@ -32,6 +32,8 @@ class NativeSpec:
     runtime: str  # the runtime, for messages (e.g. "onnxruntime-genai")
     rank: int = 50
     text: bool = False  # the runtime streams text, not ids: its tokens are compared as the text they decode to
+    speech: bool = False  # it also bundles speech encoder-decoders (Whisper), whatever `kinds` says
+    not_text_encdec: str = ""  # why it cannot bundle a text encoder-decoder (T5, BART), for the refusal
 
 
 _TABLE = Declared("edgeseq.export.native", "NATIVE", NativeSpec, "native runtime",
@@ -46,17 +48,21 @@ def spec(name: str) -> NativeSpec:
     return _TABLE.get(name)
 
 
-def validate(names_: list[str], format: str, kind: str | None = None, target: str = "cpu") -> None:
-    """Refuse, before the model loads, a --native the export cannot make (`kind` None: not known yet)."""
+def validate(names_: list[str], format: str, kind: str | None = None, target: str = "cpu",
+             speech: bool = False) -> None:
+    """Refuse, before the model loads, a --native the export cannot make (`kind` None: not known yet;
+    `speech`: the model reads audio, as Whisper)."""
     for name in names_:
         s = spec(name)
         if format not in s.formats or target != "cpu":
             raise UsageError(f"--native {name} needs --format {' or '.join(s.formats)} (target cpu), "
                              f"not --format {format}" + (f" --target {target}" if target != "cpu" else ""),
                              f"export with --format {s.formats[0]}, or drop --native {name}")
-        if kind is not None and kind not in s.kinds:
-            raise UsageError(f"--native {name}: {s.runtime} does not run {kind} models through edgeseq",
-                             f"it runs {' and '.join(s.kinds)} models; drop --native {name}")
+        if kind is not None and kind not in s.kinds and not (speech and s.speech):
+            runs = " and ".join(s.kinds) + (" and Whisper (speech)" if s.speech else "")
+            why = f" ({s.not_text_encdec})" if s.not_text_encdec and kind == "encoder-decoder" else ""
+            raise UsageError(f"--native {name}: {s.runtime} does not run {'text ' if s.speech else ''}{kind} models "
+                             f"through edgeseq{why}", f"it runs {runs} models; drop --native {name}")
         if s.package and importlib.util.find_spec(s.package) is None:
             raise MissingDependencyError(f"--native {name} needs the Python package '{s.package}', which is not "
                                          "installed", s.install)

@@ -11,9 +11,10 @@ graph with `logits_index` fixed to the last position and the logits shaped [batc
 last-token-only output, which onnxruntime-genai recognises as such). It keeps its weights in the
 artifact's own external data file, so no weight is stored twice.
 
-Encoder-decoder artifacts are refused: onnxruntime-genai runs encoder-decoders only as Whisper (an
-encoder fed audio features) and Marian with SSRU decoder state (no per-layer self-attention cache),
-not a T5/BART-style encoder of token ids with a self- and cross-attention cache.
+Whisper artifacts become onnxruntime-genai's `whisper` model (ortgenai_whisper.py). Text
+encoder-decoders are refused: onnxruntime-genai runs encoder-decoders only as Whisper (an encoder fed
+audio features) and Marian with SSRU decoder state (no per-layer self-attention cache), not a
+T5/BART-style encoder of token ids with a self- and cross-attention cache.
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ from ...errors import ExportError
 from . import NativeSpec
 
 NATIVE = NativeSpec(name="ortgenai", formats=("onnx",), kinds=("decoder-only",), package=None,
-                    install="pip install 'edgeseq[ortgenai]'", runtime="onnxruntime-genai", rank=10)
+                    install="pip install 'edgeseq[ortgenai]'", runtime="onnxruntime-genai", rank=10, speech=True,
+                    not_text_encdec="its encoder-decoder types are Whisper, whose encoder reads audio features, and "
+                    "Marian-SSRU, a recurrent decoder state; none is a token encoder with per-layer self- and "
+                    "cross-attention caches")
 
 CONFIG = "genai_config.json"
 GRAPH = "decoder.ortgenai.onnx"
@@ -35,7 +39,12 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 
 def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[str]:
     """onnxruntime-genai's config and tokenizer config, and the decoder graph returning last-token logits
-    (sharing the artifact's weight file); made from the artifact's graph, so the step modules are not needed."""
+    (sharing the artifact's weight file); made from the artifact's graph, so the step modules are not needed.
+    Whisper: its own two graphs and config (ortgenai_whisper.py)."""
+    if manifest.audio:
+        from . import ortgenai_whisper
+
+        return ortgenai_whisper.write(directory, manifest)
     comp = manifest.components["decoder"]
     graph, in_place = last_token_graph(directory, comp.file, int(manifest.dims["vocab_size"]))
     names = {d["name"] for d in comp.inputs}
@@ -45,15 +54,26 @@ def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[st
     return [CONFIG, TOKENIZER_CONFIG] + ([graph] if graph != comp.file else [])
 
 
-def last_token_graph(directory: Path, file: str, vocab: int) -> tuple[str, bool]:
+def last_token_graph(directory: Path, file: str, vocab: int, out: str = GRAPH) -> tuple[str, bool]:
     """`file` rewritten so that it takes no logits_index and returns logits [batch, 1, vocab]: the name of
-    the graph onnxruntime-genai loads (`file` itself where it already has that contract), and whether
-    GroupQueryAttention makes every present (then the cache can be a buffer it appends to in place)."""
-    import numpy as np
+    the graph onnxruntime-genai loads (`file` itself where it already has that contract, else `out`), and
+    whether GroupQueryAttention makes every present (then the cache can be a buffer it appends to in place)."""
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(directory / file), load_external_data=False)  # weights stay in the data file
+    changed, in_place = last_token(model, file, vocab)
+    if not changed:
+        return file, in_place
+    onnx.save(model, str(directory / out))
+    return out, in_place
+
+
+def last_token(model: Any, file: str, vocab: int) -> tuple[bool, bool]:
+    """Change the loaded graph `model` in place as `last_token_graph` says: whether it changed, and whether
+    GroupQueryAttention makes every present."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
     g = model.graph
     logits = next((o for o in g.output if o.name == "logits"), None)
     if logits is None:
@@ -64,7 +84,7 @@ def last_token_graph(directory: Path, file: str, vocab: int) -> tuple[str, bool]
     picks = [i for i in g.input if i.name == "logits_index"]
     rank = len(logits.type.tensor_type.shape.dim)
     if not picks and rank == 3:
-        return file, in_place
+        return False, in_place
     for i in picks:  # [-1]: the last position of every row (Gather takes negative indices)
         g.input.remove(i)
         g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "logits_index"))
@@ -76,8 +96,7 @@ def last_token_graph(directory: Path, file: str, vocab: int) -> tuple[str, bool]
         g.output.remove(logits)
         g.output.insert(0, helper.make_tensor_value_info("logits", logits.type.tensor_type.elem_type,
                                                          ["batch", 1, vocab]))
-    onnx.save(model, str(directory / GRAPH))
-    return GRAPH, in_place
+    return True, in_place
 
 
 def genai_config(manifest: Manifest, graph: str, inputs: set[str], in_place: bool) -> dict[str, Any]:

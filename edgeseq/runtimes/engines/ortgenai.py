@@ -8,6 +8,10 @@ threads), hands the prompt ids to `Generator.append_tokens` and takes each id fr
 A forced-length request (no stop ids) sets min_length to the full length, so onnxruntime-genai masks
 the artifact's EOS ids as edgeseq's own loop does; otherwise the loop ends at the first stop id
 (onnxruntime-genai also ends by itself at the artifact's EOS ids).
+
+Whisper artifacts run as onnxruntime-genai's `whisper` model (export/native/ortgenai_whisper.py): one
+window's log-mel features go in as the `audio_features` input (`Generator.set_inputs`), the decoder
+prompt as the first appended ids; Whisper's suppressed ids are applied inside the artifact's decoder graph.
 """
 from __future__ import annotations
 
@@ -43,19 +47,26 @@ def probe(row: devices.DeviceRow) -> str | None:
 
 def refusal(manifest: Any) -> str | None:
     """Why this engine cannot run an artifact on any device, or None."""
-    if manifest.kind != "decoder-only":
-        return f"onnxruntime-genai does not run edgeseq's {manifest.kind} artifacts"
+    if manifest.kind != "decoder-only" and not manifest.audio:
+        return (f"onnxruntime-genai does not run edgeseq's text {manifest.kind} artifacts (its encoder-decoder "
+                "types are Whisper's audio encoder and Marian-SSRU, not a token encoder with self- and cross-caches)")
     if "ortgenai" not in (manifest.native or {}):
         return "the artifact has no onnxruntime-genai files (genai_config.json)"
     return None
 
 
+def runnable(manifest: Any) -> bool:
+    """Decoder-only and Whisper (speech) artifacts: the kinds `--native ortgenai` bundles."""
+    return manifest.kind == "decoder-only" or bool(manifest.audio)
+
+
 def refusal_fix(manifest: Any) -> str:
-    return "with --native ortgenai" if manifest.kind == "decoder-only" else ""
+    return "with --native ortgenai" if runnable(manifest) else ""
 
 
 class OrtGenAiBackend(NativeBackend):
     engine = "ortgenai"
+    speech = True  # Whisper artifacts: one window's features per request
 
     def _load(self) -> None:
         import onnxruntime_genai as og
@@ -64,17 +75,18 @@ class OrtGenAiBackend(NativeBackend):
             raise DeviceError(f"engine ortgenai runs on cpu here, not {self.device}", "drop --device, or use "
                               "--engine onnxruntime for other devices")
         # the files, not the manifest's record of them: the export's check opens the folder before recording
-        why = refusal(self.manifest) if self.manifest.kind != "decoder-only" else None
+        why = refusal(self.manifest) if not runnable(self.manifest) else None
         if why or not (self.artifact / CONFIG).is_file():
-            fix = ("re-export with --native ortgenai" if self.manifest.kind == "decoder-only" else
-                   "use --engine onnxruntime: onnxruntime-genai runs decoder-only artifacts only")
+            fix = ("re-export with --native ortgenai" if runnable(self.manifest) else
+                   "use --engine onnxruntime: onnxruntime-genai runs decoder-only and Whisper artifacts only")
             raise ArtifactError(f"{self.artifact}: {why or 'genai_config.json is missing'}", fix)
         try:
             config = og.Config(str(self.artifact))
             config.clear_providers()  # the CPU provider
             if self.options.threads:
-                config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-                    "intra_op_num_threads": self.options.threads, "inter_op_num_threads": 1}}}}))
+                threads = {"session_options": {"intra_op_num_threads": self.options.threads, "inter_op_num_threads": 1}}
+                sessions = ("decoder", "encoder") if self.manifest.audio else ("decoder",)
+                config.overlay(json.dumps({"model": {name: threads for name in sessions}}))
             self.model = og.Model(config)
         except Exception as e:  # onnxruntime-genai raises RuntimeError / OrtException with its own text
             raise ArtifactError(f"onnxruntime-genai cannot load {self.artifact}: {first_line(e)}",
@@ -110,6 +122,10 @@ class OrtGenAiBackend(NativeBackend):
         generator = og.Generator(self.model, params)
         ends = set(stop)
         try:
+            if features is not None:  # Whisper: the window's features, read by the encoder at the first run
+                inputs = og.NamedTensors()
+                inputs["audio_features"] = np.ascontiguousarray(features[None], np.float32)  # [1, mels, frames]
+                generator.set_inputs(inputs)
             self._fp.run(generator.append_tokens, np.asarray([ids], np.int32))  # runs the prompt (prefill)
             for _ in range(cfg.max_new_tokens):
                 if generator.is_done():
