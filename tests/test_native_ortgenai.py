@@ -168,7 +168,7 @@ def test_refusals(artifacts: dict[str, Path], hf_dirs: dict[str, Path], tmp_path
     assert not (tmp_path / "x").exists()
     # encoder-decoders: onnxruntime-genai runs only Whisper and Marian-SSRU ones
     code = main(["export", str(hf_dirs["t5"]), "--native", "ortgenai", "--out", str(tmp_path / "t5")])
-    _one_line_error(capsys, code, "does not run encoder-decoder models")
+    _one_line_error(capsys, code, "does not run text encoder-decoder models", "Whisper")
     assert not (tmp_path / "t5").exists()
     code = main(["generate", str(artifacts["t5"]), "--engine", "ortgenai", "hi", "--max-new-tokens", "2"])
     _one_line_error(capsys, code, "encoder-decoder", "--engine onnxruntime")
