@@ -56,8 +56,13 @@ def joined_encoder(directory: Path, encoder: str, init: str) -> None:
             "encoder_hidden_states"] or [i.name for i in dec.graph.input] != ["encoder_hidden_states"]:
         raise ExportError(f"{encoder} / {init} do not have Whisper's encoder contract",
                           "re-export the artifact with this edgeseq")
-    if list(enc.opset_import) != list(dec.opset_import):
-        raise ExportError(f"{encoder} and {init} use different opsets", "re-export the artifact with this edgeseq")
+    opsets = {o.domain: o.version for o in enc.opset_import}
+    for o in dec.opset_import:  # a quantized decoder_init adds com.microsoft (MatMulNBits) to the encoder's
+        if opsets.setdefault(o.domain, o.version) != o.version:
+            raise ExportError(f"{encoder} and {init} use different versions of opset '{o.domain or 'ai.onnx'}'",
+                              "re-export the artifact with this edgeseq")
+        if o.domain not in {e.domain for e in enc.opset_import}:
+            enc.opset_import.append(o)
     compose.add_prefix_graph(dec.graph, "init/", rename_inputs=False, rename_outputs=False, inplace=True)
     g = enc.graph
     for node in g.node:
