@@ -88,11 +88,11 @@ def step_graph(directory: Path, step: str, vocab: int, suppressed: list[int], fi
     g = model.graph
     names = {i.name for i in g.input}
     if not {"input_ids", "attention_mask", "encoder_attention_mask", "past.0.key", "cross.0.key"} <= names:
-        raise ExportError(f"{step} does not have edgeseq's decoder step inputs", "re-export the artifact with this edgeseq")
+        raise ExportError(f"{step} does not have edgeseq's decoder step inputs",
+                          "re-export the artifact with this edgeseq")
     for i in [i for i in g.input if i.name in ("attention_mask", "encoder_attention_mask")]:
         g.input.remove(i)
-    c = {"ones_one": np.array([1], np.int64)}
-    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in c.items())
+    g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "ones_one"))
 
     def dim(tensor: str, axis: int, out: str) -> Any:  # [1]: one dimension of a tensor's shape
         return helper.make_node("Shape", [tensor], [out], start=axis, end=axis + 1, name=f"{out}_shape")
@@ -130,8 +130,8 @@ def suppress(g: Any, vocab: int, always: list[int], first: list[int]) -> None:
     zeros = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
     g.node.extend([
         helper.make_node("ConstantOfShape", ["suppress_vocab"], ["suppress_base"], value=zeros, name="suppress_base"),
-        helper.make_node("ScatterElements", ["suppress_base", "suppress_ids", "suppress_always_inf"], ["suppress_always"],
-                         name="suppress_always"),
+        helper.make_node("ScatterElements", ["suppress_base", "suppress_ids", "suppress_always_inf"],
+                         ["suppress_always"], name="suppress_always"),
         helper.make_node("ScatterElements", ["suppress_base", "suppress_first_ids", "suppress_first_inf"],
                          ["suppress_first_all"], name="suppress_first_all"),
         helper.make_node("Equal", ["mask_past", "suppress_zero"], ["suppress_is_first"], name="suppress_is_first"),
@@ -165,7 +165,8 @@ def genai_config(manifest: Manifest) -> dict[str, Any]:
             },
             "decoder": {
                 "filename": DECODER, "session_options": session, **heads, "num_hidden_layers": int(d["num_layers"]),
-                "inputs": {"input_ids": "input_ids", "past_key_names": "past.%d.key", "past_value_names": "past.%d.value",
+                "inputs": {"input_ids": "input_ids",
+                           "past_key_names": "past.%d.key", "past_value_names": "past.%d.value",
                            "cross_past_key_names": "cross.%d.key", "cross_past_value_names": "cross.%d.value"},
                 "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
                             "present_value_names": "present.%d.value"},
