@@ -96,7 +96,8 @@ def write_tokenizers(directory: Path, manifest: Manifest) -> list[str]:
     tok = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
     special = {"bos_token": gen.get("bos_token_id"), "pad_token": gen.get("pad_token_id"),
                "eos_token": (gen.get("eos_token_ids") or [None])[0]}
-    tok.add_special_tokens({k: tok.convert_ids_to_tokens(v) for k, v in special.items() if v is not None})
+    named = {k: tok.convert_ids_to_tokens(v) for k, v in special.items() if v is not None}
+    tok.add_special_tokens({k: t for k, t in named.items() if t is not None})  # ids past the tokenizer's: none
     if gen.get("chat_template"):
         tok.chat_template = gen["chat_template"]
     tokenizer, detokenizer = convert_tokenizer(tok, with_detokenizer=True)
