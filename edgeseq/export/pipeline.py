@@ -85,7 +85,7 @@ def export(source: str, out: str | Path, format: str = "onnx", overwrite: bool =
         with muffled(f"loading {source}"):  # torch / transformers import and weight-loading lines
             spec = resolve(source, seed=seed)
         if native:
-            native_files.validate(list(native), format, spec.kind, target)
+            native_files.validate(list(native), format, spec.kind, target, bool(spec.audio))
         m = _write(spec, tmp, format, parity_steps, quiet, weights, shape, target, seed, options, native,
                    quality_tokens)
         if m.parity["status"] == "failed" and not keep_failed:

@@ -7,7 +7,8 @@ every token it returns on the same clock (from the hand-over to each token's arr
 rest of its contract: stop ids, --max-new-tokens, the row checks. Subclasses implement `_load` and
 `_tokens`; what a runtime cannot do (beams, a batch of several rows, a repetition penalty, audio) is a
 UsageError naming the engine that can. A runtime that runs speech models (`speech = True`) takes one
-window's log-mel features beside the decoder prompt; Whisper's timestamp rules stay with edgeseq's loop.
+window's log-mel features beside the decoder prompt, and that window's 16 kHz samples (a runtime that
+computes its own features from audio reads those); Whisper's timestamp rules stay with edgeseq's loop.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class NativeBackend(ABC):
     options_class: type[EngineOptions] = EngineOptions
     sampling = True  # the runtime takes temperature / top-k / top-p itself
     speech = False  # the runtime runs speech artifacts: `_tokens` gets one window's features
+    reads_samples = False  # ... and reads that window's samples, not the features (its own front end)
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options.validate()
@@ -50,10 +52,12 @@ class NativeBackend(ABC):
         """Open the artifact's native files in the runtime (threads: self.options.threads)."""
 
     @abstractmethod
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: np.ndarray | None = None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: np.ndarray | None = None,
+                samples: np.ndarray | None = None) -> Iterator[int]:
         """The new token ids for one prompt of `ids`, one at a time as the runtime makes them, at most
         cfg.max_new_tokens; greedy unless cfg.do_sample. The runtime stops at `stop` ids (empty: never).
-        `features` [n_mels, frames]: a speech model's one window of audio (only where `speech`)."""
+        `features` [n_mels, frames]: a speech model's one window of audio (only where `speech`), made
+        from `samples` [N] float32 at the model's sampling rate (given where known)."""
 
     def placement(self) -> dict[str, Any] | None:
         return None
@@ -68,19 +72,24 @@ class NativeBackend(ABC):
 
             audio = self.manifest.audio
             silence = np.zeros((int(audio["n_mels"]), int(audio["frames"])), np.float32)
-            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence):
+            quiet = np.zeros(int(audio["sampling_rate"]) * int(audio["chunk_seconds"]), np.float32)
+            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence, quiet):
                 pass
             return
         for n in lengths:
             for _ in self._tokens([0] * min(n, int(self.manifest.dims["max_positions"]) - 4), cfg, []):
                 pass
 
-    def check(self, cfg: Any, rows: list[list[int]], features: np.ndarray | None = None) -> None:
+    def check(self, cfg: Any, rows: list[list[int]], features: np.ndarray | None = None,
+              samples: list[np.ndarray] | None = None) -> None:
         """Refuse, before anything runs, what this runtime's loop does not do."""
         name = self.engine
         if (features is not None or self.manifest.audio) and not self.speech:
             raise UsageError(f"engine {name} runs text prompts only through edgeseq",
                              "use edgeseq's own engine for speech (drop --engine)")
+        if self.manifest.audio and self.reads_samples and samples is None:
+            raise UsageError(f"engine {name} computes its own log-mel features: it needs the audio samples, "
+                             "not features alone", "transcribe or profile audio (edgeseq transcribe / profile)")
         if len(rows) != 1:
             raise UsageError(f"engine {name} runs one prompt at a time, got a batch of {len(rows)}",
                              "send the prompts one by one, or use --engine onnxruntime for batches")
@@ -92,18 +101,20 @@ class NativeBackend(ABC):
                              "use edgeseq's own engine for it (drop --engine)")
 
     def steps(self, rows: list[list[int]], cfg: Any, gen: dict, timings: Any, deadline: float | None,
-              halted: np.ndarray | None = None, features: np.ndarray | None = None) -> Iterator[np.ndarray]:
+              halted: np.ndarray | None = None, features: np.ndarray | None = None,
+              samples: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
         """Each new token as a [1] array, timed as edgeseq's own loop times its tokens (for speech the
-        encoder's run falls inside the first token's time); the caller marking the row in `halted` (a
-        stop string) ends the request."""
+        encoder's run falls inside the first token's time, and a runtime's own front end too); the caller
+        marking the row in `halted` (a stop string) ends the request."""
         from ..generate.loop import TimeLimitError, stop_ids
 
-        self.check(cfg, rows, features)
+        self.check(cfg, rows, features, samples)
         stop = [] if cfg.ignore_eos else stop_ids(cfg, gen)
         t0 = now()
         n = 0
         window = None if features is None else features[0]
-        for token in self._tokens(list(rows[0]), cfg, stop, window):
+        audio = None if samples is None else np.asarray(samples[0], np.float32)
+        for token in self._tokens(list(rows[0]), cfg, stop, window, audio):
             timings.token_ms.append((now() - t0) * 1e3)
             n += 1
             yield np.array([token], np.int64)

@@ -26,7 +26,7 @@ CHECK_STEPS = 32  # greedy tokens compared, as the parity check's default
 class NativeSpec:
     name: str  # --native NAME; also the engine (runtimes/engines/NAME.py) that runs the result
     formats: tuple[str, ...]  # artifact formats it can bundle
-    kinds: tuple[str, ...]  # model kinds it can bundle (decoder-only, encoder-decoder)
+    kinds: tuple[str, ...]  # model kinds it can bundle (decoder-only, encoder-decoder; speech: Whisper alone)
     package: str | None  # the importable library writing needs (None: plain files)
     install: str  # what brings it: a pip command naming the extra
     runtime: str  # the runtime, for messages (e.g. "onnxruntime-genai")
@@ -46,15 +46,17 @@ def spec(name: str) -> NativeSpec:
     return _TABLE.get(name)
 
 
-def validate(names_: list[str], format: str, kind: str | None = None, target: str = "cpu") -> None:
-    """Refuse, before the model loads, a --native the export cannot make (`kind` None: not known yet)."""
+def validate(names_: list[str], format: str, kind: str | None = None, target: str = "cpu",
+             speech: bool = False) -> None:
+    """Refuse, before the model loads, a --native the export cannot make (`kind` None: not known yet;
+    `speech`: a speech encoder-decoder, Whisper, which a runtime may run without running every one)."""
     for name in names_:
         s = spec(name)
         if format not in s.formats or target != "cpu":
             raise UsageError(f"--native {name} needs --format {' or '.join(s.formats)} (target cpu), "
                              f"not --format {format}" + (f" --target {target}" if target != "cpu" else ""),
                              f"export with --format {s.formats[0]}, or drop --native {name}")
-        if kind is not None and kind not in s.kinds:
+        if kind is not None and kind not in s.kinds and not (speech and "speech" in s.kinds):
             raise UsageError(f"--native {name}: {s.runtime} does not run {kind} models through edgeseq",
                              f"it runs {' and '.join(s.kinds)} models; drop --native {name}")
         if s.package and importlib.util.find_spec(s.package) is None:
@@ -77,12 +79,13 @@ def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STE
     from ...generate.loop import run
     from ...runtimes import BackendOptions, open_backend
 
-    features = None
+    features, samples = None, None
     if manifest.audio:  # speech: the parity check's test signal, Whisper's decoder prompt
-        from ..parity import parity_features
+        from ..parity import parity_features, parity_signal
         from ...generate.speech import prompt
 
         features, ids = parity_features(manifest.audio), prompt(manifest.audio["tokens"])
+        samples = [parity_signal(manifest.audio)]  # for a runtime that makes its own features from audio
     else:
         ids = prompt_ids((directory / "tokenizer.json").read_text(), manifest.kind, manifest.generation,
                          int(manifest.dims["vocab_size"]))
@@ -97,7 +100,7 @@ def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STE
         theirs = open_backend(directory, manifest, "cpu", name, options)
     except MissingDependencyError as e:  # files written, runtime absent here: checked at load instead
         return {"status": "skipped", "reason": e.message}
-    got, _ = run(theirs, [ids], cfg, manifest.generation, features=features)
+    got, _ = run(theirs, [ids], cfg, manifest.generation, features=features, samples=samples)
     agree = next((i for i, (a, b) in enumerate(zip(got[0], want[0])) if a != b), None)
     passed = agree is None and len(got[0]) == len(want[0])
     extra: dict[str, Any] = {}

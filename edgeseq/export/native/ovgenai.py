@@ -23,7 +23,7 @@ from ...errors import ArtifactError, UsageError
 from . import NativeSpec
 from .ov_weights import share_weights
 
-NATIVE = NativeSpec(name="ovgenai", formats=("openvino",), kinds=("decoder-only",), package="openvino_tokenizers",
+NATIVE = NativeSpec(name="ovgenai", formats=("openvino",), kinds=("decoder-only", "speech"), package="openvino_tokenizers",
                     install="pip install 'edgeseq[ovgenai]'", runtime="openvino.genai", rank=20)
 
 MODEL = "openvino_model.xml"
@@ -33,10 +33,15 @@ FILES = (MODEL, TOKENIZER, DETOKENIZER, GENERATION)  # what the engine needs to 
 
 
 def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[str]:
-    """openvino.genai's files, made from the artifact's own decoder IR (the step modules are not needed)."""
+    """openvino.genai's files, made from the artifact's own IRs (the step modules are not needed): LLMPipeline's
+    for a decoder-only model, WhisperPipeline's for Whisper (ovgenai_whisper.py)."""
+    if manifest.audio:
+        from . import ovgenai_whisper
+
+        return ovgenai_whisper.write(directory, manifest)
     comp = manifest.components.get("decoder")
     if manifest.kind != "decoder-only" or comp is None:
-        raise ArtifactError(f"--native ovgenai: openvino.genai's LLMPipeline runs decoder-only models; "
+        raise ArtifactError(f"--native ovgenai: openvino.genai runs decoder-only models and Whisper; "
                             f"this artifact is {manifest.kind}", "drop --native ovgenai")
     if manifest.dims.get("sliding_window"):
         raise UsageError("--native ovgenai: openvino.genai's default attention on CPU (paged) attends to every "
