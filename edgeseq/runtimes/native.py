@@ -57,7 +57,7 @@ class NativeBackend(ABC):
         """The new token ids for one prompt of `ids`, one at a time as the runtime makes them, at most
         cfg.max_new_tokens; greedy unless cfg.do_sample. The runtime stops at `stop` ids (empty: never).
         `features` [n_mels, frames]: a speech model's one window of audio (only where `speech`), made
-        from `samples` [N] float32 at the model's sampling rate (given where known)."""
+        from `samples` [N] float32 at the model's sampling rate (passed only where `reads_samples`)."""
 
     def placement(self) -> dict[str, Any] | None:
         return None
@@ -73,23 +73,20 @@ class NativeBackend(ABC):
             audio = self.manifest.audio
             silence = np.zeros((int(audio["n_mels"]), int(audio["frames"])), np.float32)
             quiet = np.zeros(int(audio["sampling_rate"]) * int(audio["chunk_seconds"]), np.float32)
-            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence, quiet):
+            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence,
+                                  **({"samples": quiet} if self.reads_samples else {})):
                 pass
             return
         for n in lengths:
             for _ in self._tokens([0] * min(n, int(self.manifest.dims["max_positions"]) - 4), cfg, []):
                 pass
 
-    def check(self, cfg: Any, rows: list[list[int]], features: np.ndarray | None = None,
-              samples: list[np.ndarray] | None = None) -> None:
+    def check(self, cfg: Any, rows: list[list[int]], features: np.ndarray | None = None) -> None:
         """Refuse, before anything runs, what this runtime's loop does not do."""
         name = self.engine
         if (features is not None or self.manifest.audio) and not self.speech:
             raise UsageError(f"engine {name} runs text prompts only through edgeseq",
                              "use edgeseq's own engine for speech (drop --engine)")
-        if self.manifest.audio and self.reads_samples and samples is None:
-            raise UsageError(f"engine {name} computes its own log-mel features: it needs the audio samples, "
-                             "not features alone", "transcribe or profile audio (edgeseq transcribe / profile)")
         if len(rows) != 1:
             raise UsageError(f"engine {name} runs one prompt at a time, got a batch of {len(rows)}",
                              "send the prompts one by one, or use --engine onnxruntime for batches")
@@ -108,13 +105,17 @@ class NativeBackend(ABC):
         marking the row in `halted` (a stop string) ends the request."""
         from ..generate.loop import TimeLimitError, stop_ids
 
-        self.check(cfg, rows, features, samples)
+        self.check(cfg, rows, features)
+        if self.manifest.audio and self.reads_samples and samples is None:
+            raise UsageError(f"engine {self.engine} computes its own log-mel features: it needs the audio "
+                             "samples, not features alone", "transcribe or profile audio (edgeseq transcribe / profile)")
         stop = [] if cfg.ignore_eos else stop_ids(cfg, gen)
         t0 = now()
         n = 0
         window = None if features is None else features[0]
-        audio = None if samples is None else np.asarray(samples[0], np.float32)
-        for token in self._tokens(list(rows[0]), cfg, stop, window, audio):
+        # samples only to a runtime that reads them (the others' _tokens may not take the argument)
+        given = {"samples": np.asarray(samples[0], np.float32)} if self.reads_samples and samples is not None else {}
+        for token in self._tokens(list(rows[0]), cfg, stop, window, **given):
             timings.token_ms.append((now() - t0) * 1e3)
             n += 1
             yield np.array([token], np.int64)
