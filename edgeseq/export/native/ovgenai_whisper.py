@@ -80,6 +80,7 @@ def joined_decoder(step: Any, init: Any) -> Any:
     from .ovgenai import stateful_model
 
     params = {p.get_output_tensor(0).get_any_name(): p for p in step.get_parameters()}
+    unmerge_projections(init)
     cross_out = {name: r.input_value(0) for r in init.get_results() for name in r.input_value(0).get_names()}
     (hidden,) = init.get_parameters()  # encoder_hidden_states [B, S, E]
     i64 = np.int64
@@ -117,6 +118,60 @@ def joined_decoder(step: Any, init: Any) -> Any:
     step.validate_nodes_and_infer_types()
     stateful_model(step)  # self cache -> variables + beam_idx, logits_index -> the last position, [B, 1, V]
     return step
+
+
+def unmerge_projections(model: Any) -> int:
+    """Split a merged projection back into one MatMul per output. A quantized export merges the matmuls
+    that share an input (export/passes.py), so decoder_init is one MatMul of every layer's cross K/V
+    projection, split eight ways; a ReadValue's initializer must be nodes that feed that ReadValue alone
+    (the CPU plugin moves them into the variable's own subgraph), so each output gets its own MatMul over
+    its rows of the (decompressed) weights. Returns how many merged matmuls were split."""
+    import numpy as np
+    from openvino import opset13 as ops
+
+    done = 0
+    for split in [n for n in model.get_ordered_ops() if n.get_type_name() == "VariadicSplit"]:
+        mm = split.input_value(0).get_node()
+        rank = split.input_value(0).get_partial_shape().rank.get_length()
+        axis = int(split.input_value(1).get_node().get_data()[()]) % rank
+        if mm.get_type_name() != "MatMul" or not mm.get_attributes().get("transpose_b") or axis != rank - 1:
+            continue
+        sizes = [int(v) for v in split.input_value(2).get_node().get_data()]
+        x, weights, total = mm.input_value(0), mm.input_value(1), sum(sizes)
+        for out, lo, size in zip(split.outputs(), np.cumsum([0, *sizes[:-1]]), sizes):
+            rows = _rows(weights, total, int(lo), int(lo) + size)
+            out.replace(ops.matmul(x, rows, transpose_a=False, transpose_b=True).output(0))
+        done += 1
+    if done:
+        model.validate_nodes_and_infer_types()
+    return done
+
+
+def _rows(value: Any, total: int, lo: int, hi: int) -> Any:
+    """Rows lo:hi of a weight [total, ...] computed from constants (decompression: Convert, Subtract,
+    Multiply; a Reshape of grouped weights), as the same chain over the constants' rows."""
+    from openvino import opset13 as ops
+
+    node = value.get_node()
+    kind = node.get_type_name()
+    if kind == "Constant":
+        shape = list(value.get_shape())
+        if not shape or shape[0] != total:  # a scalar or a row-broadcast constant: shared as it is
+            return value
+        return ops.constant(node.get_data()[lo:hi]).output(0)
+    if kind == "Reshape":
+        target = [int(v) for v in node.input_value(1).get_node().get_data()]
+        if target and target[0] == total:
+            target[0] = hi - lo
+        return ops.reshape(_rows(node.input_value(0), total, lo, hi), ops.constant(target, "i64"),
+                           special_zero=False).output(0)
+    if kind == "Convert":
+        return ops.convert(_rows(node.input_value(0), total, lo, hi), node.get_output_element_type(0)).output(0)
+    if kind in ("Subtract", "Multiply", "Add"):
+        a, b = (_rows(v, total, lo, hi) for v in node.input_values())
+        return getattr(ops, kind.lower())(a, b).output(0)
+    raise ArtifactError(f"--native ovgenai: a merged cross-attention projection's weights come from a {kind} "
+                        "node, which the export cannot split per layer", "export with --weights fp32 or int8")
 
 
 def model_config(manifest: Manifest) -> dict[str, Any]:
