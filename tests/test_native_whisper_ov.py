@@ -77,9 +77,11 @@ def test_cli_transcribe(native: dict[str, Path], tmp_path: Path) -> None:
     pcm = (voice_like(4.0, 16000, seed=5) * 32767).astype(np.int16)
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(pcm.tobytes())
-    run = lambda *a: subprocess.run([sys.executable, "-m", "edgeseq", "transcribe", str(native["en"]), str(wav),  # noqa: E731
-                                     "--max-new-tokens", "8", "--json", *a], capture_output=True, text=True,
-                                    timeout=300)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edgeseq", "transcribe", str(native["en"]), str(wav),
+                               "--max-new-tokens", "8", "--json", *a], capture_output=True, text=True, timeout=300)
+
     mine, theirs = run("--engine", "ovgenai"), run("--engine", "openvino")
     assert mine.returncode == 0, mine.stderr
     assert json.loads(mine.stdout)["text"] == json.loads(theirs.stdout)["text"]

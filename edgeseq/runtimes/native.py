@@ -108,7 +108,8 @@ class NativeBackend(ABC):
         self.check(cfg, rows, features)
         if self.manifest.audio and self.reads_samples and samples is None:
             raise UsageError(f"engine {self.engine} computes its own log-mel features: it needs the audio "
-                             "samples, not features alone", "transcribe or profile audio (edgeseq transcribe / profile)")
+                             "samples, not features alone",
+                             "pass the window's samples (edgeseq transcribe and profile do)")
         stop = [] if cfg.ignore_eos else stop_ids(cfg, gen)
         t0 = now()
         n = 0

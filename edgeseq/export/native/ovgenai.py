@@ -23,8 +23,8 @@ from ...errors import ArtifactError, UsageError
 from . import NativeSpec
 from .ov_weights import share_weights
 
-NATIVE = NativeSpec(name="ovgenai", formats=("openvino",), kinds=("decoder-only", "speech"), package="openvino_tokenizers",
-                    install="pip install 'edgeseq[ovgenai]'", runtime="openvino.genai", rank=20)
+NATIVE = NativeSpec(name="ovgenai", formats=("openvino",), kinds=("decoder-only", "speech"),
+                    package="openvino_tokenizers", install="pip install 'edgeseq[ovgenai]'", runtime="openvino.genai", rank=20)
 
 MODEL = "openvino_model.xml"
 TOKENIZER, DETOKENIZER = "openvino_tokenizer.xml", "openvino_detokenizer.xml"

@@ -17,7 +17,8 @@ WhisperPipeline reads
   computes its own features from 16 kHz samples), `generation_config.json` (Whisper's special ids, the
   suppressed ids, languages and tasks) and openvino-tokenizers' tokenizer / detokenizer IRs.
 Weights: the decoder IR's .bin is decoder_step.bin; the cross-attention projections, which live in
-decoder_init.bin, are appended to it (their one duplicate in the folder).
+decoder_init.bin, are appended to it (their one duplicate in the folder). A quantized export's merged
+projection (all layers' cross K/V in one MatMul) is split back per variable first (unmerge_projections).
 """
 from __future__ import annotations
 
