@@ -77,13 +77,18 @@ def check(backend: Any, spec: Any, steps: int = 32, weights: str = "fp32", promp
     return verdict
 
 
-def parity_features(audio: dict[str, Any], seed: int = 0) -> np.ndarray:
-    """Log-mel features [1, n_mels, frames] of a fixed voice-like test signal (audio/testset.py)."""
-    from ..audio import log_mel
+def parity_signal(audio: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """The fixed voice-like test signal [N] the parity check's features are made from (audio/testset.py)."""
     from ..audio.testset import voice_like
 
-    samples = voice_like(6.0, int(audio["sampling_rate"]), seed)
-    return log_mel(samples, n_mels=int(audio["n_mels"]))[None].astype(np.float32)
+    return voice_like(6.0, int(audio["sampling_rate"]), seed).astype(np.float32)
+
+
+def parity_features(audio: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """Log-mel features [1, n_mels, frames] of the parity test signal."""
+    from ..audio import log_mel
+
+    return log_mel(parity_signal(audio, seed), n_mels=int(audio["n_mels"]))[None].astype(np.float32)
 
 
 def _origin(model: Any) -> str:

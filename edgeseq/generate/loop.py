@@ -208,20 +208,22 @@ Rules = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (logits [B, V], ids so
 
 def steps(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen: dict,
           timings: Timings, deadline: float | None = None, halted: np.ndarray | None = None,
-          features: np.ndarray | None = None, rules: Rules | None = None) -> Iterator[np.ndarray]:
+          features: np.ndarray | None = None, rules: Rules | None = None,
+          samples: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
     """Yield each step's new tokens [B] (pad for rows that already stopped) until every row stops.
 
     `gen` is the manifest's generation section (eos ids, pad id, decoder start id). `halted` [B] bool,
     caller-owned: rows the caller marks True while holding a step's tokens stop there (stop strings).
     `features`: a speech model's encoder input (see `start`). `rules`: a caller's constraint on the
     logits before each choice, given the decoder-side ids so far (Whisper's timestamp rules).
-    Rows are checked when this is called, not at the first step."""
+    `samples`: per row, the audio window `features` were made from (for a native runtime that computes
+    its own features; edgeseq's engines read the features). Rows are checked when this is called."""
     check_rows(backend, rows, cfg, features)
     if getattr(backend, "native", False):  # a native runtime runs its own loop (runtimes/native.py)
         if rules is not None:
             raise UsageError(f"engine {backend.engine} does not take Whisper's timestamp rules from edgeseq",
                              "transcribe without --timestamps, or use edgeseq's own engine (drop --engine)")
-        return backend.steps(rows, cfg, gen, timings, deadline, halted, features)  # type: ignore[attr-defined, no-any-return]
+        return backend.steps(rows, cfg, gen, timings, deadline, halted, features, samples)  # type: ignore[attr-defined, no-any-return]
     return _steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)
 
 
@@ -276,14 +278,14 @@ def run(backend: StepBackend, rows: list[list[int]], cfg: GenerationConfig, gen:
         on_tokens: Callable[[np.ndarray], None] | None = None,
         deadline: float | None = None,
         halt: Callable[[int, int], bool] | None = None, features: np.ndarray | None = None,
-        rules: Rules | None = None) -> tuple[list[list[int]], Timings]:
+        rules: Rules | None = None, samples: list[np.ndarray] | None = None) -> tuple[list[list[int]], Timings]:
     """Run the loop to the end; returns the new ids per row (cut at and including the stop token).
 
     `halt(row, token)`, called for each row's new token that is not a stop id, returns True to end
     that row there (the token is kept): the API's stop strings."""
     timings = Timings()
     halted = np.zeros(len(rows) if isinstance(rows, (list, tuple)) else 0, bool) if halt else None
-    loop = steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules)  # checks the rows
+    loop = steps(backend, rows, cfg, gen, timings, deadline, halted, features, rules, samples)  # checks the rows
     out: list[list[int]] = [[] for _ in rows]
     stopped = [False] * len(rows)
     eos = set(stop_ids(cfg, gen))

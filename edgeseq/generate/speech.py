@@ -210,7 +210,8 @@ def transcribe(backend: StepBackend, tokenizer: Any, samples: np.ndarray, cfg: G
                 outs = [s[0] for s in beam_search(backend, [ids] * len(rows), cfg, gen, timings, features[rows])]
             else:
                 rules = TimestampRules(audio, gen, cfg, len(ids)) if timestamps else None
-                outs, timings = run(backend, [ids] * len(rows), cfg, gen, features=features[rows], rules=rules)
+                outs, timings = run(backend, [ids] * len(rows), cfg, gen, features=features[rows], rules=rules,
+                                    samples=[part[r][1] for r in rows])
             clocks.append(timings)
             for r, out in zip(rows, outs):
                 start_s, chunk = part[r]

@@ -58,7 +58,8 @@ def runs(backend: Any, m: Any, samples: np.ndarray, out_len: int, batch: int, co
         features = np.repeat(log_mel(samples, n_mels=int(m.audio["n_mels"]))[None], batch, axis=0)
         front = (time.perf_counter() - t) * 1e3
         try:
-            out, tm = run(backend, ids, cfg, m.generation, deadline=deadline, features=features)
+            out, tm = run(backend, ids, cfg, m.generation, deadline=deadline, features=features,
+                          samples=[samples] * batch)
         except TimeLimitError:
             return timings, first, out[0], "timeout", features_ms
         tm.tokenize_ms = math.nan  # no text to tokenize: the front end is features_ms

@@ -7,7 +7,8 @@ every token it returns on the same clock (from the hand-over to each token's arr
 rest of its contract: stop ids, --max-new-tokens, the row checks. Subclasses implement `_load` and
 `_tokens`; what a runtime cannot do (beams, a batch of several rows, a repetition penalty, audio) is a
 UsageError naming the engine that can. A runtime that runs speech models (`speech = True`) takes one
-window's log-mel features beside the decoder prompt; Whisper's timestamp rules stay with edgeseq's loop.
+window's log-mel features beside the decoder prompt, and that window's 16 kHz samples (a runtime that
+computes its own features from audio reads those); Whisper's timestamp rules stay with edgeseq's loop.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class NativeBackend(ABC):
     options_class: type[EngineOptions] = EngineOptions
     sampling = True  # the runtime takes temperature / top-k / top-p itself
     speech = False  # the runtime runs speech artifacts: `_tokens` gets one window's features
+    reads_samples = False  # ... and reads that window's samples, not the features (its own front end)
 
     def __init__(self, artifact: Path, manifest: Manifest, device: str, options: BackendOptions) -> None:
         self.artifact, self.manifest, self.device, self.options = artifact, manifest, device, options.validate()
@@ -50,10 +52,12 @@ class NativeBackend(ABC):
         """Open the artifact's native files in the runtime (threads: self.options.threads)."""
 
     @abstractmethod
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: np.ndarray | None = None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: np.ndarray | None = None,
+                samples: np.ndarray | None = None) -> Iterator[int]:
         """The new token ids for one prompt of `ids`, one at a time as the runtime makes them, at most
         cfg.max_new_tokens; greedy unless cfg.do_sample. The runtime stops at `stop` ids (empty: never).
-        `features` [n_mels, frames]: a speech model's one window of audio (only where `speech`)."""
+        `features` [n_mels, frames]: a speech model's one window of audio (only where `speech`), made
+        from `samples` [N] float32 at the model's sampling rate (which a runtime with its own front end reads)."""
 
     def placement(self) -> dict[str, Any] | None:
         return None
@@ -68,7 +72,8 @@ class NativeBackend(ABC):
 
             audio = self.manifest.audio
             silence = np.zeros((int(audio["n_mels"]), int(audio["frames"])), np.float32)
-            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence):
+            quiet = np.zeros(int(audio["sampling_rate"]) * int(audio["chunk_seconds"]), np.float32)
+            for _ in self._tokens(prompt(audio["tokens"]), cfg, [], silence, quiet):
                 pass
             return
         for n in lengths:
@@ -92,18 +97,24 @@ class NativeBackend(ABC):
                              "use edgeseq's own engine for it (drop --engine)")
 
     def steps(self, rows: list[list[int]], cfg: Any, gen: dict, timings: Any, deadline: float | None,
-              halted: np.ndarray | None = None, features: np.ndarray | None = None) -> Iterator[np.ndarray]:
+              halted: np.ndarray | None = None, features: np.ndarray | None = None,
+              samples: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
         """Each new token as a [1] array, timed as edgeseq's own loop times its tokens (for speech the
-        encoder's run falls inside the first token's time); the caller marking the row in `halted` (a
-        stop string) ends the request."""
+        encoder's run falls inside the first token's time, and a runtime's own front end too); the caller
+        marking the row in `halted` (a stop string) ends the request."""
         from ..generate.loop import TimeLimitError, stop_ids
 
         self.check(cfg, rows, features)
+        if self.manifest.audio and self.reads_samples and samples is None:
+            raise UsageError(f"engine {self.engine} computes its own log-mel features: it needs the audio "
+                             "samples, not features alone",
+                             "pass the window's samples (edgeseq transcribe and profile do)")
         stop = [] if cfg.ignore_eos else stop_ids(cfg, gen)
         t0 = now()
         n = 0
         window = None if features is None else features[0]
-        for token in self._tokens(list(rows[0]), cfg, stop, window):
+        clip = None if samples is None else np.asarray(samples[0], np.float32)
+        for token in self._tokens(list(rows[0]), cfg, stop, window, clip):
             timings.token_ms.append((now() - t0) * 1e3)
             n += 1
             yield np.array([token], np.int64)

@@ -83,12 +83,13 @@ def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STE
     from ...generate.loop import run
     from ...runtimes import BackendOptions, open_backend
 
-    features = None
+    features, samples = None, None
     if manifest.audio:  # speech: the parity check's test signal, Whisper's decoder prompt
-        from ..parity import parity_features
+        from ..parity import parity_features, parity_signal
         from ...generate.speech import prompt
 
         features, ids = parity_features(manifest.audio), prompt(manifest.audio["tokens"])
+        samples = [parity_signal(manifest.audio)]  # for a runtime that makes its own features from audio
     else:
         ids = prompt_ids((directory / "tokenizer.json").read_text(), manifest.kind, manifest.generation,
                          int(manifest.dims["vocab_size"]))
@@ -103,7 +104,7 @@ def check(name: str, directory: Path, manifest: Manifest, steps: int = CHECK_STE
         theirs = open_backend(directory, manifest, "cpu", name, options)
     except MissingDependencyError as e:  # files written, runtime absent here: checked at load instead
         return {"status": "skipped", "reason": e.message}
-    got, _ = run(theirs, [ids], cfg, manifest.generation, features=features)
+    got, _ = run(theirs, [ids], cfg, manifest.generation, features=features, samples=samples)
     agree = next((i for i, (a, b) in enumerate(zip(got[0], want[0])) if a != b), None)
     passed = agree is None and len(got[0]) == len(want[0])
     extra: dict[str, Any] = {}

@@ -24,8 +24,9 @@ def _consts(root: ET.Element) -> list[ET.Element]:
             and layer.find("data").get("offset") is not None]  # type: ignore[union-attr]
 
 
-def share_weights(xml: Path, source_xml: Path) -> bool:
-    """Make `xml`'s weights file a hard link to `source_xml`'s (appending the constants it lacks); True if so."""
+def share_weights(xml: Path, source_xml: Path, tail_limit: int = TAIL_LIMIT) -> bool:
+    """Make `xml`'s weights file a hard link to `source_xml`'s (appending the constants it lacks, at most
+    `tail_limit` bytes of them); True if so."""
     binary, source_bin = xml.with_suffix(".bin"), source_xml.with_suffix(".bin")
     mine, theirs = binary.read_bytes(), source_bin.read_bytes()
     known: dict[tuple[int, str], int] = {}
@@ -46,7 +47,7 @@ def share_weights(xml: Path, source_xml: Path) -> bool:
             known[(size, hashlib.sha1(piece).hexdigest())] = at
             tail += piece
         data.set("offset", str(at))
-    if len(tail) > TAIL_LIMIT:  # not a rewrite of the same weights: keep the copy
+    if len(tail) > tail_limit:  # not a rewrite of the same weights: keep the copy
         return False
     tree.write(xml, encoding="utf-8", xml_declaration=True)
     with source_bin.open("ab") as f:

@@ -24,7 +24,9 @@ from . import NativeSpec
 from .ov_weights import share_weights
 
 NATIVE = NativeSpec(name="ovgenai", formats=("openvino",), kinds=("decoder-only",), package="openvino_tokenizers",
-                    install="pip install 'edgeseq[ovgenai]'", runtime="openvino.genai", rank=20)
+                    install="pip install 'edgeseq[ovgenai]'", runtime="openvino.genai", rank=20, speech=True,
+                    not_text_encdec="its pipelines are LLMPipeline (decoder-only) and WhisperPipeline (an "
+                    "encoder fed audio); none takes a token encoder")
 
 MODEL = "openvino_model.xml"
 TOKENIZER, DETOKENIZER = "openvino_tokenizer.xml", "openvino_detokenizer.xml"
@@ -33,10 +35,15 @@ FILES = (MODEL, TOKENIZER, DETOKENIZER, GENERATION)  # what the engine needs to 
 
 
 def write(directory: Path, manifest: Manifest, components: list[Any]) -> list[str]:
-    """openvino.genai's files, made from the artifact's own decoder IR (the step modules are not needed)."""
+    """openvino.genai's files, made from the artifact's own IRs (the step modules are not needed): LLMPipeline's
+    for a decoder-only model, WhisperPipeline's for Whisper (ovgenai_whisper.py)."""
+    if manifest.audio:
+        from . import ovgenai_whisper
+
+        return ovgenai_whisper.write(directory, manifest)
     comp = manifest.components.get("decoder")
     if manifest.kind != "decoder-only" or comp is None:
-        raise ArtifactError(f"--native ovgenai: openvino.genai's LLMPipeline runs decoder-only models; "
+        raise ArtifactError(f"--native ovgenai: openvino.genai runs decoder-only models and Whisper; "
                             f"this artifact is {manifest.kind}", "drop --native ovgenai")
     if manifest.dims.get("sliding_window"):
         raise UsageError("--native ovgenai: openvino.genai's default attention on CPU (paged) attends to every "
@@ -96,7 +103,8 @@ def write_tokenizers(directory: Path, manifest: Manifest) -> list[str]:
     tok = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
     special = {"bos_token": gen.get("bos_token_id"), "pad_token": gen.get("pad_token_id"),
                "eos_token": (gen.get("eos_token_ids") or [None])[0]}
-    tok.add_special_tokens({k: tok.convert_ids_to_tokens(v) for k, v in special.items() if v is not None})
+    named = {k: tok.convert_ids_to_tokens(v) for k, v in special.items() if v is not None}
+    tok.add_special_tokens({k: t for k, t in named.items() if t is not None})  # ids past the tokenizer's: none
     if gen.get("chat_template"):
         tok.chat_template = gen["chat_template"]
     tokenizer, detokenizer = convert_tokenizer(tok, with_detokenizer=True)

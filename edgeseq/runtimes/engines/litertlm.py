@@ -123,7 +123,8 @@ class LiteRtLmBackend(NativeBackend):
             i = j
         return ids
 
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None,
+                samples: Any = None) -> Iterator[int]:
         text = self._prompt_text(ids)
         i = self._interfaces
         sampler = i.SamplerConfig(top_k=cfg.top_k or 0, top_p=cfg.top_p, temperature=cfg.temperature,

@@ -107,7 +107,8 @@ class OrtGenAiBackend(NativeBackend):
             raise UsageError(f"prompt ({len(rows[0])}) + --max-new-tokens ({cfg.max_new_tokens}) passes the "
                              f"model's {self.max_length} positions", "shorten the prompt or --max-new-tokens")
 
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None,
+                samples: Any = None) -> Iterator[int]:
         og = self.og
         total = len(ids) + cfg.max_new_tokens
         params = og.GeneratorParams(self.model)

@@ -1,5 +1,6 @@
 """openvino.genai engine: an `--format openvino` artifact exported with `--native ovgenai` run by
-`openvino_genai.LLMPipeline`, which runs the whole token loop itself (runtimes/native.py).
+`openvino_genai.LLMPipeline` (decoder-only) or `WhisperPipeline` (Whisper: ovgenai_whisper.py), which run
+the whole token loop themselves (runtimes/native.py).
 
 The pipeline gets the prompt as token ids (no tokenization in the timed region) and a streamer that
 hands each new id to edgeseq's loop as it arrives; generate() runs on a helper thread so tokens can
@@ -52,8 +53,9 @@ def probe(row: devices.DeviceRow) -> str | None:
 
 
 def refusal(manifest: Any) -> str | None:
-    if manifest.kind != "decoder-only":
-        return "openvino.genai's LLMPipeline runs decoder-only models (no encoder-decoder pipeline)"
+    if manifest.kind != "decoder-only" and not manifest.audio:
+        return ("openvino.genai runs decoder-only models (LLMPipeline) and Whisper (WhisperPipeline); it has no "
+                "text-to-text encoder-decoder pipeline")
     return None
 
 
@@ -64,14 +66,18 @@ def refusal_fix(manifest: Any) -> str:
 class OvGenAiBackend(NativeBackend):
     engine = "ovgenai"
     options_class = OvGenAiOptions
+    speech = True  # Whisper artifacts: WhisperPipeline
+    reads_samples = True  # WhisperPipeline makes its own log-mel features from the samples
 
     def _load(self) -> None:
-        from ...export.native.ovgenai import FILES
+        from ...export.native.ovgenai import FILES as LLM_FILES
+        from ...export.native.ovgenai_whisper import FILES as WHISPER_FILES
 
+        needed = WHISPER_FILES if self.manifest.audio else LLM_FILES
         why = refusal(self.manifest)
         if why:
             raise ArtifactError(f"{self.artifact}: {why}", "run it with --engine openvino (edgeseq's own engine)")
-        missing = [f for f in FILES if not (self.artifact / f).is_file()]
+        missing = [f for f in needed if not (self.artifact / f).is_file()]
         if missing:
             raise ArtifactError(f"{self.artifact} has no openvino.genai files ({', '.join(missing)} missing)",
                                 "re-export with --native ovgenai (edgeseq export MODEL --format openvino "
@@ -90,6 +96,17 @@ class OvGenAiBackend(NativeBackend):
             props["INFERENCE_NUM_THREADS"] = int(self.options.threads)
         if PRECISIONS[wanted]:
             props.update(INFERENCE_PRECISION_HINT=PRECISIONS[wanted], KV_CACHE_PRECISION=PRECISIONS[wanted])
+        self.precision = PRECISIONS[wanted] or self._plugin_default()
+        self.attention = opts.attention
+        if self.manifest.audio:  # WhisperPipeline: a stateful decoder, no paged attention or scheduler
+            from .ovgenai_whisper import open_pipeline
+
+            if opts.attention != "default" or opts.prefix_caching:
+                raise UsageError("engine options attention / prefix_caching apply to LLMPipeline, not Whisper",
+                                 "drop --engine-option for a Whisper artifact")
+            self.attention = "stateful"
+            self.pipe = open_pipeline(self.artifact, props)
+            return
         if opts.attention != "default":
             props["ATTENTION_BACKEND"] = opts.attention
         if opts.attention != "SDPA" and not opts.prefix_caching:
@@ -101,8 +118,6 @@ class OvGenAiBackend(NativeBackend):
         except RuntimeError as e:
             raise ArtifactError(f"openvino.genai could not load {self.artifact}: {first_line(str(e))}",
                                 "re-export with --native ovgenai") from None
-        self.precision = PRECISIONS[wanted] or self._plugin_default()
-        self.attention = opts.attention
 
     def _plugin_default(self) -> str:
         """LLMPipeline hides its compiled model: the CPU plugin's default precision, as it reports it."""
@@ -132,10 +147,19 @@ class OvGenAiBackend(NativeBackend):
             c.stop_token_ids = set()
         return c
 
-    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None) -> Iterator[int]:
+    def _tokens(self, ids: list[int], cfg: Any, stop: list[int], features: Any = None,
+                samples: Any = None) -> Iterator[int]:
         import numpy as np
         import openvino as ov
         import openvino_genai as ovg
+
+        if self.manifest.audio:  # WhisperPipeline: the window's samples in, its own features and prompt
+            from .ovgenai_whisper import config as whisper_config
+
+            config = whisper_config(self.pipe, self.manifest, ids, cfg, stop)
+            given: Any = np.ascontiguousarray(samples, np.float32)
+        else:
+            config, given = self._config(cfg, stop), ov.Tensor(np.array([ids], np.int64))
 
         arrived: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
@@ -150,12 +174,9 @@ class OvGenAiBackend(NativeBackend):
             def end(self) -> None:
                 pass
 
-        config = self._config(cfg, stop)
-        prompt = ov.Tensor(np.array([ids], np.int64))
-
         def run() -> None:
             try:
-                self.pipe.generate(prompt, config, Streamer())
+                self.pipe.generate(given, config, Streamer())
             except BaseException as e:  # noqa: BLE001  handed to the consuming thread
                 arrived.put(e)
             finally:
