@@ -88,7 +88,7 @@ def test_refusals(native: dict[str, Path], hf_dirs: dict[str, Path], artifacts: 
     assert "--native ovgenai" in e.value.hint
     with pytest.raises(UsageError, match="needs --format openvino"):
         export(str(hf_dirs["llama"]), tmp_path / "onnx", format="onnx", quiet=True, native=("ovgenai",))
-    with pytest.raises(UsageError, match="does not run encoder-decoder"):
+    with pytest.raises(UsageError, match="does not run text encoder-decoder"):
         export(str(hf_dirs["t5"]), tmp_path / "t5", format="openvino", quiet=True, native=("ovgenai",))
     with pytest.raises(ArtifactError, match="cannot run a onnx artifact"):  # the engine reads --format openvino only
         edgeseq.load(artifacts["llama"], engine="ovgenai")
