@@ -129,15 +129,10 @@ def genai_config(manifest: Manifest, graph: str, inputs: set[str], in_place: boo
                             "present_value_names": "present.%d.value"},
             },
         },
-        "search": {
-            "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "max_length": int(d["max_positions"]),
-            "min_length": 0, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0,
-            "length_penalty": 1.0, "no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "early_stopping": True,
-            # GroupQueryAttention graphs: the cache is one buffer of max_length positions per layer that the
-            # kernel appends to in place, as edgeseq's own ONNX Runtime engine runs it (no per-step copy);
-            # plain attention (Concat) returns past + new positions as a new present each step
-            "past_present_share_buffer": in_place,
-        },
+        # GroupQueryAttention graphs: the cache is one buffer of max_length positions per layer that the
+        # kernel appends to in place, as edgeseq's own ONNX Runtime engine runs it (no per-step copy);
+        # plain attention (Concat) returns past + new positions as a new present each step
+        "search": search(int(d["max_positions"]), in_place),
     }
 
 
@@ -165,3 +160,11 @@ def tokenizer_config(tokenizer_json: Path, manifest: Manifest) -> dict[str, Any]
     if gen.get("chat_template"):
         out["chat_template"] = gen["chat_template"]
     return out
+
+
+def search(max_length: int, share_buffer: bool) -> dict[str, Any]:
+    """genai_config.json's default search: greedy, one sequence (edgeseq's engine sets each request's own)."""
+    return {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "max_length": max_length,
+            "min_length": 0, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "repetition_penalty": 1.0,
+            "length_penalty": 1.0, "no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "early_stopping": True,
+            "past_present_share_buffer": share_buffer}

@@ -142,6 +142,8 @@ def suppress(g: Any, vocab: int, always: list[int], first: list[int]) -> None:
 
 
 def genai_config(manifest: Manifest) -> dict[str, Any]:
+    from .ortgenai import search
+
     d, gen, audio = manifest.dims, manifest.generation, manifest.audio
     eos = list(gen.get("eos_token_ids") or [])
     session = {"log_id": "onnxruntime-genai", "provider_options": [], "session.set_denormal_as_zero": "1"}
@@ -172,10 +174,5 @@ def genai_config(manifest: Manifest) -> dict[str, Any]:
                             "present_value_names": "present.%d.value"},
             },
         },
-        "search": {
-            "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "max_length": int(d["max_positions"]),
-            "min_length": 0, "temperature": 1.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0,
-            "length_penalty": 1.0, "no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "early_stopping": True,
-            "past_present_share_buffer": False,  # plain attention: each step returns past + new as a new present
-        },
+        "search": search(int(d["max_positions"]), False),  # plain attention: each step returns past + new
     }

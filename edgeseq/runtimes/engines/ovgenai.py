@@ -130,15 +130,7 @@ class OvGenAiBackend(NativeBackend):
         return {"device": "CPU", "precision": self.precision, "attention": self.attention}
 
     def _config(self, cfg: Any, stop: list[int]) -> Any:
-        c = self.pipe.get_generation_config()
-        c.max_new_tokens = int(cfg.max_new_tokens)
-        c.num_beams = 1
-        c.do_sample = bool(cfg.do_sample)
-        if cfg.do_sample:
-            c.temperature, c.top_p = float(cfg.temperature), float(cfg.top_p)
-            c.top_k = int(cfg.top_k) if cfg.top_k else 0
-            if cfg.seed is not None:
-                c.rng_seed = int(cfg.seed)
+        c = decoding(self.pipe.get_generation_config(), cfg)
         if stop:
             c.ignore_eos, c.min_new_tokens = False, 0
             c.eos_token_id, c.stop_token_ids = int(stop[0]), set(int(s) for s in stop)
@@ -196,3 +188,16 @@ class OvGenAiBackend(NativeBackend):
         finally:
             cancel.set()
             worker.join()
+
+
+def decoding(c: Any, cfg: Any) -> Any:
+    """An openvino.genai generation config `c` set to `cfg`'s length, greedy or its sampling (one beam)."""
+    c.max_new_tokens = int(cfg.max_new_tokens)
+    c.num_beams = 1
+    c.do_sample = bool(cfg.do_sample)
+    if cfg.do_sample:
+        c.temperature, c.top_p = float(cfg.temperature), float(cfg.top_p)
+        c.top_k = int(cfg.top_k) if cfg.top_k else 0
+        if cfg.seed is not None:
+            c.rng_seed = int(cfg.seed)
+    return c

@@ -52,18 +52,12 @@ def settings(manifest: Any, ids: list[int]) -> dict[str, Any]:
 
 def config(pipe: Any, manifest: Any, ids: list[int], cfg: Any, stop: list[int]) -> Any:
     """The request's WhisperGenerationConfig: greedy (or sampling), no timestamps, `cfg`'s length."""
-    c = pipe.get_generation_config()
+    from .ovgenai import decoding
+
+    c = decoding(pipe.get_generation_config(), cfg)
     for key, value in settings(manifest, ids).items():
         setattr(c, key, value)
     c.return_timestamps = False
-    c.max_new_tokens = int(cfg.max_new_tokens)
-    c.num_beams = 1
-    c.do_sample = bool(cfg.do_sample)
-    if cfg.do_sample:
-        c.temperature, c.top_p = float(cfg.temperature), float(cfg.top_p)
-        c.top_k = int(cfg.top_k) if cfg.top_k else 0
-        if cfg.seed is not None:
-            c.rng_seed = int(cfg.seed)
     ends = [int(t) for t in manifest.generation.get("eos_token_ids") or []]
     if stop:
         c.ignore_eos = False
