@@ -28,8 +28,10 @@ PROMPTS_PER_BUCKET = 2
 DECODE_STEPS = 8  # greedy steps recorded after each prompt
 
 
-def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None) -> None:
-    """Replace every graph of the float artifact in `directory` with its QDQ form."""
+def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None,
+                      float_stream: bool = True) -> None:
+    """Replace every graph of the float artifact in `directory` with its QDQ form; `float_stream`
+    keeps the residual stream and its norms in float (export/outliers.py)."""
     from .formats.onnx_npu import measure, share_weights
 
     samples = record(directory, manifest)
@@ -39,7 +41,7 @@ def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any
             got = samples.get((name, sig))
             if not got:
                 raise ExportError(f"calibration never ran {name} {sig}", "report this with the export command")
-            _quantize(directory / file, got, recipe)
+            _quantize(directory / file, got, recipe, float_stream)
             paths.append(directory / file)
             if progress is not None:
                 progress.update(1)
@@ -102,12 +104,13 @@ class _Reader:
         return next(self.feeds, None)
 
 
-def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str) -> None:
+def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float_stream: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     import onnx
 
+    from .outliers import clips_to_max, float_path
     from .passes import gemm_to_matmul
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
@@ -115,11 +118,15 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str) -> No
     # quantized ("Failed to add node"): it becomes a MatMul on its own transposed copy
     model = onnx.load(str(path))
     gemm_to_matmul(model)
+    keep = float_path(model) if float_stream else None  # names the nodes it finds, so before the save
+    if keep:
+        clips_to_max(model, keep)
     onnx.save(model, str(path))
     tmp = path.with_suffix(".qdq.onnx")
     try:
         with quiet():  # advice to pre-process, the opset raised to 21 for 16-bit types: per graph
-            config = get_qnn_qdq_config(str(path), _Reader(feeds), activation_type=activations, weight_type=weights)
+            config = get_qnn_qdq_config(str(path), _Reader(feeds), activation_type=activations, weight_type=weights,
+                                       nodes_to_exclude=keep)
             quantize(str(path), str(tmp), config)
     except Exception as e:  # the quantizer raises many types; all mean this graph did not quantize
         tmp.unlink(missing_ok=True)
