@@ -26,26 +26,39 @@ RECIPES = {"w8a16": ("QUInt16", "QUInt8"), "w8a8": ("QUInt8", "QUInt8"),  # acti
            "w4a16": ("QUInt16", "QInt4")}
 PROMPTS_PER_BUCKET = 2
 DECODE_STEPS = 8  # greedy steps recorded after each prompt
+# a MatMul whose calibrated |input| or |output| passes this stays float (float16 on HTP): one 16-bit
+# range over it would leave steps above 0.015 for the values near 1 beside the outlier
+HOT_PEAK = 1000.0
+RANGE_PAD = 0.5  # each calibrated activation range widened by half its span (export/outliers.py widened)
 
 
 def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None,
-                      float_stream: bool = True) -> None:
-    """Replace every graph of the float artifact in `directory` with its QDQ form; `float_stream`
-    keeps the residual stream and its norms in float (export/outliers.py)."""
+                      float_stream: bool = True, per_channel: bool = True) -> None:
+    """Replace every graph of the float artifact in `directory` with its QDQ form. `float_stream`
+    keeps the residual stream and its norms float, and the MatMuls whose calibrated input or output
+    exceeds HOT_PEAK (the massive channel's path: export/outliers.py), in every signature alike."""
     from .formats.onnx_npu import measure, share_weights
+    from .outliers import matmul_peaks, tensor_ranges
 
     samples = record(directory, manifest)
     for name, comp in manifest.components.items():
-        paths = []
-        for sig, file in comp.signature_files.items():
-            got = samples.get((name, sig))
-            if not got:
+        files = {sig: directory / file for sig, file in comp.signature_files.items()}
+        for sig in files:
+            if not samples.get((name, sig)):
                 raise ExportError(f"calibration never ran {name} {sig}", "report this with the export command")
-            _quantize(directory / file, got, recipe, float_stream)
-            paths.append(directory / file)
+        hot: set[str] = set()
+        ranges = {}
+        for sig, path in files.items():
+            model = _prepared(path)
+            if float_stream:
+                ranges[sig] = tensor_ranges(model, samples[(name, sig)])
+                hot |= {k for k, v in matmul_peaks(model, ranges[sig]).items() if v > HOT_PEAK}
+            del model
+        for sig, path in files.items():
+            _quantize(path, samples[(name, sig)], recipe, float_stream, hot, ranges.get(sig), per_channel)
             if progress is not None:
                 progress.update(1)
-        share_weights(paths, directory / f"{name}.weights")
+        share_weights(list(files.values()), directory / f"{name}.weights")
         measure(directory, name, comp)
     for left in directory.glob("*.qdq.onnx.data"):  # the quantizer's own weight files, now shared
         left.unlink()
@@ -104,29 +117,48 @@ class _Reader:
         return next(self.feeds, None)
 
 
-def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float_stream: bool = True) -> None:
+def _prepared(path: Path) -> Any:
+    """The graph at `path`, rewritten for the quantizer: a tied LM head reads the embedding table
+    through Gemm(transB=1), which HTP rejects once quantized ("Failed to add node"): it becomes a
+    MatMul on its own transposed copy."""
+    import onnx
+
+    from .passes import gemm_to_matmul
+
+    model = onnx.load(str(path))
+    gemm_to_matmul(model)
+    onnx.save(model, str(path))
+    return model
+
+
+def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float_stream: bool = True,
+              hot: set[str] = frozenset(), ranges: dict[str, tuple[float, float]] | None = None,
+              per_channel: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     import onnx
 
-    from .outliers import clips_to_max, float_path
-    from .passes import gemm_to_matmul
+    from .outliers import channel_weights, clips_to_max, float_path, hot_matmuls, hot_nodes, widened
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
-    # a tied LM head reads the embedding table through Gemm(transB=1), which HTP rejects once
-    # quantized ("Failed to add node"): it becomes a MatMul on its own transposed copy
     model = onnx.load(str(path))
-    gemm_to_matmul(model)
-    keep = float_path(model) if float_stream else None  # names the nodes it finds, so before the save
+    keep = None
+    if float_stream:  # float_path names unnamed nodes: before the save
+        keep = list(dict.fromkeys(float_path(model) + hot_matmuls(model, set(hot))
+                                  + hot_nodes(model, ranges or {}, HOT_PEAK)))
     if keep:
         clips_to_max(model, keep)
-    onnx.save(model, str(path))
+        onnx.save(model, str(path))
+    overrides = widened(ranges, RANGE_PAD) if ranges else {}
+    if per_channel:
+        overrides.update(channel_weights(model, set(keep or ()), weights))
     tmp = path.with_suffix(".qdq.onnx")
     try:
         with quiet():  # advice to pre-process, the opset raised to 21 for 16-bit types: per graph
             config = get_qnn_qdq_config(str(path), _Reader(feeds), activation_type=activations, weight_type=weights,
-                                       nodes_to_exclude=keep)
+                                       nodes_to_exclude=keep,
+                                       init_overrides=overrides or None)
             quantize(str(path), str(tmp), config)
     except Exception as e:  # the quantizer raises many types; all mean this graph did not quantize
         tmp.unlink(missing_ok=True)
