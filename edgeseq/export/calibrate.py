@@ -3,12 +3,13 @@
 Calibration data is what the graphs see in use: the float artifact generates greedily on the CPU
 provider from prompts of every bucket's length (windows of the profiling passage), and every graph
 call's inputs are recorded, caches included. Each graph is then quantized with ONNX Runtime's QNN
-recipe (min-max ranges, per-tensor weights: QNN has no per-channel MatMul) and the signatures'
-weights are shared again. Recipes:
-  w8a16  uint8 weights, uint16 activations (the one that kept SmolLM2's and T5's top-1 tokens in
-         the feasibility notes; uint8 activations flipped them)
-  w8a8   uint8 weights and activations
-  w4a16  int4 weights (packed two to a byte), uint16 activations
+recipe, made to hold on models with massive activations (export/outliers.py): the residual stream,
+its norms and the few MatMuls and tensors past HOT_PEAK stay float (float16 on HTP), calibrated
+ranges are widened by RANGE_PAD, and 8-bit MatMul weights get one scale per output channel (HTP
+compiles them). The signatures' weights are shared again. Recipes:
+  w8a16  int8 weights (per output channel), uint16 activations
+  w8a8   int8 weights (per output channel), uint8 activations
+  w4a16  int4 weights (packed two to a byte, per tensor), uint16 activations
 """
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float
         clips_to_max(model, keep)
         onnx.save(model, str(path))
     overrides = widened(ranges, RANGE_PAD) if ranges else {}
-    if per_channel:
+    if per_channel and recipe != "w4a16":  # int4 per-channel zero points do not survive share_weights' external data
         overrides.update(channel_weights(model, set(keep or ()), weights))
     tmp = path.with_suffix(".qdq.onnx")
     try:
