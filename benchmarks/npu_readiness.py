@@ -58,11 +58,13 @@ def measure(art: Path, base: Path, a: argparse.Namespace) -> dict:
 
 
 def judge(rows: list[dict], a: argparse.Namespace) -> None:
-    """Each row's verdict against the issue's bar; the KL bound comes from the model's own fp32 row."""
+    """Each row's verdict against the issue's bar; the KL bound comes from the model's own fp32 row (a run
+    without one, --recipes w8a16 say, applies the floor and says so)."""
     fp32 = {r["model"]: r["kl_mean"] for r in rows if r["recipe"] == "fp32"}
     for r in rows:
         bound = max(a.kl_floor, a.kl_factor * fp32.get(r["model"], 0.0))
         r["kl_bound"] = round(bound, 5)
+        r["kl_bound_from"] = "fp32 row" if r["model"] in fp32 else "floor (no fp32 row in this run)"
         r["passes"] = bool(r["node_share"] == 1.0 and (r["greedy"]["token_agreement"] or 0) >= a.min_agreement
                            and r["kl_mean"] <= bound)
 
@@ -102,6 +104,7 @@ def main() -> None:
                   f"agree {r['greedy']['token_agreement']:.1%}; KL {r['kl_mean']:.4f} (p99 {r['kl_p99']:.4f}); "
                   f"top-1 {r['top1_agreement']:.1%}; export parity {r['export_parity']['status']}",
                   file=sys.stderr, flush=True)
+            judge(rows, a)
             Path(a.json).write_text(json.dumps({"protocol": vars(a), "results": rows}, indent=2))  # partial runs too
     judge(rows, a)
     print(f"| model | recipe | HTP precision | size MB | nodes on HTP | fallback ops | greedy tokens agree ({a.prompts} x "

@@ -93,3 +93,18 @@ def test_a_float_clip_becomes_max() -> None:
 
     s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     assert s.run(None, {"x": np.array([0.5, 1.0, 7.0], np.float32)})[0].tolist() == [1.0, 1.0, 7.0]
+
+
+def test_calibration_covers_a_first_token_in_decode_and_left_padded_prefills(npu_artifacts: dict[str, Path]) -> None:
+    """What the graphs see in use: a one-token prompt runs the decode graph on an empty cache (where the
+    first token's massive activation appears), a short prompt a left-padded prefill."""
+    from edgeseq.artifact.manifest import read
+    from edgeseq.export.calibrate import record
+
+    art = npu_artifacts["llama"]
+    samples = record(art, read(art))
+    decode = samples[("decoder", "decode")]
+    first = [f for f in decode if int(f["cache_position"][0]) == 0]
+    assert first and all(int(f["attention_mask"].sum()) == 1 for f in first)
+    prefills = [f for (c, sig), fs in samples.items() if sig != "decode" for f in fs]
+    assert any(int(f["attention_mask"][0, 0]) == 0 and int(f["attention_mask"].sum()) > 1 for f in prefills)
