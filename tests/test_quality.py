@@ -112,3 +112,34 @@ def test_eval_cli_prints_the_table_and_writes_json(artifacts: dict[str, Path], t
     assert doc["tokens"] == 48 and doc["sets"]["prose"]["tokens"] == 48
     code = main(["eval", str(artifacts["gpt2"]), "--sets", "poetry"])
     assert code == UsageError.exit_code and "unknown text set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_a_divergence_margin_is_the_references_log_probability_gap(artifacts: dict[str, Path], family: str) -> None:
+    """At a first difference the report gives the reference's log p(its token) - log p(the other's)."""
+    from edgeseq import api
+    from edgeseq.generate.config import GenerationConfig
+    from edgeseq.generate.loop import run
+    from edgeseq.generate.search import log_softmax
+    from edgeseq.quality.evaluate import _margin
+
+    ref = api.load(artifacts[family])
+    ids = [5, 9, 17, 4, 30]
+    want = run(ref.backend, [ids], GenerationConfig(max_new_tokens=6, ignore_eos=True).validate(), ref.gen_defaults)[0][0]
+    logits = []  # the reference's logits before each of its first tokens, step by step
+    state = ref.backend.new_state(1)
+    if ref.kind == "encoder-decoder":
+        src = np.array([ids], np.int64)
+        ref.backend.encode(state, src, np.ones_like(src))
+        logits.append(ref.backend.prefill(state, np.array([[int(ref.gen_defaults["decoder_start_token_id"])]])))
+    else:
+        logits.append(ref.backend.prefill(state, np.array([ids], np.int64)))
+    for t in want[:3]:
+        logits.append(ref.backend.decode(state, np.array([t], np.int64)))
+    at = 3
+    other = int(np.argsort(np.asarray(logits[at])[-1])[-2])  # the reference's second choice there
+    got = want[:at] + [other] + want[at + 1:]
+    logp = log_softmax(np.asarray(logits[at])[-1:], np.float64)[0]
+    assert int(np.argmax(np.asarray(logits[at])[-1])) == want[at]  # the steps read back its greedy run
+    m = _margin(ref.backend, ids, want, got, at)
+    assert m == pytest.approx(float(logp[want[at]] - logp[other]), abs=1e-3) and m >= 0

@@ -3,12 +3,13 @@
 Calibration data is what the graphs see in use: the float artifact generates greedily on the CPU
 provider from prompts of every bucket's length (windows of the profiling passage), and every graph
 call's inputs are recorded, caches included. Each graph is then quantized with ONNX Runtime's QNN
-recipe (min-max ranges, per-tensor weights: QNN has no per-channel MatMul) and the signatures'
-weights are shared again. Recipes:
-  w8a16  uint8 weights, uint16 activations (the one that kept SmolLM2's and T5's top-1 tokens in
-         the feasibility notes; uint8 activations flipped them)
-  w8a8   uint8 weights and activations
-  w4a16  int4 weights (packed two to a byte), uint16 activations
+recipe, made to hold on models with massive activations (export/outliers.py): the residual stream,
+its norms and the few MatMuls and tensors past HOT_PEAK stay float (float16 on HTP), calibrated
+ranges are widened by RANGE_PAD, and 8-bit MatMul weights get one scale per output channel (HTP
+compiles them). The signatures' weights are shared again. Recipes:
+  w8a16  int8 weights (per output channel), uint16 activations
+  w8a8   int8 weights (per output channel), uint8 activations
+  w4a16  int4 weights (packed two to a byte, per tensor), uint16 activations
 """
 from __future__ import annotations
 
@@ -26,24 +27,39 @@ RECIPES = {"w8a16": ("QUInt16", "QUInt8"), "w8a8": ("QUInt8", "QUInt8"),  # acti
            "w4a16": ("QUInt16", "QInt4")}
 PROMPTS_PER_BUCKET = 2
 DECODE_STEPS = 8  # greedy steps recorded after each prompt
+# a MatMul whose calibrated |input| or |output| passes this stays float (float16 on HTP): one 16-bit
+# range over it would leave steps above 0.015 for the values near 1 beside the outlier
+HOT_PEAK = 1000.0
+RANGE_PAD = 0.5  # each calibrated activation range widened by half its span (export/outliers.py widened)
 
 
-def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None) -> None:
-    """Replace every graph of the float artifact in `directory` with its QDQ form."""
+def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None,
+                      float_stream: bool = True, per_channel: bool = True) -> None:
+    """Replace every graph of the float artifact in `directory` with its QDQ form. `float_stream`
+    keeps the residual stream and its norms float, and the MatMuls whose calibrated input or output
+    exceeds HOT_PEAK (the massive channel's path: export/outliers.py), in every signature alike."""
     from .formats.onnx_npu import measure, share_weights
+    from .outliers import matmul_peaks, tensor_ranges
 
     samples = record(directory, manifest)
     for name, comp in manifest.components.items():
-        paths = []
-        for sig, file in comp.signature_files.items():
-            got = samples.get((name, sig))
-            if not got:
+        files = {sig: directory / file for sig, file in comp.signature_files.items()}
+        for sig in files:
+            if not samples.get((name, sig)):
                 raise ExportError(f"calibration never ran {name} {sig}", "report this with the export command")
-            _quantize(directory / file, got, recipe)
-            paths.append(directory / file)
+        hot: set[str] = set()
+        ranges = {}
+        for sig, path in files.items():
+            model = _prepared(path)
+            if float_stream:
+                ranges[sig] = tensor_ranges(model, samples[(name, sig)])
+                hot |= {k for k, v in matmul_peaks(model, ranges[sig]).items() if v > HOT_PEAK}
+            del model
+        for sig, path in files.items():
+            _quantize(path, samples[(name, sig)], recipe, float_stream, hot, ranges.get(sig), per_channel)
             if progress is not None:
                 progress.update(1)
-        share_weights(paths, directory / f"{name}.weights")
+        share_weights(list(files.values()), directory / f"{name}.weights")
         measure(directory, name, comp)
     for left in directory.glob("*.qdq.onnx.data"):  # the quantizer's own weight files, now shared
         left.unlink()
@@ -85,10 +101,17 @@ def record(directory: Path, manifest: Any) -> dict[tuple[str, str], list[dict[st
     passage = prompt_ids(tok, 4 * max(manifest.static["buckets"]) + 64, vocab)
     cfg = GenerationConfig(max_new_tokens=min(DECODE_STEPS, manifest.static["max_output"]), ignore_eos=True)
     for bucket in manifest.static["buckets"]:
-        for k in range(PROMPTS_PER_BUCKET):
+        # a full bucket and a short prompt: left padding puts pad tokens first, where the first
+        # token's massive activation makes them an attention sink a -100 mask does not silence
+        for k, length in enumerate([bucket] * (PROMPTS_PER_BUCKET - 1) + [max(1, bucket // 4)]):
             start = k * (bucket + 7)
-            for _ in steps(backend, [passage[start:start + bucket]], cfg, manifest.generation, Timings()):
+            for _ in steps(backend, [passage[start:start + length]], cfg, manifest.generation, Timings()):
                 pass
+    # a one-token prompt runs the decode graph on an empty cache: the first token's massive activation
+    # then passes through decode's MatMuls, which later tokens never show it
+    for start in range(PROMPTS_PER_BUCKET):
+        for _ in steps(backend, [passage[start * 7:start * 7 + 1]], cfg, manifest.generation, Timings()):
+            pass
     return samples
 
 
@@ -102,24 +125,48 @@ class _Reader:
         return next(self.feeds, None)
 
 
-def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str) -> None:
+def _prepared(path: Path) -> Any:
+    """The graph at `path`, rewritten for the quantizer: a tied LM head reads the embedding table
+    through Gemm(transB=1), which HTP rejects once quantized ("Failed to add node"): it becomes a
+    MatMul on its own transposed copy."""
+    import onnx
+
+    from .passes import gemm_to_matmul
+
+    model = onnx.load(str(path))
+    gemm_to_matmul(model)
+    onnx.save(model, str(path))
+    return model
+
+
+def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float_stream: bool = True,
+              hot: set[str] = frozenset(), ranges: dict[str, tuple[float, float]] | None = None,
+              per_channel: bool = True) -> None:
     from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     import onnx
 
-    from .passes import gemm_to_matmul
+    from .outliers import channel_weights, clips_to_max, float_path, hot_matmuls, hot_nodes, widened
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
-    # a tied LM head reads the embedding table through Gemm(transB=1), which HTP rejects once
-    # quantized ("Failed to add node"): it becomes a MatMul on its own transposed copy
     model = onnx.load(str(path))
-    gemm_to_matmul(model)
-    onnx.save(model, str(path))
+    keep = None
+    if float_stream:  # float_path names unnamed nodes: before the save
+        keep = list(dict.fromkeys(float_path(model) + hot_matmuls(model, set(hot))
+                                  + hot_nodes(model, ranges or {}, HOT_PEAK)))
+    if keep:
+        clips_to_max(model, keep)
+        onnx.save(model, str(path))
+    overrides = widened(ranges, RANGE_PAD) if ranges else {}
+    if per_channel and recipe != "w4a16":  # int4 per-channel zero points do not survive share_weights' external data
+        overrides.update(channel_weights(model, set(keep or ()), weights))
     tmp = path.with_suffix(".qdq.onnx")
     try:
         with quiet():  # advice to pre-process, the opset raised to 21 for 16-bit types: per graph
-            config = get_qnn_qdq_config(str(path), _Reader(feeds), activation_type=activations, weight_type=weights)
+            config = get_qnn_qdq_config(str(path), _Reader(feeds), activation_type=activations, weight_type=weights,
+                                       nodes_to_exclude=keep,
+                                       init_overrides=overrides or None)
             quantize(str(path), str(tmp), config)
     except Exception as e:  # the quantizer raises many types; all mean this graph did not quantize
         tmp.unlink(missing_ok=True)

@@ -97,12 +97,13 @@ def score(model: Any, ref: Any, cfg: EvalConfig, progress: Callable[[int], None]
 
 
 def greedy(model: Any, ref: Any, rows: list[list[int]], steps: int) -> dict[str, Any]:
-    """Free greedy runs of `steps` tokens from each prompt on both: where they first differ, and the share of
-    steps with the same token."""
+    """Free greedy runs of `steps` tokens from each prompt on both: where they first differ, the share of
+    steps with the same token, and at each first difference the reference's own margin (log-probability)
+    between its token and the artifact's: a margin near 0 is a near-tie, flipped by any small drift."""
     from ..generate.config import GenerationConfig
     from ..generate.loop import run
 
-    firsts, same, total = [], 0, 0
+    firsts, margins, same, total = [], [], 0, 0
     for ids in rows:
         for b in (model.backend, ref.backend):
             most = teacher.prompt_room(b)
@@ -113,10 +114,21 @@ def greedy(model: Any, ref: Any, rows: list[list[int]], steps: int) -> dict[str,
         got, _ = run(model.backend, [ids], cfg, model.gen_defaults)
         want, _ = run(ref.backend, [ids], cfg, ref.gen_defaults)
         firsts.append(first_divergence(got[0], want[0]))
+        margins.append(None if firsts[-1] is None else _margin(ref.backend, ids, want[0], got[0], firsts[-1]))
         same += sum(a == b for a, b in zip(got[0], want[0]))
         total += len(want[0])
-    return {"prompts": len(rows), "steps": steps, "first_divergence": firsts,
+    return {"prompts": len(rows), "steps": steps, "first_divergence": firsts, "divergence_margin": margins,
             "token_agreement": round(same / total, 4) if total else None}
+
+
+def _margin(backend: Any, ids: list[int], want: list[int], got: list[int], at: int) -> float:
+    """The reference's log-probability of its own token minus the artifact's, at step `at` of its run."""
+    from ..generate.search import log_softmax
+    from .texts import Case
+
+    *_, last = teacher.logits(backend, Case("greedy", ids, want[: at + 1]))
+    logp = log_softmax(np.asarray(last[-1:]), np.float64)[0]
+    return round(float(logp[want[at]] - logp[got[at]]), 4)
 
 
 def at_export(directory: Path, manifest: Any, tokenizer_json: str, tokens: int) -> dict[str, Any]:

@@ -12,7 +12,10 @@ def text(r: dict[str, Any]) -> str:
         lines.append(f"  {name:<8} {s['tokens']:>7} {s['perplexity']:>10.3f} {s['reference_perplexity']:>10.3f} "
                      f"{s['kl_mean']:>9.4f} {s['kl_p99']:>9.4f} {s['top1_agreement']:>7.1%}")
     if g["prompts"]:
-        firsts = ", ".join("-" if f is None else str(f) for f in g["first_divergence"])
+        margins = g.get("divergence_margin") or [None] * len(g["first_divergence"])
+        firsts = ", ".join("-" if f is None else f"{f} ({m:.2f})" if m is not None else str(f)
+                           for f, m in zip(g["first_divergence"], margins))
         lines.append(f"  greedy: {g['prompts']} prompts x {g['steps']} tokens: same token at "
-                     f"{g['token_agreement']:.1%} of steps; first difference at step {firsts} (-: none)")
+                     f"{g['token_agreement']:.1%} of steps; first difference at step {firsts} (-: none; in "
+                     "brackets the reference's log-probability margin there: near 0 is a near-tie)")
     return "\n".join(lines)

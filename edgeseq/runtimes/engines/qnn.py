@@ -4,7 +4,8 @@ onnxruntime-qnn is a plugin execution provider: its library is registered with O
 process and its devices added to a session's options. On x86-64 its HTP backend is a simulator:
 graphs are validated and compiled as for a phone, then run far slower than on the CPU provider, so
 every profile on it is marked simulated. A float graph runs on HTP in float16
-(`enable_htp_fp16_precision`); a QDQ graph runs in its quantized types.
+(`enable_htp_fp16_precision`); a QDQ graph runs in its quantized types, and the nodes it keeps float
+(the residual stream and norms: export/outliers.py) in float16.
 
 Compiling is the slow part of a load. The compiled graph is kept as an EP-context model (ONNX with
 the QNN context binary embedded) in the engine cache, keyed by the graph's SHA-256 and the options,
@@ -67,8 +68,9 @@ def provider_options(quantized: bool, soc: str | None = None) -> dict[str, str]:
 
     opts = {"backend_path": onnxruntime_qnn.get_qnn_htp_path(), "soc_model": soc or SOC_MODEL,
             "offload_graph_io_quantization": "0"}  # graph-input Q / output DQ run on HTP too
-    if not quantized:
-        opts["enable_htp_fp16_precision"] = "1"  # a float graph fails HTP's finalize in fp32
+    # a float graph fails HTP's finalize in fp32; a QDQ graph keeps float nodes too (its residual
+    # stream and norms: export/outliers.py), which run in float16 with it
+    opts["enable_htp_fp16_precision"] = "1"
     return opts
 
 
