@@ -51,7 +51,7 @@ def test_an_fp32_artifact_follows_its_source(artifacts: dict[str, Path], family:
 def test_an_artifact_against_itself_is_exactly_equal(artifacts: dict[str, Path]) -> None:
     r = evaluate(artifacts["llama"], EvalConfig(reference=str(artifacts["llama"]), **SMALL))
     assert r["kl_mean"] == 0.0 and r["top1_agreement"] == 1.0 and r["perplexity"] == r["reference_perplexity"]
-    assert r["greedy"]["first_divergence"] == [None, None]
+    assert r["greedy"]["first_divergence"] == [None, None] and r["greedy"]["forced_agreement"] == 1.0
 
 
 def test_a_reference_that_reads_other_ids_is_refused(artifacts: dict[str, Path], tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_a_divergence_margin_is_the_references_log_probability_gap(artifacts: di
     from edgeseq.generate.config import GenerationConfig
     from edgeseq.generate.loop import run
     from edgeseq.generate.search import log_softmax
-    from edgeseq.quality.evaluate import _margin
+    from edgeseq.quality.evaluate import _forced, _margin
 
     ref = api.load(artifacts[family])
     ids = [5, 9, 17, 4, 30]
@@ -143,3 +143,8 @@ def test_a_divergence_margin_is_the_references_log_probability_gap(artifacts: di
     assert int(np.argmax(np.asarray(logits[at])[-1])) == want[at]  # the steps read back its greedy run
     m = _margin(ref.backend, ids, want, got, at)
     assert m == pytest.approx(float(logp[want[at]] - logp[other]), abs=1e-3) and m >= 0
+    # fed its own greedy tokens the model chooses each of them again; a wrong last token costs one step
+    cfg = GenerationConfig(max_new_tokens=len(want), ignore_eos=True).validate()
+    assert _forced(ref, ids, want, cfg) == len(want)
+    wrong = want[:-1] + [(want[-1] + 1) % int(ref.backend.manifest.dims["vocab_size"])]
+    assert _forced(ref, ids, wrong, cfg) == len(want) - 1

@@ -99,11 +99,14 @@ def score(model: Any, ref: Any, cfg: EvalConfig, progress: Callable[[int], None]
 def greedy(model: Any, ref: Any, rows: list[list[int]], steps: int) -> dict[str, Any]:
     """Free greedy runs of `steps` tokens from each prompt on both: where they first differ, the share of
     steps with the same token, and at each first difference the reference's own margin (log-probability)
-    between its token and the artifact's: a margin near 0 is a near-tie, flipped by any small drift."""
+    between its token and the artifact's: a margin near 0 is a near-tie, flipped by any small drift.
+    `forced_agreement`: along the reference's greedy run, the share of steps where the artifact, fed the
+    same tokens so far, chooses the reference's next token (one flip does not make every later step
+    differ, as in the free runs)."""
     from ..generate.config import GenerationConfig
     from ..generate.loop import run
 
-    firsts, margins, same, total = [], [], 0, 0
+    firsts, margins, same, forced, total = [], [], 0, 0, 0
     for ids in rows:
         for b in (model.backend, ref.backend):
             most = teacher.prompt_room(b)
@@ -116,9 +119,26 @@ def greedy(model: Any, ref: Any, rows: list[list[int]], steps: int) -> dict[str,
         firsts.append(first_divergence(got[0], want[0]))
         margins.append(None if firsts[-1] is None else _margin(ref.backend, ids, want[0], got[0], firsts[-1]))
         same += sum(a == b for a, b in zip(got[0], want[0]))
+        forced += _forced(model, ids, want[0], cfg)
         total += len(want[0])
     return {"prompts": len(rows), "steps": steps, "first_divergence": firsts, "divergence_margin": margins,
-            "token_agreement": round(same / total, 4) if total else None}
+            "token_agreement": round(same / total, 4) if total else None,
+            "forced_agreement": round(forced / total, 4) if total else None}
+
+
+def _forced(model: Any, ids: list[int], want: list[int], cfg: Any) -> int:
+    """Steps of the reference's greedy run `want` where the artifact, fed its tokens so far, chooses the same
+    next token among the ids the run may choose (a forced run bans the stop ids)."""
+    from ..generate.loop import banned_ids, first_banned
+    from .texts import Case
+
+    logits = np.concatenate([np.asarray(x, np.float32)
+                             for x in teacher.logits(model.backend, Case("greedy", ids, want))])
+    gen = model.gen_defaults
+    for rows, ban in ((logits[1:], banned_ids(cfg, gen)), (logits[:1], first_banned(cfg, gen))):
+        if ban:
+            rows[:, ban] = -np.inf
+    return int((logits.argmax(axis=-1) == np.asarray(want)).sum())
 
 
 def _margin(backend: Any, ids: list[int], want: list[int], got: list[int], at: int) -> float:

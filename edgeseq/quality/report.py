@@ -15,7 +15,9 @@ def text(r: dict[str, Any]) -> str:
         margins = g.get("divergence_margin") or [None] * len(g["first_divergence"])
         firsts = ", ".join("-" if f is None else f"{f} ({m:.2f})" if m is not None else str(f)
                            for f, m in zip(g["first_divergence"], margins))
+        forced = g.get("forced_agreement")
         lines.append(f"  greedy: {g['prompts']} prompts x {g['steps']} tokens: same token at "
                      f"{g['token_agreement']:.1%} of steps; first difference at step {firsts} (-: none; in "
-                     "brackets the reference's log-probability margin there: near 0 is a near-tie)")
+                     "brackets the reference's log-probability margin there: near 0 is a near-tie)"
+                     + ("" if forced is None else f"; fed the reference's tokens, the same next token at {forced:.1%}"))
     return "\n".join(lines)
