@@ -151,7 +151,7 @@ def genai_config(manifest: Manifest) -> dict[str, Any]:
              "num_attention_heads": int(d["num_heads"]), "num_key_value_heads": int(d["num_kv_heads"])}
     return {
         "model": {
-            "type": "whisper",
+            "type": manifest.model["family"],  # the runtime's speech type is named as the model's family
             "bos_token_id": int(audio["tokens"]["start"]),  # <|startoftranscript|>: the decoder prompt's first id
             "eos_token_id": eos[0] if len(eos) == 1 else eos,
             "pad_token_id": gen.get("pad_token_id") if gen.get("pad_token_id") is not None else eos[0],

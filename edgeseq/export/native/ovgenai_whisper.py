@@ -177,7 +177,7 @@ def _rows(value: Any, total: int, lo: int, hi: int) -> Any:
 
 def model_config(manifest: Manifest) -> dict[str, Any]:
     audio, dims = manifest.audio, manifest.dims
-    return {"model_type": "whisper", "max_source_positions": int(audio["encoder_positions"]),
+    return {"model_type": manifest.model["family"], "max_source_positions": int(audio["encoder_positions"]),
             "max_target_positions": int(dims["max_positions"]), "num_mel_bins": int(audio["n_mels"]),
             "vocab_size": int(dims["vocab_size"]), "d_model": int(dims["hidden_size"]),
             "decoder_layers": int(dims["num_layers"]), "encoder_layers": int(dims.get("num_encoder_layers") or 0)}
