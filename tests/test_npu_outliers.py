@@ -1,6 +1,7 @@
 """The NPU QDQ recipe's outlier handling (export/outliers.py, export/calibrate.py): the residual stream and
 its norms stay float while MatMuls are int with per-channel weights, hot MatMuls stay float, calibrated
-ranges are widened. Tiny models and hand-built graphs only."""
+ranges are widened, attention's activation x activation MatMuls stay float at 16 bits. Tiny models and
+hand-built graphs only."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,11 +34,22 @@ def test_qdq_graph_keeps_the_residual_stream_float(npu_artifacts: dict[str, Path
         for n in residual:
             assert "QuantizeLinear" not in readers.get(n.output[0], []), (family, n.name)
         # every weight MatMul reads int8 per-output-channel weights and a quantized activation
-        matmuls = [n for n in g.node if n.op_type == "MatMul" and n.name not in stream]
+        core = set(outliers.attention_core(float_graph))
+        matmuls = [n for n in g.node if n.op_type == "MatMul" and n.name not in stream | core]
         weighted = [n for n in matmuls if producer[n.input[1]].input[0] in inits]
-        assert len(weighted) >= 4 * layers
+        assert len(weighted) >= 4 * layers and len(weighted) == len(matmuls)
         for n in matmuls:
             assert all(producer[i].op_type == "DequantizeLinear" for i in n.input), (family, n.name)
+        # attention's scores and probabilities x value MatMuls, and the nodes up to the output projection,
+        # stay float: none is a Q/DQ unit (fed by Dequantize and read by Quantize), which onnxruntime-qnn
+        # would run in integers; the MatMuls' outputs are never quantized
+        kept = [n for n in g.node if n.name in core]
+        assert sum(n.op_type == "MatMul" for n in kept) >= 2 * layers, (family, len(kept))
+        for n in kept:
+            fed = [producer[i].op_type for i in n.input if i in producer and producer[i].op_type != "Constant"]
+            quantized_out = any("QuantizeLinear" in readers.get(o, []) for o in n.output)
+            assert not (fed and set(fed) == {"DequantizeLinear"} and quantized_out), (family, n.name)
+            assert not (n.op_type == "MatMul" and quantized_out), (family, n.name)
         for n in weighted:
             dq = producer[n.input[1]]
             axis = {a.name: helper.get_attribute_value(a) for a in dq.attribute}.get("axis")
@@ -73,6 +85,28 @@ def test_float_path_stops_at_matmuls_and_hot_matmuls_are_found() -> None:
     calm = _toy(1.0)
     calm_ranges = outliers.tensor_ranges(calm, [{"input_ids": np.array([[1, 2, 3, 299]], np.int64)}])
     assert max(outliers.matmul_peaks(calm, calm_ranges).values()) < 1000.0
+
+
+def test_attention_core_runs_from_the_scores_to_the_output_projection() -> None:
+    """q = x Wq; s = q x k'; p = Softmax(s / 8); o = p x v; y = o Wo: the core is the two activation
+    MatMuls and what lies between and after them up to Wo, not the weight MatMuls."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"], name="q_proj"),
+             helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+             helper.make_node("Div", ["s", "eight"], ["s8"], name="scale"),
+             helper.make_node("Softmax", ["s8"], ["p"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["o"], name="mix"),
+             helper.make_node("Transpose", ["o"], ["ot"], name="swap", perm=[1, 0]),
+             helper.make_node("Transpose", ["ot"], ["o2"], name="back", perm=[1, 0]),
+             helper.make_node("MatMul", ["o2", "wo"], ["y"], name="o_proj")]
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    g = helper.make_graph(nodes, "attn", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shp) for n, shp in
+                                          (("x", [2, 4]), ("kt", [4, 3]), ("v", [3, 4]))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                          [numpy_helper.from_array(a, n) for a, n in ((f(4, 4), "wq"), (f(4, 4), "wo"),
+                                                                      (np.array(8.0, np.float32), "eight"))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    assert set(outliers.attention_core(model)) == {"scores", "scale", "softmax", "mix", "swap", "back"}
 
 
 def test_widened_ranges_keep_zero_bounds() -> None:

@@ -4,8 +4,9 @@ Calibration data is what the graphs see in use: the float artifact generates gre
 provider from prompts of every bucket's length (windows of the profiling passage), and every graph
 call's inputs are recorded, caches included. Each graph is then quantized with ONNX Runtime's QNN
 recipe, made to hold on models with massive activations (export/outliers.py): the residual stream,
-its norms and the few MatMuls and tensors past HOT_PEAK stay float (float16 on HTP), calibrated
-ranges are widened by RANGE_PAD, and 8-bit MatMul weights get one scale per output channel (HTP
+its norms, the few MatMuls and tensors past HOT_PEAK and, with 16-bit activations, the attention's
+activation x activation MatMuls stay float (float16 on HTP), calibrated
+ranges are widened (RANGE_PAD, by activation bits), and 8-bit MatMul weights get one scale per output channel (HTP
 compiles them). The signatures' weights are shared again. Recipes:
   w8a16  int8 weights (per output channel), uint16 activations
   w8a8   int8 weights (per output channel), uint8 activations
@@ -30,7 +31,11 @@ DECODE_STEPS = 8  # greedy steps recorded after each prompt
 # a MatMul whose calibrated |input| or |output| passes this stays float (float16 on HTP): one 16-bit
 # range over it would leave steps above 0.015 for the values near 1 beside the outlier
 HOT_PEAK = 1000.0
-RANGE_PAD = 0.5  # each calibrated activation range widened by half its span (export/outliers.py widened)
+# each calibrated activation range widened by this share of its span on each unbounded side
+# (export/outliers.py widened): rare tokens push a gate x up product or a query past what a few
+# calibration prompts showed, and a clipped value costs far more than resolution does. At 16 bits two
+# spans (2.3 bits of 16) cost no measurable accuracy; at 8 bits resolution is scarce, half a span.
+RANGE_PAD = {16: 2.0, 8: 0.5}
 
 
 def quantize_artifact(directory: Path, manifest: Any, recipe: str, progress: Any = None,
@@ -147,18 +152,19 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float
 
     import onnx
 
-    from .outliers import channel_weights, clips_to_max, float_path, hot_matmuls, hot_nodes, widened
+    from .outliers import attention_core, channel_weights, clips_to_max, float_path, hot_matmuls, hot_nodes, widened
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
     model = onnx.load(str(path))
     keep = None
     if float_stream:  # float_path names unnamed nodes: before the save
         keep = list(dict.fromkeys(float_path(model) + hot_matmuls(model, set(hot))
-                                  + hot_nodes(model, ranges or {}, HOT_PEAK)))
+                                  + hot_nodes(model, ranges or {}, HOT_PEAK)
+                                  + (attention_core(model) if activations == QuantType.QUInt16 else [])))
     if keep:
         clips_to_max(model, keep)
         onnx.save(model, str(path))
-    overrides = widened(ranges, RANGE_PAD) if ranges else {}
+    overrides = widened(ranges, RANGE_PAD[16 if activations == QuantType.QUInt16 else 8]) if ranges else {}
     if per_channel and recipe != "w4a16":  # int4 per-channel zero points do not survive share_weights' external data
         overrides.update(channel_weights(model, set(keep or ()), weights))
     tmp = path.with_suffix(".qdq.onnx")

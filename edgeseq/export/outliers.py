@@ -154,6 +154,25 @@ def hot_matmuls(model: Any, keys: set[str]) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and weight_key(model, n.input[1]) in keys]
 
 
+def attention_core(model: Any) -> list[str]:
+    """Names of the nodes from attention's query x key MatMul to the MatMul that reads its output
+    projection: the two MatMuls whose inputs are both activations (scores, probabilities x value) and
+    every node between and after them up to a stored-weight MatMul. HTP runs a uint16 x uint16 MatMul
+    far less exactly than the CPU provider's QDQ arithmetic (on SmolLM2 its output error is ten times
+    the CPU's), while in float16 these small products are exact enough. The nodes after them stay float
+    too: a kept-float node whose output a Quantize reads would form a Q/DQ unit, which onnxruntime-qnn
+    runs in integers anyway."""
+    stored = {i.name for i in model.graph.initializer}
+    stored |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    core = [n for n in model.graph.node if n.op_type == "MatMul" and not stored & set(n.input[:2])]
+    if not core:
+        return []
+    for k, n in enumerate(model.graph.node):  # float_path names nodes too: names must exist first
+        if not n.name:
+            n.name = f"{n.op_type}_{k}"
+    return list(dict.fromkeys([n.name for n in core] + float_path(model, [n.output[0] for n in core])))
+
+
 def channel_weights(model: Any, skip: set[str], weight_type: Any) -> dict[str, list[dict[str, Any]]]:
     """Quantizer overrides giving each quantized MatMul's stored weight [K, N] one symmetric scale per
     output column (axis 1): a per-tensor 8-bit scale set by a weight matrix's largest entry leaves the
