@@ -4,11 +4,15 @@ Some engines map their weight files (OpenVINO maps an IR's .bin and a compiled b
 compile, copy every weight into a layout of their own, then keep the mapping open. Each page of the
 file read during that copy stays in the process's resident set, so a load's peak and the resident
 size after it count the weights twice although the engine only reads a few of the mapped pages
-again (an embedding table's rows, say). madvise(MADV_DONTNEED) on a read-only mapping of a file
-only drops this process's page-table entries: the file's pages stay in the page cache, and a page
-read later faults back in with the same content. `Released` does that for the mappings of given
-folders while a block runs (a thread, every `interval` seconds, so that the peak during the copy
-stays low too) and once more when it ends.
+again (an embedding table's rows, say). madvise(MADV_PAGEOUT) reclaims those pages: a clean page of
+a file is dropped and a page read later faults back in from the file with the same content.
+`Released` does that for the mappings of given folders while a block runs (a thread, every
+`interval` seconds, so that the peak during the copy stays low too) and once more when it ends.
+
+MADV_PAGEOUT, not MADV_DONTNEED: the engine maps and unmaps while the thread runs, so a range read
+from /proc/self/maps may hold anonymous memory (a buffer of the engine's) by the time madvise runs.
+DONTNEED would zero such memory under the engine; PAGEOUT never changes what memory holds (anonymous
+pages are swapped out, or left where there is no swap). Kernels before 5.4 lack it: nothing is released.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
-MADV_DONTNEED = 4
+MADV_PAGEOUT = 21  # Linux 5.4+: reclaim the pages, content kept whatever the range holds
 INTERVAL = 0.02  # seconds between releases while the block runs
 
 
@@ -60,7 +64,7 @@ def release(folders: Iterable[str]) -> int:
         return 0
     done = 0
     for lo, hi in mappings(folders):
-        if madvise(lo, hi - lo, MADV_DONTNEED) == 0:
+        if madvise(lo, hi - lo, MADV_PAGEOUT) == 0:
             done += hi - lo
     return done
 
