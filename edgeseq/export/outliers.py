@@ -10,6 +10,10 @@ ops the fp32 recipe runs there), while the MatMuls, which hold the weights and t
 embedding's output without passing through a MatMul (the residual Adds, each norm up to the MatMul
 it feeds, the final norm before the LM head). A MatMul's own activation input is still quantized:
 the quantizer puts a Q/DQ pair between the float norm and the int MatMul.
+
+`attention_core(model)` names a second float region, kept at 16-bit activations: attention's
+activation x activation MatMuls and what follows them up to the output projection, which HTP computes
+far less exactly in uint16 than in float16.
 """
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ shared/reference/qnn-htp-notes.md) and where it is done:
 
 Weights (the `--weights` of this target):
   fp32   float graph; onnxruntime-qnn runs it on HTP in float16 (enable_htp_fp16_precision)
-  w8a16  QDQ: uint8 weights, uint16 activations, calibrated on sample prompts (export/calibrate.py)
-  w8a8   QDQ: uint8 weights and activations
+  w8a16  QDQ: int8 weights (per output channel), uint16 activations, calibrated on sample prompts;
+         what stays float16 is export/calibrate.py's and export/outliers.py's
+  w8a8   QDQ: int8 weights, uint8 activations
   w4a16  QDQ: int4 weights, uint16 activations
 """
 from __future__ import annotations

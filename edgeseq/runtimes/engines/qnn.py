@@ -5,7 +5,7 @@ process and its devices added to a session's options. On x86-64 its HTP backend 
 graphs are validated and compiled as for a phone, then run far slower than on the CPU provider, so
 every profile on it is marked simulated. A float graph runs on HTP in float16
 (`enable_htp_fp16_precision`); a QDQ graph runs in its quantized types, and the nodes it keeps float
-(the residual stream and norms: export/outliers.py) in float16.
+(the residual stream and norms, attention's core: export/outliers.py) in float16.
 
 Compiling is the slow part of a load. The compiled graph is kept as an EP-context model (ONNX with
 the QNN context binary embedded) in the engine cache, keyed by the graph's SHA-256 and the options,
