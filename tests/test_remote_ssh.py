@@ -117,9 +117,10 @@ def test_profile_over_ssh_gives_the_local_rows_and_copies_once(paper_artifacts: 
     there = there_doc["results"]
     same = ("model", "artifact", "input_len", "output_len", "batch", "engine", "device", "weights", "gen_head", "key")
     assert [{k: r[k] for k in same} for r in there] == [{k: r[k] for k in same} for r in here]
-    for a, b in zip(here, there):  # the same machine under the same protocol: within noise, loosely
+    for a, b in zip(here, there):  # measured there, in the same unit: the same machine, but shared with
+        # other jobs (a 6x swing of a 1 ms TTFT has been seen), so only a unit slip (1000x) fails this
         for metric in ("ttft_ms", "tpot_ms"):
-            assert 0.2 < b[metric] / a[metric] < 5, (metric, a[metric], b[metric])
+            assert b[metric] > 0 and 0.02 < b[metric] / a[metric] < 50, (metric, a[metric], b[metric])
         assert b["host"]["cpu"] and b["on"] == parse(device).url
     assert there_doc["host"]["cores"] == os.cpu_count() and there_doc["on"] == parse(device).url
     assert "copied" in err or "nothing copied" in err
