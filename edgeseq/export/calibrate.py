@@ -4,10 +4,9 @@ Calibration data is what the graphs see in use: the float artifact generates gre
 provider from prompts of every bucket's length (windows of the profiling passage), and every graph
 call's inputs are recorded, caches included. Each graph is then quantized with ONNX Runtime's QNN
 recipe, made to hold on models with massive activations (export/outliers.py): the residual stream,
-its norms, the few MatMuls and tensors past HOT_PEAK and, with 16-bit activations, the attention's
-activation x activation MatMuls stay float (float16 on HTP), calibrated
-ranges are widened (RANGE_PAD, by activation bits), and 8-bit MatMul weights get one scale per output channel (HTP
-compiles them). The signatures' weights are shared again. Recipes:
+its norms, the few MatMuls and tensors past HOT_PEAK and, with 16-bit activations, attention's core
+stay float (float16 on HTP), calibrated ranges are widened (RANGE_PAD, by activation bits), and 8-bit
+MatMul weights get one scale per output channel (HTP compiles them). The signatures' weights are shared again. Recipes:
   w8a16  int8 weights (per output channel), uint16 activations
   w8a8   int8 weights (per output channel), uint8 activations
   w4a16  int4 weights (packed two to a byte, per tensor), uint16 activations
@@ -155,16 +154,17 @@ def _quantize(path: Path, feeds: list[dict[str, np.ndarray]], recipe: str, float
     from .outliers import attention_core, channel_weights, clips_to_max, float_path, hot_matmuls, hot_nodes, widened
 
     activations, weights = (getattr(QuantType, t) for t in RECIPES[recipe])
+    bits = 16 if activations == QuantType.QUInt16 else 8
     model = onnx.load(str(path))
     keep = None
     if float_stream:  # float_path names unnamed nodes: before the save
         keep = list(dict.fromkeys(float_path(model) + hot_matmuls(model, set(hot))
                                   + hot_nodes(model, ranges or {}, HOT_PEAK)
-                                  + (attention_core(model) if activations == QuantType.QUInt16 else [])))
+                                  + (attention_core(model) if bits == 16 else [])))
     if keep:
         clips_to_max(model, keep)
         onnx.save(model, str(path))
-    overrides = widened(ranges, RANGE_PAD[16 if activations == QuantType.QUInt16 else 8]) if ranges else {}
+    overrides = widened(ranges, RANGE_PAD[bits]) if ranges else {}
     if per_channel and recipe != "w4a16":  # int4 per-channel zero points do not survive share_weights' external data
         overrides.update(channel_weights(model, set(keep or ()), weights))
     tmp = path.with_suffix(".qdq.onnx")

@@ -171,10 +171,8 @@ def attention_core(model: Any) -> list[str]:
     core = [n for n in model.graph.node if n.op_type == "MatMul" and not stored & set(n.input[:2])]
     if not core:
         return []
-    for k, n in enumerate(model.graph.node):  # float_path names nodes too: names must exist first
-        if not n.name:
-            n.name = f"{n.op_type}_{k}"
-    return list(dict.fromkeys([n.name for n in core] + float_path(model, [n.output[0] for n in core])))
+    after = float_path(model, [n.output[0] for n in core])  # first: it names unnamed nodes
+    return list(dict.fromkeys([n.name for n in core] + after))
 
 
 def channel_weights(model: Any, skip: set[str], weight_type: Any) -> dict[str, list[dict[str, Any]]]:
